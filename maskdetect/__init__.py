@@ -1,0 +1,1 @@
+"""maskdetect: face-mask detection."""

@@ -1,0 +1,439 @@
+"""The dataset pipeline: source photos -> verified, de-duplicated, grouped split.
+
+* ``acquire_source`` finds the source folder (``--source``, ``MASKDETECT_DATA_SOURCE``,
+  or a download of the pinned upstream commit into ``data/raw/``).
+* ``verify_source`` checks every file against the committed manifest.
+* ``compute_splits`` drops exact duplicates, groups near-duplicates and splits by
+  group, stratified by class (``data/splits.csv`` is its committed result).
+* ``materialise`` copies the files into ``data/{train,validation,test}/<class>/NNN.jpg``
+  and switches to the new copy atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import random
+import re
+import shutil
+import tarfile
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from . import config
+from .fetch import download
+
+SPLIT_COLUMNS = ("source", "class", "sha256", "group", "split", "file")
+MANIFEST_COLUMNS = ("path", "class", "sha256", "bytes")
+STAMP = ".complete"
+
+
+class DataError(RuntimeError):
+    """The data is not what it should be; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    path: str  # "with_mask/475-with-mask.jpg"
+    label: str
+    sha256: str
+    size: int
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def natural_key(path: str) -> tuple:
+    """Sort "2.jpg" before "10.jpg"."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path))
+
+
+def _write_csv_atomic(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(handle, "w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+# -------------------------------------------------------------------------- manifest
+
+
+def read_manifest(path: Path | None = None) -> list[ManifestEntry]:
+    path = path or config.manifest_path()
+    with open(path, newline="") as handle:
+        return [
+            ManifestEntry(row["path"], row["class"], row["sha256"], int(row["bytes"]))
+            for row in csv.DictReader(handle)
+        ]
+
+
+def write_manifest(source: Path, path: Path | None = None) -> list[ManifestEntry]:
+    """Record the files under ``source`` as the manifest (for maintainers)."""
+    entries = [
+        ManifestEntry(name, name.split("/")[0], sha256_file(source / name), (source / name).stat().st_size)
+        for name in _listed_files(source)
+    ]
+    _write_csv_atomic(
+        path or config.manifest_path(),
+        MANIFEST_COLUMNS,
+        [{"path": e.path, "class": e.label, "sha256": e.sha256, "bytes": e.size} for e in entries],
+    )
+    return entries
+
+
+def _listed_files(source: Path) -> list[str]:
+    """Class-folder files under ``source`` as "class/name", hidden files ignored."""
+    names = []
+    for label in config.CLASSES:
+        folder = source / label
+        if folder.is_dir():
+            names += [f"{label}/{p.name}" for p in folder.iterdir() if not p.name.startswith(".")]
+    return sorted(names, key=natural_key)
+
+
+def _name_some(names: list[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def verify_source(source: Path, manifest: list[ManifestEntry] | None = None, progress: bool = True) -> list[ManifestEntry]:
+    """Check that ``source`` holds exactly the manifest's files, byte for byte."""
+    manifest = manifest if manifest is not None else read_manifest()
+    source = Path(source)
+    missing_folders = [label for label in config.CLASSES if not (source / label).is_dir()]
+    if missing_folders:
+        raise DataError(
+            f"{source} has no {' or '.join(f'{m}/' for m in missing_folders)} folder; "
+            "point --source (or MASKDETECT_DATA_SOURCE) at the folder that holds "
+            "with_mask/ and without_mask/"
+        )
+    expected = {entry.path: entry for entry in manifest}
+    present = set(_listed_files(source))
+    missing = sorted(set(expected) - present, key=natural_key)
+    extra = sorted(present - set(expected), key=natural_key)
+    altered = []
+    for name in tqdm(sorted(present & set(expected), key=natural_key), desc="verify source", disable=not progress):
+        entry, path = expected[name], source / name
+        if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
+            altered.append(name)
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing: {_name_some(missing)}")
+    if extra:
+        problems.append(f"{len(extra)} not in the manifest: {_name_some(extra)}")
+    if altered:
+        problems.append(f"{len(altered)} altered (sha256 differs): {_name_some(altered)}")
+    if problems:
+        raise DataError(
+            f"the source {source} does not match data/manifest.csv; "
+            + "; ".join(problems)
+            + ". Nothing was written. Restore the original files (delete data/raw/ to download "
+            "them again) or pass an intact copy with --source."
+        )
+    return manifest
+
+
+# ---------------------------------------------------------------------------- source
+
+
+def _archive_member_name(name: str) -> str | None:
+    """Map an archive member to "class/file" if it is a dataset image, else None."""
+    parts = name.split("/")
+    # <repo>-<commit>/experiements/data/<class>/<file>
+    folder = config.SOURCE_FOLDER.split("/")
+    if len(parts) != len(folder) + 3 or parts[1 : 1 + len(folder)] != folder:
+        return None
+    label, filename = parts[-2], parts[-1]
+    if label not in config.CLASSES or not filename or filename.startswith("."):
+        return None
+    return f"{label}/{filename}"
+
+
+def extract_archive(archive: Path, destination: Path) -> int:
+    """Extract only the dataset folder of a GitHub tar.gz archive into ``destination``."""
+    count = 0
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            name = _archive_member_name(member.name)
+            if name is None or not member.isfile():
+                continue
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tar.extractfile(member) as data, open(target, "wb") as out:
+                shutil.copyfileobj(data, out)
+            count += 1
+    return count
+
+
+def download_source(destination: Path, url: str | None = None, progress: bool = True) -> Path:
+    """Download the pinned upstream archive and extract the dataset folder.
+
+    ``destination`` appears only once it is complete and verified.
+    """
+    url = url or os.environ.get("MASKDETECT_DATA_URL") or config.SOURCE_ARCHIVE_URL
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=".download-") as work:
+        archive = download(url, Path(work) / "observations.tar.gz", progress=progress)
+        extracted = Path(work) / "observations"
+        try:
+            count = extract_archive(archive, extracted)
+        except (tarfile.TarError, EOFError, OSError) as error:
+            raise DataError(f"the archive from {url} is not a readable tar.gz ({error})") from error
+        if count == 0:
+            raise DataError(
+                f"the archive from {url} has no {config.SOURCE_FOLDER}/{{with_mask,without_mask}} folder"
+            )
+        verify_source(extracted, progress=progress)
+        if destination.exists():
+            shutil.rmtree(destination)
+        os.replace(extracted, destination)
+    return destination
+
+
+def acquire_source(source: Path | None = None, progress: bool = True) -> Path:
+    """The verified source folder: given, from the environment, or downloaded once."""
+    source = source or config.data_source_from_env()
+    if source is not None:
+        verify_source(Path(source), progress=progress)
+        return Path(source)
+    cached = config.data_dir() / "raw" / "observations"
+    if cached.is_dir():
+        verify_source(cached, progress=progress)
+        return cached
+    return download_source(cached, progress=progress)
+
+
+# ---------------------------------------------------------------------------- splits
+
+
+def distinct_entries(manifest: list[ManifestEntry]) -> list[ManifestEntry]:
+    """One entry per distinct content: the first by natural path order."""
+    seen: set[str] = set()
+    kept = []
+    for entry in sorted(manifest, key=lambda e: natural_key(e.path)):
+        if entry.sha256 not in seen:
+            seen.add(entry.sha256)
+            kept.append(entry)
+    return kept
+
+
+def assign_splits(
+    group_labels: dict[str, Counter],
+    fractions: dict[str, float] | None = None,
+    seed: int = config.GROUP_SPLIT_SEED,
+) -> dict[str, str]:
+    """Assign whole groups to splits so each class is split close to ``fractions``.
+
+    Largest groups first (ties in a seeded random order); each goes where its classes
+    are furthest below target. Deterministic for a given input and seed.
+    """
+    fractions = fractions or config.SPLIT_FRACTIONS
+    totals = Counter()
+    for counts in group_labels.values():
+        totals.update(counts)
+    targets = {s: {c: fractions[s] * totals[c] for c in totals} for s in fractions}
+    current = {s: Counter() for s in fractions}
+    rng = random.Random(seed)
+    names = sorted(group_labels)
+    rng.shuffle(names)
+    names.sort(key=lambda g: -sum(group_labels[g].values()))  # stable: keeps the shuffle within ties
+    assignment = {}
+    for name in names:
+        counts = group_labels[name]
+
+        def deficit(split: str) -> float:
+            return sum(
+                n * (targets[split][c] - current[split][c]) / max(targets[split][c], 1e-9)
+                for c, n in counts.items()
+            )
+
+        chosen = max(fractions, key=deficit)  # ties: the order of fractions
+        assignment[name] = chosen
+        current[chosen].update(counts)
+    return assignment
+
+
+def compute_splits(source: Path, progress: bool = True) -> list[dict]:
+    """The rows of ``data/splits.csv`` for a verified source."""
+    from .near_duplicates import group_images  # heavy imports only when grouping
+
+    manifest = verify_source(source, progress=progress)
+    kept = distinct_entries(manifest)
+    labels, _ = group_images([source / e.path for e in kept], progress=progress)
+    width = len(str(int(labels.max()) + 1))
+    group_names = [f"g{int(label):0{width}d}" for label in labels]
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for entry, group in zip(kept, group_names):
+        counts[group][entry.label] += 1
+    assignment = assign_splits(counts)
+    rows = [
+        {"source": e.path, "class": e.label, "sha256": e.sha256, "group": g, "split": assignment[g]}
+        for e, g in zip(kept, group_names)
+    ]
+    return number_files(rows)
+
+
+def number_files(rows: list[dict]) -> list[dict]:
+    """Name files NNN.jpg, ascending in source order within each split and class."""
+    counters: Counter = Counter()
+    for row in sorted(rows, key=lambda r: natural_key(r["source"])):
+        key = (row["split"], row["class"])
+        row["file"] = f"{counters[key]:03d}{Path(row['source']).suffix.lower()}"
+        counters[key] += 1
+    return rows
+
+
+def file_level_splits(manifest: list[ManifestEntry], seed: int = config.FILE_SPLIT_SEED) -> list[dict]:
+    """The original project's split: files shuffled at random, 60/20/20 per class.
+
+    Duplicates and twins land on both sides; kept only to show how leakage
+    inflates test accuracy.
+    """
+    rng = random.Random(seed)
+    rows = []
+    for label in config.CLASSES:
+        entries = sorted((e for e in manifest if e.label == label), key=lambda e: natural_key(e.path))
+        rng.shuffle(entries)
+        n_train = round(config.SPLIT_FRACTIONS["train"] * len(entries))
+        n_validation = round(config.SPLIT_FRACTIONS["validation"] * len(entries))
+        for i, entry in enumerate(entries):
+            split = "train" if i < n_train else "validation" if i < n_train + n_validation else "test"
+            rows.append({"source": entry.path, "class": label, "sha256": entry.sha256, "group": "", "split": split})
+    return number_files(rows)
+
+
+def read_splits(path: Path | None = None) -> list[dict]:
+    path = path or config.splits_path()
+    if not path.exists():
+        raise DataError(f"{path} is missing; run `maskdetect data split` to compute it")
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and set(SPLIT_COLUMNS) - set(rows[0]):
+        raise DataError(f"{path} lacks columns {sorted(set(SPLIT_COLUMNS) - set(rows[0]))}")
+    return rows
+
+
+def check_splits_against_manifest(rows: list[dict], manifest: list[ManifestEntry]) -> None:
+    known = {entry.path: entry.sha256 for entry in manifest}
+    wrong = [r["source"] for r in rows if known.get(r["source"]) != r["sha256"]]
+    if wrong:
+        raise DataError(
+            f"data/splits.csv names files that data/manifest.csv does not hold with that sha256: "
+            f"{_name_some(wrong)}; recompute it with `maskdetect data split`"
+        )
+
+
+def write_splits(rows: list[dict], path: Path | None = None) -> Path:
+    path = path or config.splits_path()
+    _write_csv_atomic(path, SPLIT_COLUMNS, [{c: row[c] for c in SPLIT_COLUMNS} for row in rows])
+    return path
+
+
+def split_counts(rows: list[dict]) -> dict[str, dict[str, int]]:
+    counts = {s: {c: 0 for c in config.CLASSES} for s in config.SPLITS}
+    for row in rows:
+        counts[row["split"]][row["class"]] += 1
+    return counts
+
+
+# ---------------------------------------------------------------------- materialise
+
+
+def _rows_digest(rows: list[dict]) -> str:
+    text = "\n".join(f"{r['split']}/{r['class']}/{r['file']}={r['sha256']}" for r in rows)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _is_complete(build: Path, digest: str) -> bool:
+    stamp = build / STAMP
+    return stamp.is_file() and stamp.read_text().strip() == digest
+
+
+def materialise(rows: list[dict], source: Path | None, target: Path, progress: bool = True) -> bool:
+    """Lay out ``target/{train,validation,test}/<class>/<file>`` from ``rows``.
+
+    Files are copied into ``target/.builds/<digest>/`` and the ``target/current``
+    symlink is switched to it in one atomic rename, so an interrupted run leaves the
+    previous split in place. ``source=None`` means "verify and find the source only
+    if a copy is needed". Returns False when the split was already in place.
+    """
+    digest = _rows_digest(rows)[:16]
+    builds = target / ".builds"
+    build = builds / digest
+    current = target / "current"
+    if not (current.resolve() == build.resolve() and _is_complete(build, digest)):
+        if not _is_complete(build, digest):
+            source = source if source is not None else acquire_source(progress=progress)
+            builds.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=builds, prefix=".staging-"))
+            try:
+                for row in tqdm(rows, desc=f"copy to {target.name}/", disable=not progress):
+                    destination = staging / row["split"] / row["class"] / row["file"]
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(Path(source) / row["source"], destination)
+                (staging / STAMP).write_text(digest + "\n")
+                if build.exists():
+                    shutil.rmtree(build)
+                os.replace(staging, build)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        link = target / f".current-{os.getpid()}"
+        link.unlink(missing_ok=True)
+        link.symlink_to(Path(".builds") / digest)
+        os.replace(link, current)
+        changed = True
+    else:
+        changed = False
+    for split in config.SPLITS:
+        alias = target / split
+        if not alias.is_symlink():
+            if alias.exists():
+                shutil.rmtree(alias)
+            alias.symlink_to(Path("current") / split)
+    # Older builds are no longer referenced.
+    for old in builds.iterdir():
+        if old.name != digest:
+            shutil.rmtree(old, ignore_errors=True)
+    return changed
+
+
+def prepare_data(
+    source: Path | None = None,
+    strategy: str = "groups",
+    progress: bool = True,
+) -> tuple[Path, list[dict], bool]:
+    """``maskdetect data``: materialise the committed group split (or the file split)."""
+    if strategy == "groups":
+        rows, target = read_splits(), config.data_dir()
+        check_splits_against_manifest(rows, read_manifest())
+        if source is not None or config.data_source_from_env() is not None:
+            source = acquire_source(source, progress=progress)
+    elif strategy == "files":
+        source = acquire_source(source, progress=progress)
+        rows, target = file_level_splits(read_manifest()), config.data_dir() / "files-split"
+    else:
+        raise DataError(f"unknown strategy {strategy!r}; use 'groups' or 'files'")
+    changed = materialise(rows, source, target, progress=progress)
+    return target, rows, changed
