@@ -70,6 +70,7 @@ def _write_csv_atomic(path: Path, columns: tuple[str, ...], rows: list[dict]) ->
             writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
+        os.chmod(temporary, 0o644)  # mkstemp makes files private
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
@@ -211,17 +212,27 @@ def download_source(destination: Path, url: str | None = None, progress: bool = 
     return destination
 
 
-def acquire_source(source: Path | None = None, progress: bool = True) -> Path:
-    """The verified source folder: given, from the environment, or downloaded once."""
+def find_source(source: Path | None = None, progress: bool = True) -> Path | None:
+    """The verified local source: given, from the environment, or the earlier download.
+
+    None when there is no local copy (nothing is downloaded here).
+    """
     source = source or config.data_source_from_env()
-    if source is not None:
-        verify_source(Path(source), progress=progress)
-        return Path(source)
-    cached = config.data_dir() / "raw" / "observations"
-    if cached.is_dir():
-        verify_source(cached, progress=progress)
-        return cached
-    return download_source(cached, progress=progress)
+    if source is None:
+        cached = config.data_dir() / "raw" / "observations"
+        if not cached.is_dir():
+            return None
+        source = cached
+    verify_source(Path(source), progress=progress)
+    return Path(source)
+
+
+def acquire_source(source: Path | None = None, progress: bool = True) -> Path:
+    """The verified source folder, downloading the pinned upstream commit if needed."""
+    found = find_source(source, progress=progress)
+    if found is not None:
+        return found
+    return download_source(config.data_dir() / "raw" / "observations", progress=progress)
 
 
 # ---------------------------------------------------------------------------- splits
@@ -428,8 +439,7 @@ def prepare_data(
     if strategy == "groups":
         rows, target = read_splits(), config.data_dir()
         check_splits_against_manifest(rows, read_manifest())
-        if source is not None or config.data_source_from_env() is not None:
-            source = acquire_source(source, progress=progress)
+        source = find_source(source, progress=progress)  # a download waits until a copy is needed
     elif strategy == "files":
         source = acquire_source(source, progress=progress)
         rows, target = file_level_splits(read_manifest()), config.data_dir() / "files-split"

@@ -75,6 +75,7 @@ def download(
                 raise FetchError(
                     f"{url} ended after {received} of {total} bytes; try again"
                 )
+        os.chmod(partial, 0o644)  # mkstemp makes files private
         os.replace(partial, destination)
     except (OSError, TimeoutError) as error:
         os.unlink(partial)

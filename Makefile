@@ -1,0 +1,55 @@
+# maskdetect: every target sets up what it needs first.
+#   make serve   serve the committed model at http://localhost:9696 (the main job)
+#   make test    run the whole test suite
+#   make data    download, verify and lay out the leakage-safe split under data/
+
+SHELL := /bin/bash
+PYTHON ?= python3
+PIPENV_VERSION := 2026.10.3
+TOOLS := .tools
+PIPENV := $(TOOLS)/bin/pipenv
+VENV := .venv
+INSTALLED := $(VENV)/.installed
+
+export PIPENV_VENV_IN_PROJECT := 1
+export PIPENV_NOSPIN := 1
+export PIPENV_YES := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help env serve test data split data-files lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(PIPENV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check pipenv==$(PIPENV_VERSION)
+
+$(INSTALLED): Pipfile.lock pyproject.toml | $(PIPENV)
+	$(PIPENV) install --deploy --dev
+	@touch $@
+
+env: $(INSTALLED)  ## create .venv from Pipfile.lock (Python 3.11)
+
+serve: env  ## serve the committed model at http://localhost:9696
+	@echo "make serve: the prediction service arrives with issue 4 (Flask + gunicorn);" \
+	      "until then there is no model to serve. Run 'make data' and 'make test'." >&2
+	@exit 1
+
+test: env  ## run the whole test suite
+	$(VENV)/bin/pytest
+
+data: env  ## verify the source and lay out data/{train,validation,test}/ from data/splits.csv
+	$(VENV)/bin/maskdetect data
+
+data-files: env  ## the original's leaky file-level split, in data/files-split/
+	$(VENV)/bin/maskdetect data --strategy files
+
+split: env  ## recompute data/splits.csv (near-duplicate grouping, ~70 s)
+	$(VENV)/bin/maskdetect data split
+
+lock: | $(PIPENV)  ## re-resolve Pipfile.lock after editing Pipfile
+	$(PIPENV) lock
+
+clean:  ## remove the environments (data/ stays)
+	rm -rf $(VENV) $(TOOLS)

@@ -1,0 +1,115 @@
+"""Shared fixtures: where the real data lives, and an isolated data folder per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskdetect import config
+
+SHARED = Path(os.environ.get("MASKDETECT_SHARED_DATA", config.PROJECT_ROOT.parent / "shared" / "data"))
+
+
+def _require(path: Path) -> Path:
+    """Real-data tests never skip in CI; elsewhere they say what is missing."""
+    if not path.exists():
+        message = f"{path} is missing: set MASKDETECT_SHARED_DATA to the folder with the shared data"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def observations() -> Path:
+    """The real training photos (a verified copy of the upstream folder)."""
+    return _require(SHARED / "observations")
+
+
+@pytest.fixture(scope="session")
+def reference_groups() -> Path:
+    return _require(SHARED / "observations_groups.csv")
+
+
+@pytest.fixture(scope="session")
+def reference_pairs() -> Path:
+    return _require(SHARED / "observations_pairs.csv")
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch) -> Path:
+    """A private MASKDETECT_DATA_DIR, and no data source from the environment."""
+    target = tmp_path / "data"
+    monkeypatch.setenv("MASKDETECT_DATA_DIR", str(target))
+    monkeypatch.delenv("MASKDETECT_DATA_SOURCE", raising=False)
+    monkeypatch.delenv("MASKDETECT_DATA_URL", raising=False)
+    return target
+
+
+def photo(seed: int, size=(120, 160)) -> Image.Image:
+    """A synthetic 'photo': smooth background and random ellipses and bars, seeded."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([(x * rng.uniform(0.5, 2) + y * rng.uniform(0.5, 2)) % 255 for _ in range(3)], -1)
+    image = base.astype(np.uint8)
+    for _ in range(12):
+        cx, cy = rng.integers(0, width), rng.integers(0, height)
+        rx, ry = rng.integers(5, width // 3), rng.integers(5, height // 3)
+        inside = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 < 1
+        image[inside] = rng.integers(0, 256, 3)
+    return Image.fromarray(image)
+
+
+@pytest.fixture
+def tiny_source(tmp_path):
+    """A small source folder (with_mask/, without_mask/) and its manifest entries."""
+    from maskdetect import data
+
+    source = tmp_path / "source"
+    for label, seeds in (("with_mask", range(6)), ("without_mask", range(100, 106))):
+        (source / label).mkdir(parents=True)
+        for seed in seeds:
+            photo(seed).save(source / label / f"{seed}.jpg", quality=90)
+    manifest = data.write_manifest(source, tmp_path / "manifest.csv")
+    return source, manifest
+
+
+class _Routes(dict):
+    """path -> (status, body, declared_length or None)."""
+
+
+@pytest.fixture
+def http_server():
+    """A server on 127.0.0.1 that answers the routes a test sets: routes[path] = (status, body[, length])."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    routes = _Routes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, body, *length = routes.get(self.path, (404, b"not found"))
+            self.send_response(status)
+            self.send_header("Content-Length", str(length[0] if length else len(body)))
+            self.end_headers()
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):  # keep test output clean
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    routes.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield routes
+    server.shutdown()
+    server.server_close()

@@ -1,0 +1,132 @@
+"""Integration tests on the real dataset: the committed split, download, corruption."""
+
+import csv
+import shutil
+import tarfile
+from collections import defaultdict
+
+import pytest
+
+from maskdetect import cli, config, data
+
+
+def _row_of_every_file(rows):
+    """Map every source path (duplicates included) to the row of its kept copy."""
+    by_sha = {row["sha256"]: row for row in rows}
+    return {entry.path: by_sha[entry.sha256] for entry in data.read_manifest()}
+
+
+def _reference_agreement(rows, reference_pairs, reference_groups):
+    row_of = _row_of_every_file(rows)
+    with open(reference_pairs) as handle:
+        pairs = list(csv.DictReader(handle))
+    together = sum(
+        row_of[f"with_mask/{p['with_mask_file']}"]["group"] == row_of[f"without_mask/{p['without_mask_file']}"]["group"]
+        for p in pairs
+    )
+    splits_of_group = defaultdict(set)
+    with open(reference_groups) as handle:
+        for r in csv.DictReader(handle):
+            splits_of_group[r["group"]].add(row_of[r["path"].split("/", 1)[1]]["split"])
+    crossing = [g for g, splits in splits_of_group.items() if len(splits) > 1]
+    return together / len(pairs), crossing
+
+
+def test_committed_split_keeps_reference_groups_whole(reference_pairs, reference_groups):
+    rows = data.read_splits()
+    pair_share, crossing = _reference_agreement(rows, reference_pairs, reference_groups)
+    assert pair_share >= 0.98
+    assert crossing == []
+
+
+def test_committed_split_is_distinct_complete_and_stratified():
+    rows = data.read_splits()
+    manifest = data.read_manifest()
+    assert len(rows) == 1279 == len({e.sha256 for e in manifest})
+    assert len({r["sha256"] for r in rows}) == len(rows)
+    data.check_splits_against_manifest(rows, manifest)
+    groups = defaultdict(set)
+    for row in rows:
+        groups[row["group"]].add(row["split"])
+    assert all(len(s) == 1 for s in groups.values())
+    counts = data.split_counts(rows)
+    for label in config.CLASSES:
+        total = sum(counts[s][label] for s in config.SPLITS)
+        for split, fraction in config.SPLIT_FRACTIONS.items():
+            assert abs(counts[split][label] / total - fraction) < 0.02
+
+
+@pytest.fixture(scope="module")
+def recomputed(observations):
+    return data.compute_splits(observations, progress=False)
+
+
+def test_recomputing_the_split_reproduces_the_committed_file(recomputed, tmp_path):
+    path = data.write_splits(recomputed, tmp_path / "splits.csv")
+    assert path.read_text() == config.splits_path().read_text()
+
+
+def test_recomputed_grouping_agrees_with_the_reference(recomputed, reference_pairs, reference_groups):
+    pair_share, crossing = _reference_agreement(recomputed, reference_pairs, reference_groups)
+    assert pair_share >= 0.98
+    assert crossing == []
+
+
+def _materialised(target):
+    return {str(p.relative_to(target)): data.sha256_file(p) for p in target.glob("*/*/*.jpg")}
+
+
+def _expected(rows):
+    return {f"{r['split']}/{r['class']}/{r['file']}": r["sha256"] for r in rows}
+
+
+def test_download_extract_verify_and_materialise(observations, data_dir, http_server, tmp_path, capsys):
+    top = f"observations-{config.SOURCE_COMMIT}"
+    archive = tmp_path / "archive.tar.gz"
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        tar.add(config.PROJECT_ROOT / "pyproject.toml", f"{top}/README.md")  # other upstream files
+        for label in config.CLASSES:
+            tar.add(observations / label, f"{top}/{config.SOURCE_FOLDER}/{label}")
+    http_server["/observations.tar.gz"] = (200, archive.read_bytes())
+    url = f"{http_server.base_url}/observations.tar.gz"
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MASKDETECT_DATA_URL", url)
+        assert cli.main(["data", "--quiet"]) == 0
+    assert "materialised" in capsys.readouterr().out
+    assert data.verify_source(data_dir / "raw" / "observations", progress=False)
+    assert _materialised(data_dir) == _expected(data.read_splits())
+    leftovers = [p.name for p in (*data_dir.iterdir(), *(data_dir / "raw").iterdir()) if p.name.startswith(".")]
+    assert leftovers == [".builds"]  # no partial download, staging folder or link
+
+    # Nothing changed: quick, and no second download (the server is gone).
+    http_server.clear()
+    assert cli.main(["data", "--quiet"]) == 0
+    assert "already up to date" in capsys.readouterr().out
+
+
+def test_corrupted_source_is_named_and_the_earlier_split_stays(observations, data_dir, tmp_path, capsys):
+    source = tmp_path / "source"
+    shutil.copytree(observations, source)
+    assert cli.main(["data", "--quiet", "--source", str(source)]) == 0
+    before = _materialised(data_dir)
+
+    victim = source / "without_mask" / "475.jpg"
+    victim.write_bytes(victim.read_bytes()[:-100])
+    (data_dir / ".builds" / next((data_dir / ".builds").iterdir()).name / ".complete").unlink()  # force a rebuild
+    assert cli.main(["data", "--quiet", "--source", str(source)]) == 1
+    error = capsys.readouterr().err
+    assert "without_mask/475.jpg" in error and "altered" in error and "Nothing was written" in error
+    assert _materialised(data_dir) == before
+
+
+def test_file_level_split_is_written_elsewhere(observations, data_dir):
+    assert cli.main(["data", "--quiet", "--strategy", "files", "--source", str(observations)]) == 0
+    files = _materialised(data_dir / "files-split")
+    assert len(files) == 1376
+    assert not (data_dir / "train").exists()
+
+
+def test_missing_source_folder_is_a_clear_cli_error(data_dir, tmp_path, capsys):
+    assert cli.main(["data", "--source", str(tmp_path / "nowhere")]) == 1
+    assert "point --source" in capsys.readouterr().err
