@@ -1,0 +1,98 @@
+"""The one decoder and the one preprocessing function."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskdetect import data
+from maskdetect.images import ImageDecodeError, decode_image, preprocess
+from tests.conftest import photo
+
+
+def _bytes(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _modes():
+    rgb = photo(3, size=(64, 48))
+    rgba = rgb.convert("RGBA")
+    palette_transparent = rgb.convert("P")
+    palette_transparent.info["transparency"] = 0
+    sixteen = Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 257)
+    assert sixteen.mode == "I;16"
+    return {
+        "RGB": rgb,
+        "RGBA": rgba,
+        "LA": rgb.convert("LA"),
+        "P": rgb.convert("P"),
+        "P+transparency": palette_transparent,
+        "L": rgb.convert("L"),
+        "1": rgb.convert("1"),
+        "I;16": sixteen,
+        "I": rgb.convert("I"),
+        "CMYK": rgb.convert("CMYK"),
+    }
+
+
+@pytest.mark.parametrize("mode", list(_modes()))
+@pytest.mark.parametrize("channels", [3, 1])
+def test_every_mode_becomes_model_input(mode, channels):
+    array = preprocess(_modes()[mode], size=32, channels=channels)
+    assert array.shape == (32, 32, channels) and array.dtype == np.float32
+    assert 0.0 <= array.min() <= array.max() <= 1.0
+    assert array.std() > 0.01  # not a blank image
+
+
+def test_sixteen_bit_is_scaled_not_clipped():
+    grey = np.asarray(preprocess(_modes()["L"], size=32, channels=1))
+    sixteen = np.asarray(preprocess(_modes()["I;16"], size=32, channels=1))
+    assert np.abs(grey - sixteen).max() < 2 / 255
+
+
+def test_transparent_pixels_become_white():
+    clear = Image.new("RGBA", (10, 10), (255, 0, 0, 0))
+    assert np.allclose(preprocess(clear, size=4), 1.0)
+
+
+def test_exif_orientation_is_applied():
+    left_red = Image.new("RGB", (40, 20), (0, 0, 255))
+    left_red.paste((255, 0, 0), (0, 0, 20, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 3  # rotated 180 degrees: red ends up on the right
+    array = preprocess(_bytes(left_red, "JPEG", exif=exif, quality=95), size=8)
+    assert array[4, 1, 2] > 0.8 and array[4, 6, 0] > 0.8
+
+
+def test_animated_gif_uses_the_first_frame():
+    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 255, 0))]
+    content = _bytes(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert preprocess(content, size=4)[..., 0].mean() > 0.9
+
+
+def test_bytes_path_and_pil_inputs_agree(tmp_path):
+    content = _bytes(photo(5), "PNG")
+    (tmp_path / "a.png").write_bytes(content)
+    from_bytes = preprocess(content)
+    assert np.array_equal(from_bytes, preprocess(tmp_path / "a.png"))
+    assert np.array_equal(from_bytes, preprocess(decode_image(content)))
+
+
+def test_not_an_image_is_a_decode_error():
+    with pytest.raises(ImageDecodeError):
+        preprocess(b"this is not an image")
+
+
+def test_training_and_serving_inputs_are_identical(observations, tmp_path):
+    """The loader used for training and a service given the file's bytes see the same array."""
+    folder = tmp_path / "split"
+    for label, name in (("with_mask", "0-with-mask.jpg"), ("without_mask", "augmented_image_219.jpg")):
+        (folder / label).mkdir(parents=True)
+        (folder / label / name).write_bytes((observations / label / name).read_bytes())
+    images, labels, paths = data.load_folder(folder, size=100, progress=False)
+    assert labels.tolist() == [1.0, 0.0]
+    for image, path in zip(images, paths):
+        assert np.array_equal(image, preprocess(path.read_bytes(), size=100))
