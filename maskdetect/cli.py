@@ -42,6 +42,22 @@ def command_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from . import train
+
+    overrides = {k: v for k, v in (("model", args.model), ("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+    cfg = dataclasses.replace(train.DEPLOYED, **overrides)
+    report = train.train_and_save(cfg, out_dir=args.out, progress=not args.quiet)
+    out = args.out or train.deployment_dir()
+    print(json.dumps({"model": report["model"], "metrics": report["metrics"]}, indent=2))
+    print(f"wrote {out / train.MODEL_FILE} ({report['model_bytes'] / 1e6:.1f} MB) and {out / train.METRICS_FILE}")
+    print(f"trained in {report['training_seconds']:.0f} s ({report['epochs_run']} epochs, best {report['best_epoch']})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskdetect", description="Face-mask detection.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     data_parser.add_argument("--out", type=Path, help="where 'split' / 'manifest' write (default: data/)")
     data_parser.add_argument("--quiet", action="store_true", help="no progress bars")
     data_parser.set_defaults(run=command_data)
+
+    train_parser = commands.add_parser(
+        "train",
+        help="train the deployment model on data/ and write deployment/",
+        description="Train with the deployed settings (maskdetect.train.DEPLOYED), select the "
+        "epoch on validation, evaluate once on test and on the real-photo dev set, and write "
+        "deployment/maskdetect.h5 and deployment/metrics.json. Run `make data` first.",
+    )
+    train_parser.add_argument("--model", choices=("cnn1", "cnn2", "pretrained"), help="override the model")
+    train_parser.add_argument("--epochs", type=int, help="override the maximum number of epochs")
+    train_parser.add_argument("--seed", type=int, help="override the seed")
+    train_parser.add_argument("--out", type=Path, help="folder to write to (default: deployment/)")
+    train_parser.add_argument("--quiet", action="store_true", help="no progress output")
+    train_parser.set_defaults(run=command_train)
     return parser
 
 

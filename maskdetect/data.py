@@ -368,6 +368,41 @@ def split_counts(rows: list[dict]) -> dict[str, dict[str, int]]:
     return counts
 
 
+# ---------------------------------------------------------------------- model input
+
+
+def load_folder(
+    folder: Path, size: int, channels: int = 3, progress: bool = True
+) -> tuple["np.ndarray", "np.ndarray", list[Path]]:
+    """Every image of ``folder/{with_mask,without_mask}`` through the one preprocessing.
+
+    Returns (images, labels, paths); label 1 is with_mask.
+    """
+    import numpy as np
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .images import preprocess
+
+    folder = Path(folder)
+    if not all((folder / label).is_dir() for label in config.CLASSES):
+        raise DataError(f"{folder} needs with_mask/ and without_mask/ folders; run `make data` first")
+    paths, labels = [], []
+    for label in config.CLASSES:
+        found = sorted((p for p in (folder / label).iterdir() if not p.name.startswith(".")), key=lambda p: natural_key(p.name))
+        paths += found
+        labels += [1.0 if label == "with_mask" else 0.0] * len(found)
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # decoding releases the GIL
+        images = list(
+            tqdm(
+                pool.map(lambda p: preprocess(p, size, channels), paths),
+                total=len(paths),
+                desc=f"load {folder.name}/",
+                disable=not progress,
+            )
+        )
+    return np.stack(images), np.array(labels, np.float32), paths
+
+
 # ---------------------------------------------------------------------- materialise
 
 

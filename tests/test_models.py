@@ -1,0 +1,81 @@
+"""Model builders, the bundled pretrained base, and saving for deployment."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from maskdetect import evaluate, models, train
+
+
+@pytest.mark.parametrize("builder,convs", [(models.cnn1, 1), (models.cnn2, 2)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_cnn_builders_follow_their_arguments(builder, convs, channels):
+    model = builder(input_size=64, channels=channels, filters=8, inner=16, dropout=0.25, learning_rate=0.01, optimizer="sgd")
+    assert model.input_shape == (None, 64, 64, channels)
+    assert model.output_shape == (None, 1)
+    assert [l.name for l in model.layers if isinstance(l, keras.layers.Conv2D)] == [f"conv{i + 1}" for i in range(convs)]
+    assert model.get_layer("conv1").filters == 8 and model.get_layer("inner").units == 16
+    assert model.get_layer("dropout").rate == 0.25
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+    p = model.predict_on_batch(np.random.rand(2, 64, 64, channels).astype("float32"))
+    assert ((0 <= p) & (p <= 1)).all()
+
+
+def test_unknown_optimizer_is_refused():
+    with pytest.raises(ValueError, match="optimizer"):
+        models.cnn1(optimizer="adagrad-ish")
+
+
+def test_pretrained_uses_the_bundled_vgg16_frozen():
+    model = models.pretrained(input_size=64, inner=8)
+    base = model.get_layer("vgg16_block3_pool")
+    assert not base.trainable and base.output_shape[1:] == (8, 8, 256)
+    bundled = models.bundled_vgg16_weights()
+    for name in ("block1_conv1", "block3_conv3"):
+        for got, expected in zip(base.get_layer(name).get_weights(), bundled[name]):
+            np.testing.assert_array_equal(got, expected)
+    trainable = {w.path.split("/")[0] for w in model.trainable_weights}
+    assert trainable == {"inner", "with_mask"}
+
+
+def test_caffe_preprocessing_is_bgr_minus_mean():
+    inputs = keras.Input((2, 2, 3))
+    converter = keras.Model(inputs, models._caffe_input(inputs))
+    rgb = np.random.rand(1, 2, 2, 3).astype("float32")
+    expected = rgb[..., ::-1] * 255.0 - np.array(models.CAFFE_MEAN_BGR, np.float32)
+    np.testing.assert_allclose(converter.predict_on_batch(rgb), expected, rtol=1e-5, atol=1e-3)
+
+
+def test_metrics_match_a_hand_count():
+    labels = np.array([1, 1, 1, 0, 0])
+    with_mask = np.array([0.9, 0.6, 0.2, 0.4, 0.7])
+    m = evaluate.classification_metrics(labels, with_mask)
+    assert m["confusion_matrix"] == [[1, 1], [1, 2]]
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert m["roc_auc"] == pytest.approx(3 / 6)  # pairs ranked right: 0.9 > both, 0.6 > 0.4
+    assert m["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+
+
+def test_fit_is_seeded_and_the_saved_model_predicts_the_same(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.random((24, 32, 32, 3), dtype=np.float32)
+    labels = (np.arange(24) % 2).astype("float32")
+    images[labels == 1, 16:, :, 2] = 0.9  # something to learn
+    cfg = train.TrainConfig(input_size=32, filters=4, inner=8, epochs=2, batch_size=8, patience=2)
+    first, history = train.fit(cfg, (images, labels), (images[:8], labels[:8]))
+    second, _ = train.fit(cfg, (images, labels), (images[:8], labels[:8]))
+    np.testing.assert_allclose(train.predict(first, images), train.predict(second, images), atol=1e-6)
+    assert len(history["loss"]) == 2
+
+    path = train.save_model(first, tmp_path / "m.h5")
+    loaded = keras.models.load_model(path, compile=False)
+    np.testing.assert_allclose(train.predict(loaded, images), train.predict(first, images), atol=1e-6)
+    import h5py
+
+    with h5py.File(path) as h5:
+        assert "optimizer_weights" not in h5
+    assert [p.name for p in tmp_path.iterdir()] == ["m.h5"]
