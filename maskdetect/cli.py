@@ -28,6 +28,11 @@ def command_data(args: argparse.Namespace) -> int:
         groups = len({r["group"] for r in rows})
         print(f"wrote {path}: {len(rows)} distinct files in {groups} groups")
         _print_counts(data.split_counts(rows))
+    elif args.action == "faces":
+        source = data.acquire_source(args.source, progress=progress)
+        found = data.compute_faces(source, data.read_splits(), progress=progress)
+        path = data.write_faces(found, args.out)
+        print(f"wrote {path}: a face in {sum(r['xmin'] != '' for r in found)} of {len(found)} files")
     elif args.action == "manifest":
         if args.source is None:
             raise data.DataError("`maskdetect data manifest` needs --source DIR (the folder to record)")
@@ -69,10 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
             "Without an action: verify the source and lay out data/{train,validation,test}/"
             "{with_mask,without_mask}/NNN.jpg from the committed data/splits.csv. "
             "'split' recomputes data/splits.csv (de-duplicate, group near-duplicates, split "
-            "by group). 'manifest' records --source as data/manifest.csv (maintainers only)."
+            "by group). 'faces' recomputes data/faces.csv (the largest face in each file, for "
+            "training on face crops; several minutes). 'manifest' records --source as data/manifest.csv (maintainers only)."
         ),
     )
-    data_parser.add_argument("action", nargs="?", choices=("materialise", "split", "manifest"), default="materialise")
+    data_parser.add_argument("action", nargs="?", choices=("materialise", "split", "faces", "manifest"), default="materialise")
     data_parser.add_argument(
         "--source",
         type=Path,

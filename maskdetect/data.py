@@ -334,6 +334,13 @@ def file_level_splits(manifest: list[ManifestEntry], seed: int = config.FILE_SPL
     return number_files(rows)
 
 
+def leaked_test_files(split_rows: list[dict], group_rows: list[dict]) -> list[dict]:
+    """Test rows of ``split_rows`` whose near-duplicate group (from ``group_rows``) is in train."""
+    group_of = {row["sha256"]: row["group"] for row in group_rows}
+    in_train = {group_of[r["sha256"]] for r in split_rows if r["split"] == "train"}
+    return [r for r in split_rows if r["split"] == "test" and group_of[r["sha256"]] in in_train]
+
+
 def read_splits(path: Path | None = None) -> list[dict]:
     path = path or config.splits_path()
     if not path.exists():
@@ -401,6 +408,78 @@ def load_folder(
             )
         )
     return np.stack(images), np.array(labels, np.float32), paths
+
+
+# -------------------------------------------------------------------------- faces
+
+FACE_COLUMNS = ("source", "xmin", "ymin", "xmax", "ymax", "score")
+
+
+def faces_path() -> Path:
+    return config.PROJECT_ROOT / "data" / "faces.csv"
+
+
+def compute_faces(source: Path, rows: list[dict], progress: bool = True) -> list[dict]:
+    """The largest face MTCNN finds in every kept file (empty box when none)."""
+    from .faces import MTCNNDetector, largest_face
+
+    detector = MTCNNDetector()
+    found = []
+    for row in tqdm(rows, desc="detect faces", disable=not progress):
+        face = largest_face(detector, Path(source) / row["source"])
+        box = face.box if face else ("", "", "", "")
+        found.append(
+            {"source": row["source"], **dict(zip(FACE_COLUMNS[1:5], box)), "score": f"{face.score:.4f}" if face else ""}
+        )
+    return found
+
+
+def write_faces(rows: list[dict], path: Path | None = None) -> Path:
+    path = path or faces_path()
+    _write_csv_atomic(path, FACE_COLUMNS, rows)
+    return path
+
+
+def read_faces(path: Path | None = None) -> dict[str, tuple[int, int, int, int]]:
+    """source -> face box, for files where a face was found."""
+    path = path or faces_path()
+    if not path.exists():
+        raise DataError(f"{path} is missing; run `maskdetect data faces` to compute it")
+    with open(path, newline="") as handle:
+        return {
+            row["source"]: tuple(int(row[c]) for c in FACE_COLUMNS[1:5])
+            for row in csv.DictReader(handle)
+            if row["xmin"] != ""
+        }
+
+
+def load_face_crops(
+    split: str, size: int, channels: int = 3, margin: float = 0.2, progress: bool = True
+) -> tuple["np.ndarray", "np.ndarray"]:
+    """Square crops around the face of every file of ``split`` that has one (data/faces.csv).
+
+    Real faces (``realworld-dev``, a detector's crops of a crowd) are framed tight;
+    the training photos are head and shoulders. Crops close that gap.
+    """
+    import numpy as np
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .faces import expand_box
+    from .images import decode_image, preprocess
+
+    boxes = read_faces()
+    root = config.data_dir() / split
+    rows = [r for r in read_splits() if r["split"] == split and r["source"] in boxes]
+
+    def crop(row):
+        image = decode_image(root / row["class"] / row["file"])
+        box = expand_box(boxes[row["source"]], margin, image.width, image.height)
+        return preprocess(image.crop(box), size, channels)
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        images = list(tqdm(pool.map(crop, rows), total=len(rows), desc=f"crop {split}/", disable=not progress))
+    labels = np.array([1.0 if r["class"] == "with_mask" else 0.0 for r in rows], np.float32)
+    return np.stack(images), labels
 
 
 # ---------------------------------------------------------------------- materialise

@@ -41,6 +41,8 @@ class TrainConfig:
     patience: int = 6  # epochs without a better validation loss before stopping
     augment: bool = True
     mask_recolour: float = 0.7  # share of with_mask images whose mask is repainted
+    face_crops: bool = True  # also train on a crop around each training photo's face
+    crop_margin: float = 0.2
     seed: int = 1
     extra: dict = field(default_factory=dict)  # builder arguments not listed above
 
@@ -182,10 +184,17 @@ def train_and_save(
         name: load_folder(root / name, cfg.input_size, cfg.channels, progress=progress)
         for name in config.SPLITS
     }
+    train_images, train_labels = sets["train"][:2]
+    if cfg.face_crops:
+        from .data import load_face_crops
+
+        crops, crop_labels = load_face_crops("train", cfg.input_size, cfg.channels, cfg.crop_margin, progress)
+        train_images = np.concatenate([train_images, crops])
+        train_labels = np.concatenate([train_labels, crop_labels])
     started = time.perf_counter()
     model, history = fit(
         cfg,
-        sets["train"][:2],
+        (train_images, train_labels),
         sets["validation"][:2],
         verbose=2 if progress else 0,
     )

@@ -130,3 +130,11 @@ def test_file_level_split_is_written_elsewhere(observations, data_dir):
 def test_missing_source_folder_is_a_clear_cli_error(data_dir, tmp_path, capsys):
     assert cli.main(["data", "--source", str(tmp_path / "nowhere")]) == 1
     assert "point --source" in capsys.readouterr().err
+
+
+def test_file_level_split_leaks_and_the_group_split_does_not():
+    groups = data.read_splits()
+    leaky = data.file_level_splits(data.read_manifest())
+    leaked = data.leaked_test_files(leaky, groups)
+    assert len(leaked) / sum(r["split"] == "test" for r in leaky) > 0.5
+    assert data.leaked_test_files(groups, groups) == []

@@ -1,0 +1,104 @@
+"""Face detection behind a small interface, so another detector can be swapped in.
+
+The default is MTCNN from the ``mtcnn`` package (weights ship inside it, MIT license).
+Boxes are in pixels of the image as displayed (EXIF orientation applied).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from .images import ImageSource, decode_image
+
+
+@dataclass(frozen=True)
+class Face:
+    box: tuple[int, int, int, int]  # xmin, ymin, xmax, ymax (exclusive)
+    score: float
+
+    @property
+    def area(self) -> int:
+        return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
+
+
+class FaceDetector(Protocol):
+    def detect(self, image: Image.Image) -> list[Face]:
+        """Every face found in an RGB image."""
+
+
+class MTCNNDetector:
+    """MTCNN with settings that can be tuned; images are shrunk to ``max_side`` first."""
+
+    def __init__(
+        self,
+        min_face_size: int = 20,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        scale_factor: float = 0.709,
+        max_side: int = 640,
+        min_score: float = 0.9,
+    ):
+        from mtcnn import MTCNN
+
+        self._mtcnn = MTCNN(device="CPU:0")
+        self.min_face_size = min_face_size
+        self.thresholds = thresholds
+        self.scale_factor = scale_factor
+        self.max_side = max_side
+        self.min_score = min_score
+
+    def detect(self, image: Image.Image) -> list[Face]:
+        rgb = image.convert("RGB")
+        scale = min(1.0, self.max_side / max(rgb.size))
+        if scale < 1.0:
+            rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.BILINEAR)
+        found = self._mtcnn.detect_faces(
+            np.asarray(rgb),
+            min_face_size=self.min_face_size,
+            scale_factor=self.scale_factor,
+            threshold_pnet=self.thresholds[0],
+            threshold_rnet=self.thresholds[1],
+            threshold_onet=self.thresholds[2],
+        )
+        faces = []
+        for result in found:
+            if result["confidence"] < self.min_score:
+                continue
+            x, y, w, h = result["box"]
+            box = (
+                max(0, int(round(x / scale))),
+                max(0, int(round(y / scale))),
+                min(image.width, int(round((x + w) / scale))),
+                min(image.height, int(round((y + h) / scale))),
+            )
+            if box[2] > box[0] and box[3] > box[1]:
+                faces.append(Face(box, float(result["confidence"])))
+        return faces
+
+
+def largest_face(detector: FaceDetector, source: ImageSource) -> Face | None:
+    faces = detector.detect(decode_image(source))
+    return max(faces, key=lambda f: f.area) if faces else None
+
+
+def expand_box(
+    box: tuple[int, int, int, int], margin: float, width: int, height: int, square: bool = True
+) -> tuple[int, int, int, int]:
+    """Grow a box by ``margin`` of its size on every side (squared first), clipped to the image."""
+    xmin, ymin, xmax, ymax = box
+    w, h = xmax - xmin, ymax - ymin
+    if square:
+        side = max(w, h)
+        cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
+        w = h = side
+        xmin, ymin = cx - side / 2, cy - side / 2
+    grow_w, grow_h = w * margin, h * margin
+    return (
+        max(0, int(round(xmin - grow_w))),
+        max(0, int(round(ymin - grow_h))),
+        min(width, int(round(xmin + w + grow_w))),
+        min(height, int(round(ymin + h + grow_h))),
+    )

@@ -1,0 +1,80 @@
+"""Plots the notebooks share: image grids, learning curves, confusion matrices, ROC curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import roc_curve
+
+from .images import decode_image
+
+LABELS = ("without_mask", "with_mask")  # index = label value
+
+
+def image_grid(images, titles=None, columns: int = 6, size: float = 2.0, suptitle: str | None = None):
+    """Paths, PIL images or arrays in a grid, each with an optional title."""
+    images = list(images)
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * size, rows * size * 1.1), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for index, image in enumerate(images):
+        axis = axes.ravel()[index]
+        if isinstance(image, (str, Path)):
+            image = decode_image(Path(image)).convert("RGB")
+        axis.imshow(np.squeeze(image), cmap="gray" if np.ndim(image) == 2 or np.shape(image)[-1] == 1 else None)
+        if titles is not None:
+            axis.set_title(titles[index], fontsize=8)
+    if suptitle:
+        figure.suptitle(suptitle)
+    figure.tight_layout()
+    return figure
+
+
+def learning_curves(history: dict, title: str = ""):
+    """Loss and accuracy per epoch, train against validation."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        axis.plot(history[metric], label="train")
+        axis.plot(history[f"val_{metric}"], label="validation")
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.legend()
+    best = int(np.argmin(history["val_loss"]))
+    axes[0].axvline(best, color="grey", linestyle=":", label="kept")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def confusion(matrix, title: str = "", axis=None):
+    """A confusion matrix (rows true, columns predicted) as a labelled heat map."""
+    matrix = np.asarray(matrix)
+    if axis is None:
+        _, axis = plt.subplots(figsize=(3.5, 3))
+    axis.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        axis.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
+    axis.set_xticks([0, 1], LABELS)
+    axis.set_yticks([0, 1], LABELS)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title)
+    return axis
+
+
+def roc_curves(curves: dict, title: str = "ROC"):
+    """``curves``: name -> (labels, p(with_mask))."""
+    figure, axis = plt.subplots(figsize=(4.5, 4))
+    for name, (labels, scores) in curves.items():
+        fpr, tpr, _ = roc_curve(labels, scores)
+        axis.plot(fpr, tpr, label=name)
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    axis.set_xlabel("false positive rate")
+    axis.set_ylabel("true positive rate (with_mask)")
+    axis.set_title(title)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure

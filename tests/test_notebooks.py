@@ -1,0 +1,51 @@
+"""Every notebook runs top to bottom in quick mode; the committed ones show a full run."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from maskdetect import config
+
+NOTEBOOKS = sorted((config.PROJECT_ROOT / "notebooks").glob("nb*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_notebook_holds_a_clean_full_run(path):
+    notebook = nbformat.read(path, as_version=4)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert any("parameters" in c.metadata.get("tags", []) for c in code), "needs a papermill parameters cell"
+    outputs = [o for c in code for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "a committed notebook shows its plots"
+    assert all(c.execution_count for c in code if c.source.strip()), "run top to bottom"
+
+
+@pytest.fixture(scope="module")
+def prepared_data(observations, tmp_path_factory):
+    """A materialised split outside the checkout, for the notebooks' kernels."""
+    from maskdetect import data
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MASKDETECT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+        patch.setenv("MASKDETECT_DATA_SOURCE", str(observations))
+        data.prepare_data(progress=False)
+        yield
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_in_quick_mode(path, tmp_path, prepared_data):
+    import papermill
+
+    papermill.execute_notebook(
+        str(path),
+        str(tmp_path / path.name),
+        parameters={"quick": True},
+        cwd=str(path.parent),
+        progress_bar=False,
+        kernel_name="python3",
+    )
