@@ -16,7 +16,7 @@ export PIPENV_NOSPIN := 1
 export PIPENV_YES := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help env serve test data split data-files lock clean
+.PHONY: help env serve test data split faces data-files train notebooks lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,19 @@ data-files: env  ## the original's leaky file-level split, in data/files-split/
 
 split: env  ## recompute data/splits.csv (near-duplicate grouping, ~70 s)
 	$(VENV)/bin/maskdetect data split
+
+faces: env  ## recompute data/faces.csv (MTCNN face boxes for training crops, ~6 min)
+	$(VENV)/bin/maskdetect data faces
+
+train: data  ## train the deployment model into deployment/ (maskdetect.train.DEPLOYED)
+	$(VENV)/bin/maskdetect train
+
+NOTEBOOKS := $(sort $(wildcard notebooks/nb*.ipynb))
+notebooks: data  ## re-run every notebook in full, in place (long: it trains every model)
+	@for nb in $(NOTEBOOKS); do \
+		echo "== $$nb"; \
+		$(VENV)/bin/papermill --cwd notebooks "$$nb" "$$nb" || exit 1; \
+	done
 
 lock: | $(PIPENV)  ## re-resolve Pipfile.lock after editing Pipfile
 	$(PIPENV) lock

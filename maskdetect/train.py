@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config
+from .evaluate import THRESHOLD
 
 
 @dataclass
@@ -167,57 +168,91 @@ def realworld_dir() -> Path | None:
     return default if default.is_dir() else None
 
 
-def train_and_save(
-    cfg: TrainConfig = DEPLOYED,
-    out_dir: Path | None = None,
-    realworld: Path | None = None,
-    progress: bool = True,
-) -> dict:
-    """Train ``cfg`` on data/train, select on data/validation, test once, save."""
-    from .data import load_folder
+_loaded: dict = {}
+
+
+def load_sets(cfg: TrainConfig, realworld: Path | None = None, progress: bool = True) -> dict:
+    """name -> (images, labels, paths) for the splits, the face crops and realworld-dev.
+
+    Kept in memory per input size and colour mode, so notebooks comparing models load once.
+    """
+    from .data import load_face_crops, load_folder
+
+    realworld = realworld or realworld_dir()
+    key = (cfg.input_size, cfg.channels, cfg.crop_margin, str(config.data_dir()), str(realworld))
+    if key not in _loaded:
+        root = config.data_dir()
+        sets = {name: load_folder(root / name, cfg.input_size, cfg.channels, progress=progress) for name in config.SPLITS}
+        crops, labels = load_face_crops("train", cfg.input_size, cfg.channels, cfg.crop_margin, progress)
+        sets["train-crops"] = (crops, labels, [])
+        if realworld is not None:
+            sets["realworld-dev"] = load_folder(realworld, cfg.input_size, cfg.channels, progress=progress)
+        _loaded.clear()  # one size at a time: they are large
+        _loaded[key] = sets
+    return _loaded[key]
+
+
+def subsample(sets: dict, n: int, seed: int = 0) -> dict:
+    """At most ``n`` items of every set, both classes kept (quick runs of the notebooks)."""
+    rng = np.random.default_rng(seed)
+    smaller = {}
+    for name, (images, labels, paths) in sets.items():
+        chosen = np.sort(np.concatenate([
+            rng.permutation(np.flatnonzero(labels == value))[: n // 2] for value in (0.0, 1.0)
+        ]))
+        smaller[name] = (images[chosen], labels[chosen], [paths[i] for i in chosen] if len(paths) else [])
+    return smaller
+
+
+@dataclass
+class Result:
+    model: object
+    history: dict
+    metrics: dict
+    predictions: dict  # set name -> p(with_mask)
+    seconds: float
+
+
+def run(cfg: TrainConfig, sets: dict | None = None, progress: bool = True) -> Result:
+    """Train ``cfg`` on train (plus face crops), select on validation, score every other set."""
     from .evaluate import classification_metrics
 
-    out_dir = out_dir or deployment_dir()
-    realworld = realworld or realworld_dir()
-    root = config.data_dir()
-    sets = {
-        name: load_folder(root / name, cfg.input_size, cfg.channels, progress=progress)
-        for name in config.SPLITS
-    }
-    train_images, train_labels = sets["train"][:2]
+    sets = sets or load_sets(cfg, progress=progress)
+    images, labels = sets["train"][:2]
     if cfg.face_crops:
-        from .data import load_face_crops
-
-        crops, crop_labels = load_face_crops("train", cfg.input_size, cfg.channels, cfg.crop_margin, progress)
-        train_images = np.concatenate([train_images, crops])
-        train_labels = np.concatenate([train_labels, crop_labels])
+        images = np.concatenate([images, sets["train-crops"][0]])
+        labels = np.concatenate([labels, sets["train-crops"][1]])
     started = time.perf_counter()
-    model, history = fit(
-        cfg,
-        (train_images, train_labels),
-        sets["validation"][:2],
-        verbose=2 if progress else 0,
-    )
-    training_seconds = time.perf_counter() - started
-    metrics = {
-        name: classification_metrics(sets[name][1], predict(model, sets[name][0]))
-        for name in ("validation", "test")
-    }
-    if realworld is not None:
-        images, labels, _ = load_folder(realworld, cfg.input_size, cfg.channels, progress=progress)
-        metrics["realworld-dev"] = classification_metrics(labels, predict(model, images))
-    model_path = save_model(model, out_dir / MODEL_FILE)
+    model, history = fit(cfg, (images, labels), sets["validation"][:2], verbose=2 if progress else 0)
+    seconds = time.perf_counter() - started
+    scored = [name for name in ("validation", "test", "realworld-dev") if name in sets]
+    predictions = {name: predict(model, sets[name][0]) for name in scored}
+    metrics = {name: classification_metrics(sets[name][1], predictions[name]) for name in scored}
+    return Result(model, history, metrics, predictions, seconds)
+
+
+def save_result(result: Result, cfg: TrainConfig, out_dir: Path | None = None) -> dict:
+    """Write a trained model (.h5, no optimizer state) and its metrics JSON into ``out_dir``."""
+    out_dir = Path(out_dir or deployment_dir())
+    model_path = save_model(result.model, out_dir / MODEL_FILE)
+    history = result.history
     report = {
         "model": f"{cfg.model}-{split_hash()[:8]}-seed{cfg.seed}",
         "config": dataclasses.asdict(cfg),
-        "metrics": metrics,
+        "threshold": THRESHOLD,
+        "metrics": result.metrics,
         "epochs_run": len(history["loss"]),
         "best_epoch": int(np.argmin(history["val_loss"])) + 1,
         "history": {k: [round(float(v), 5) for v in values] for k, values in history.items()},
         "split_sha256": split_hash(),
-        "training_seconds": round(training_seconds, 1),
+        "training_seconds": round(result.seconds, 1),
         "model_bytes": model_path.stat().st_size,
         "packages": package_versions(),
     }
     write_json(report, out_dir / METRICS_FILE)
     return report
+
+
+def train_and_save(cfg: TrainConfig = DEPLOYED, out_dir: Path | None = None, progress: bool = True) -> dict:
+    """Train the deployment model, test it once, and write it with its metrics."""
+    return save_result(run(cfg, progress=progress), cfg, out_dir)

@@ -79,3 +79,41 @@ def test_fit_is_seeded_and_the_saved_model_predicts_the_same(tmp_path):
     with h5py.File(path) as h5:
         assert "optimizer_weights" not in h5
     assert [p.name for p in tmp_path.iterdir()] == ["m.h5"]
+
+
+def _tiny_sets(n=16, size=32):
+    rng = np.random.default_rng(1)
+    sets = {}
+    for name in ("train", "train-crops", "validation", "test"):
+        images = rng.random((n, size, size, 3), dtype=np.float32)
+        labels = (np.arange(n) % 2).astype("float32")
+        images[labels == 1, size // 2 :, :, 2] = 0.95
+        sets[name] = (images, labels, [f"{name}/{i}.jpg" for i in range(n)])
+    return sets
+
+
+def test_run_trains_on_crops_too_and_scores_every_held_out_set():
+    cfg = train.TrainConfig(input_size=32, filters=4, inner=8, epochs=1, batch_size=8)
+    result = train.run(cfg, _tiny_sets(), progress=False)
+    assert set(result.metrics) == set(result.predictions) == {"validation", "test"}
+    assert result.metrics["test"]["n"] == 16 and len(result.predictions["test"]) == 16
+    assert result.seconds > 0 and len(result.history["val_loss"]) == 1
+
+
+def test_subsample_keeps_both_classes_and_aligned_paths():
+    small = train.subsample(_tiny_sets(), 6)
+    images, labels, paths = small["test"]
+    assert len(images) == len(labels) == len(paths) == 6
+    assert sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1]
+    assert all(int(p.split("/")[1][:-4]) % 2 == int(l) for p, l in zip(paths, labels))
+
+
+def test_save_result_writes_model_and_metrics(tmp_path):
+    cfg = train.TrainConfig(input_size=32, filters=4, inner=8, epochs=1, batch_size=8)
+    result = train.run(cfg, _tiny_sets(), progress=False)
+    report = train.save_result(result, cfg, tmp_path)
+    saved = json.loads((tmp_path / train.METRICS_FILE).read_text())
+    assert saved == json.loads(json.dumps(report))
+    assert saved["metrics"]["test"]["confusion_matrix"] and saved["split_sha256"] == train.split_hash()
+    assert saved["packages"]["tensorflow"].startswith("2.21")
+    assert saved["model_bytes"] == (tmp_path / train.MODEL_FILE).stat().st_size
