@@ -138,3 +138,17 @@ def test_file_level_split_leaks_and_the_group_split_does_not():
     leaked = data.leaked_test_files(leaky, groups)
     assert len(leaked) / sum(r["split"] == "test" for r in leaky) > 0.5
     assert data.leaked_test_files(groups, groups) == []
+
+
+def test_committed_face_boxes_cover_the_split(observations):
+    from maskdetect.images import decode_image
+
+    rows = data.read_splits()
+    boxes = data.read_faces()
+    with open(data.faces_path()) as handle:
+        listed = [r["source"] for r in csv.DictReader(handle)]
+    assert listed == [r["source"] for r in rows]
+    assert len(boxes) / len(rows) > 0.9
+    for source, (xmin, ymin, xmax, ymax) in list(boxes.items())[::50]:
+        width, height = decode_image(observations / source).size  # boxes are in displayed pixels
+        assert 0 <= xmin < xmax <= width and 0 <= ymin < ymax <= height
