@@ -25,8 +25,14 @@ MASK_SATURATION = (0.03, 0.30)
 MASK_VALUE_MIN = 0.75
 
 
-def recolour_masks(images: tf.Tensor, labels: tf.Tensor, probability: float = 0.7) -> tf.Tensor:
-    """Repaint the light-blue mask graphic of with_mask images (label 1) in random colours."""
+def recolour_masks(
+    images: tf.Tensor, labels: tf.Tensor, probability: float = 0.7, every_class: bool = False
+) -> tf.Tensor:
+    """Repaint the light-blue mask graphic of with_mask images (label 1) in random colours.
+
+    ``every_class`` repaints the same colour range in without_mask images too (light-blue and
+    white shirts, walls), so that colour alone tells nothing about the class.
+    """
     hsv = tf.image.rgb_to_hsv(images)
     hue, saturation, value = hsv[..., 0], hsv[..., 1], hsv[..., 2]
     region = (
@@ -35,7 +41,9 @@ def recolour_masks(images: tf.Tensor, labels: tf.Tensor, probability: float = 0.
         & (value >= MASK_VALUE_MIN)
     )
     batch = tf.shape(images)[0]
-    chosen = (tf.reshape(labels, [-1]) > 0.5) & (tf.random.uniform([batch]) < probability)
+    chosen = tf.random.uniform([batch]) < probability
+    if not every_class:
+        chosen &= tf.reshape(labels, [-1]) > 0.5
     region &= chosen[:, None, None]
     # A smooth random pattern: plain colours, two-tone and patterned fabric alike.
     size = tf.shape(images)[1:3]
@@ -80,8 +88,10 @@ def pixelate(images: tf.Tensor, probability: float = 0.3, smallest: int = 12) ->
     return tf.cond(tf.random.uniform([]) < probability, lambda: restored, lambda: images)
 
 
-def augment_batch(augmenter: keras.Sequential, images, labels, mask_probability: float = 0.7):
-    images = recolour_masks(images, labels, mask_probability)
+def augment_batch(
+    augmenter: keras.Sequential, images, labels, mask_probability: float = 0.7, every_class: bool = False
+):
+    images = recolour_masks(images, labels, mask_probability, every_class)
     images = augmenter(images, training=True)
     images = pixelate(images)
     return tf.clip_by_value(images, 0.0, 1.0), labels

