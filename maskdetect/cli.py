@@ -56,7 +56,7 @@ def command_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("model", args.model), ("epochs", args.epochs), ("seed", args.seed)) if v is not None}
     cfg = dataclasses.replace(train.DEPLOYED, **overrides)
     report = train.train_and_save(cfg, out_dir=args.out, progress=not args.quiet)
-    out = args.out or train.deployment_dir()
+    out = args.out or config.deployment_dir()
     print(json.dumps({"model": report["model"], "metrics": report["metrics"]}, indent=2))
     print(f"wrote {out / train.MODEL_FILE} ({report['model_bytes'] / 1e6:.1f} MB) and {out / train.METRICS_FILE}")
     print(f"trained in {report['training_seconds']:.0f} s ({report['epochs_run']} epochs, best {report['best_epoch']})")

@@ -44,3 +44,17 @@ def splits_path() -> Path:
 def data_source_from_env() -> Path | None:
     value = os.environ.get("MASKDETECT_DATA_SOURCE")
     return Path(value) if value else None
+
+
+def deployment_dir() -> Path:
+    """Where the deployment model and its metrics are written."""
+    return Path(os.environ.get("MASKDETECT_DEPLOYMENT_DIR", PROJECT_ROOT / "deployment"))
+
+
+def realworld_dir() -> Path | None:
+    """The real-photo dev set (with_mask/, without_mask/), when there is one."""
+    value = os.environ.get("MASKDETECT_REALWORLD_DIR")
+    if value:
+        return Path(value)
+    default = PROJECT_ROOT.parent / "shared" / "data" / "realworld-dev"
+    return default if default.is_dir() else None

@@ -59,10 +59,6 @@ MODEL_FILE = "maskdetect.h5"
 METRICS_FILE = "metrics.json"
 
 
-def deployment_dir() -> Path:
-    return Path(os.environ.get("MASKDETECT_DEPLOYMENT_DIR", config.PROJECT_ROOT / "deployment"))
-
-
 def build(cfg: TrainConfig):
     from .models import BUILDERS
 
@@ -167,14 +163,6 @@ def write_json(payload: dict, path: Path) -> Path:
     return path
 
 
-def realworld_dir() -> Path | None:
-    value = os.environ.get("MASKDETECT_REALWORLD_DIR")
-    if value:
-        return Path(value)
-    default = config.PROJECT_ROOT.parent / "shared" / "data" / "realworld-dev"
-    return default if default.is_dir() else None
-
-
 _loaded: dict = {}
 
 
@@ -185,7 +173,7 @@ def load_sets(cfg: TrainConfig, realworld: Path | None = None, progress: bool = 
     """
     from .data import load_face_crops, load_folder
 
-    realworld = realworld or realworld_dir()
+    realworld = realworld or config.realworld_dir()
     key = (cfg.input_size, cfg.channels, cfg.crop_margin, str(config.data_dir()), str(realworld))
     if key not in _loaded:
         root = config.data_dir()
@@ -246,7 +234,7 @@ def best_epoch(history: dict, monitor: str = "val_loss") -> int:
 
 def save_result(result: Result, cfg: TrainConfig, out_dir: Path | None = None) -> dict:
     """Write a trained model (.h5, no optimizer state) and its metrics JSON into ``out_dir``."""
-    out_dir = Path(out_dir or deployment_dir())
+    out_dir = Path(out_dir or config.deployment_dir())
     model_path = save_model(result.model, out_dir / MODEL_FILE)
     history = result.history
     report = {
