@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import os
 import random
 import re
@@ -24,6 +23,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from . import config
@@ -380,12 +380,11 @@ def split_counts(rows: list[dict]) -> dict[str, dict[str, int]]:
 
 def load_folder(
     folder: Path, size: int, channels: int = 3, progress: bool = True
-) -> tuple["np.ndarray", "np.ndarray", list[Path]]:
+) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """Every image of ``folder/{with_mask,without_mask}`` through the one preprocessing.
 
     Returns (images, labels, paths); label 1 is with_mask.
     """
-    import numpy as np
     from concurrent.futures import ThreadPoolExecutor
 
     from .images import preprocess
@@ -455,13 +454,12 @@ def read_faces(path: Path | None = None) -> dict[str, tuple[int, int, int, int]]
 
 def load_face_crops(
     split: str, size: int, channels: int = 3, margin: float = 0.2, progress: bool = True
-) -> tuple["np.ndarray", "np.ndarray"]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Square crops around the face of every file of ``split`` that has one (data/faces.csv).
 
     Real faces (``realworld-dev``, a detector's crops of a crowd) are framed tight;
     the training photos are head and shoulders. Crops close that gap.
     """
-    import numpy as np
     from concurrent.futures import ThreadPoolExecutor
 
     from .faces import expand_box

@@ -1,6 +1,5 @@
 """Near-duplicate similarity on synthetic and real photos."""
 
-import numpy as np
 import pytest
 from PIL import Image
 

@@ -1,6 +1,5 @@
 """Every notebook runs top to bottom in quick mode; the committed ones show a full run."""
 
-from pathlib import Path
 
 import nbformat
 import pytest
