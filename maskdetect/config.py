@@ -41,6 +41,10 @@ def splits_path() -> Path:
     return PROJECT_ROOT / "data" / "splits.csv"
 
 
+def faces_path() -> Path:
+    return PROJECT_ROOT / "data" / "faces.csv"
+
+
 def data_source_from_env() -> Path | None:
     value = os.environ.get("MASKDETECT_DATA_SOURCE")
     return Path(value) if value else None

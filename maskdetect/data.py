@@ -414,10 +414,6 @@ def load_folder(
 FACE_COLUMNS = ("source", "xmin", "ymin", "xmax", "ymax", "score")
 
 
-def faces_path() -> Path:
-    return config.PROJECT_ROOT / "data" / "faces.csv"
-
-
 def compute_faces(source: Path, rows: list[dict], progress: bool = True) -> list[dict]:
     """The largest face MTCNN finds in every kept file (empty box when none)."""
     from .faces import MTCNNDetector, largest_face
@@ -434,14 +430,14 @@ def compute_faces(source: Path, rows: list[dict], progress: bool = True) -> list
 
 
 def write_faces(rows: list[dict], path: Path | None = None) -> Path:
-    path = path or faces_path()
+    path = path or config.faces_path()
     _write_csv_atomic(path, FACE_COLUMNS, rows)
     return path
 
 
 def read_faces(path: Path | None = None) -> dict[str, tuple[int, int, int, int]]:
     """source -> face box, for files where a face was found."""
-    path = path or faces_path()
+    path = path or config.faces_path()
     if not path.exists():
         raise DataError(f"{path} is missing; run `maskdetect data faces` to compute it")
     with open(path, newline="") as handle:

@@ -145,7 +145,7 @@ def test_committed_face_boxes_cover_the_split(observations):
 
     rows = data.read_splits()
     boxes = data.read_faces()
-    with open(data.faces_path()) as handle:
+    with open(config.faces_path()) as handle:
         listed = [r["source"] for r in csv.DictReader(handle)]
     assert listed == [r["source"] for r in rows]
     assert len(boxes) / len(rows) > 0.9

@@ -1,0 +1,35 @@
+"""Face detection and the crop geometry used for training."""
+
+import pytest
+
+from maskdetect.faces import Face, MTCNNDetector, expand_box, largest_face
+
+
+def test_expand_box_squares_grows_and_clips():
+    assert expand_box((40, 20, 60, 60), 0.0, 200, 200) == (30, 20, 70, 60)  # squared around the centre
+    assert expand_box((40, 20, 60, 60), 0.25, 200, 200) == (20, 10, 80, 70)  # 40 px side, 10 px more each way
+    assert expand_box((0, 0, 30, 30), 0.5, 40, 40) == (0, 0, 40, 40)  # clipped to the image
+    assert Face((1, 2, 11, 7), 0.9).area == 50
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return MTCNNDetector()
+
+
+def test_mtcnn_finds_the_face_in_a_training_photo(detector, observations):
+    from maskdetect.images import decode_image
+
+    path = observations / "without_mask" / "298.jpg"
+    face = largest_face(detector, path)
+    width, height = decode_image(path).size
+    assert face is not None and face.score >= detector.min_score
+    xmin, ymin, xmax, ymax = face.box
+    assert 0 <= xmin < xmax <= width and 0 <= ymin < ymax <= height
+    assert (xmax - xmin) > width / 4  # a portrait: the face is large
+
+
+def test_no_face_in_a_blank_image(detector):
+    from PIL import Image
+
+    assert detector.detect(Image.new("RGB", (200, 200), (128, 128, 128))) == []
