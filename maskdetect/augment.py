@@ -8,7 +8,10 @@ masks come in every colour, on small, tilted, blurred faces. So training images 
 * colour: hue, saturation, brightness, contrast, sometimes grey;
 * geometry and scale: flips, rotation, zoom (mostly in: real face crops are tight),
   translation;
-* blur and pixelation (shrunk and enlarged again).
+* blur and pixelation (shrunk and enlarged again);
+* ``paint_masks``: a synthetic mask of random shape, colour and pattern painted over the lower
+  half of the detected face (``data/faces.csv``), so that the model sees masks of other
+  shapes than the one graphic.
 
 Runs inside tf.data on batches; never part of a saved model.
 """
@@ -56,6 +59,69 @@ def recolour_masks(
     return tf.where(region[..., None], repainted, images)
 
 
+def paint_masks(
+    images: tf.Tensor, labels: tf.Tensor, boxes: tf.Tensor, probability: float = 0.3, on_unmasked: bool = False
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Paint a synthetic mask over the nose, mouth and chin of faces with a known box.
+
+    ``boxes`` holds each image's face as (xmin, ymin, xmax, ymax) in [0, 1] (NaN: no face
+    found). By default only with_mask images get one, over the pasted graphic, so the class
+    balance stays; ``on_unmasked`` also paints on without_mask faces and relabels them
+    with_mask. Shapes vary from surgical (flat top, pleats) to cloth and FFP2 (nose peak,
+    rounded chin), tilted a little; colours and patterns as in :func:`recolour_masks`.
+    """
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    labels = tf.reshape(labels, [-1])
+    known = tf.reduce_all(tf.math.is_finite(boxes), axis=1)
+    chosen = known & (tf.random.uniform([batch]) < probability)
+    if not on_unmasked:
+        chosen &= labels > 0.5
+    boxes = tf.where(known[:, None], boxes, tf.zeros_like(boxes))
+
+    def per_image(low, high):
+        return tf.random.uniform([batch, 1, 1], low, high)
+
+    x0, y0, x1, y1 = (boxes[:, i, None, None] for i in range(4))
+    box_w, box_h = tf.maximum(x1 - x0, 1e-3), tf.maximum(y1 - y0, 1e-3)
+    # Face coordinates: u across the face (0 left, 1 right), v down it (0 brow, 1 chin).
+    xs = (tf.range(width, dtype=tf.float32) + 0.5) / tf.cast(width, tf.float32)
+    ys = (tf.range(height, dtype=tf.float32) + 0.5) / tf.cast(height, tf.float32)
+    angle = per_image(-0.25, 0.25)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    dx, dy = xs[None, None, :] - cx, ys[None, :, None] - cy
+    u = (tf.cos(angle) * dx + tf.sin(angle) * dy) / box_w + 0.5
+    v = (-tf.sin(angle) * dx + tf.cos(angle) * dy) / box_h + 0.5
+    across = 2 * u - 1  # -1 .. 1
+    top = per_image(0.40, 0.58) + per_image(0.0, 0.2) * tf.abs(across)  # peak over the nose
+    bottom = per_image(0.98, 1.15) - per_image(0.0, 0.35) * across**2  # round under the chin
+    side = per_image(0.0, 0.14)
+    # Signed distance to the mask's edge in pixels (positive inside), for soft edges.
+    pixels = tf.cast(height, tf.float32) * box_h
+    inside = tf.minimum(
+        tf.minimum(v - top, bottom - v) * pixels,
+        (tf.minimum(u - side, 1 - side - u)) * tf.cast(width, tf.float32) * box_w,
+    )
+    alpha = tf.clip_by_value(inside + 0.5, 0.0, 1.0)[..., None]
+
+    coarse = tf.random.uniform([batch, 4, 4, 3])
+    spread = tf.random.uniform([batch, 1, 1, 1]) * tf.cast(tf.random.uniform([batch, 1, 1, 1]) < 0.4, tf.float32)
+    colour = tf.random.uniform([batch, 1, 1, 3])
+    # Real masks are often white, black or pale blue: a third get a plain neutral colour.
+    neutral = tf.random.uniform([batch, 1, 1, 1], 0.05, 1.0) * tf.constant([[[[1.0, 1.0, 1.0]]]])
+    neutral = tf.where(tf.random.uniform([batch, 1, 1, 1]) < 0.2, neutral * [0.85, 0.93, 1.0], neutral)
+    colour = tf.where(tf.random.uniform([batch, 1, 1, 1]) < 0.35, neutral, colour)
+    pattern = tf.image.resize(colour + spread * (coarse - colour), [height, width], method="bilinear")
+    pleats = 1 - per_image(0.0, 0.12) * tf.cast(tf.random.uniform([batch, 1, 1]) < 0.5, tf.float32) * (
+        0.5 + 0.5 * tf.sin(v * per_image(25.0, 45.0))
+    )
+    shading = (1 - per_image(0.0, 0.35) * across**2) * pleats  # darker towards the cheeks
+    painted = tf.clip_by_value(pattern * shading[..., None], 0.0, 1.0)
+    alpha = alpha * tf.cast(chosen, tf.float32)[:, None, None, None]
+    images = images * (1 - alpha) + painted * alpha
+    return images, tf.where(chosen, tf.ones_like(labels), labels)
+
+
 def image_augmenter(seed: int = 0) -> keras.Sequential:
     """Colour, geometry, scale and blur, for images in [0, 1]."""
     return keras.Sequential(
@@ -89,9 +155,18 @@ def pixelate(images: tf.Tensor, probability: float = 0.3, smallest: int = 12) ->
 
 
 def augment_batch(
-    augmenter: keras.Sequential, images, labels, mask_probability: float = 0.7, every_class: bool = False
+    augmenter: keras.Sequential,
+    images,
+    labels,
+    mask_probability: float = 0.7,
+    every_class: bool = False,
+    boxes=None,
+    painted_masks: float = 0.0,
+    paint_unmasked: bool = False,
 ):
     images = recolour_masks(images, labels, mask_probability, every_class)
+    if boxes is not None and painted_masks > 0:
+        images, labels = paint_masks(images, labels, boxes, painted_masks, paint_unmasked)
     images = augmenter(images, training=True)
     images = pixelate(images)
     return tf.clip_by_value(images, 0.0, 1.0), labels

@@ -450,8 +450,10 @@ def read_faces(path: Path | None = None) -> dict[str, tuple[int, int, int, int]]
 
 def load_face_crops(
     split: str, size: int, channels: int = 3, margin: float = 0.2, progress: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """Square crops around the face of every file of ``split`` that has one (data/faces.csv).
+
+    Returns (crops, labels, paths of the files cropped).
 
     Real faces (``realworld-dev``, a detector's crops of a crowd) are framed tight;
     the training photos are head and shoulders. Crops close that gap.
@@ -473,7 +475,37 @@ def load_face_crops(
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         images = list(tqdm(pool.map(crop, rows), total=len(rows), desc=f"crop {split}/", disable=not progress))
     labels = np.array([1.0 if r["class"] == "with_mask" else 0.0 for r in rows], np.float32)
-    return np.stack(images), labels
+    return np.stack(images), labels, [root / r["class"] / r["file"] for r in rows]
+
+
+def face_boxes(paths: list[Path], crop_margin: float | None = None) -> np.ndarray:
+    """The detected face of each materialised file as (xmin, ymin, xmax, ymax) in [0, 1].
+
+    Relative to the whole image, or with ``crop_margin`` to the crop :func:`load_face_crops`
+    takes; NaN where no face was found. Model inputs are squashed to a square, so the
+    fractions hold in them too.
+    """
+    from PIL import Image
+
+    from .faces import expand_box
+
+    boxes = read_faces()
+    sources = {(r["split"], r["class"], r["file"]): r["source"] for r in read_splits()}
+    found = np.full((len(paths), 4), np.nan, np.float32)
+    for i, path in enumerate(map(Path, paths)):
+        box = boxes.get(sources.get((path.parent.parent.name, path.parent.name, path.name), ""))
+        if box is None:
+            continue
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF rotation by 90 degrees
+                width, height = height, width
+        left, top, right, bottom = 0, 0, width, height
+        if crop_margin is not None:
+            left, top, right, bottom = expand_box(box, crop_margin, width, height)
+        w, h = right - left, bottom - top
+        found[i] = [(box[0] - left) / w, (box[1] - top) / h, (box[2] - left) / w, (box[3] - top) / h]
+    return found
 
 
 # ---------------------------------------------------------------------- materialise

@@ -46,6 +46,8 @@ class TrainConfig:
     recolour_every_class: bool = False  # repaint the same colours in without_mask images too
     face_crops: bool = True  # also train on a crop around each training photo's face
     crop_margin: float = 0.2
+    painted_masks: float = 0.0  # share of with_mask training images given a synthetic mask
+    paint_unmasked: bool = False  # paint on without_mask faces too (they become with_mask)
     seed: int = 1
     extra: dict = field(default_factory=dict)  # builder arguments not listed above
 
@@ -67,33 +69,47 @@ def build(cfg: TrainConfig):
     return BUILDERS[cfg.model](**cfg.builder_arguments())
 
 
-def training_dataset(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig):
-    """Shuffled, batched and (optionally) augmented tf.data pipeline."""
+def training_dataset(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, boxes: np.ndarray | None = None):
+    """Shuffled, batched and (optionally) augmented tf.data pipeline.
+
+    ``boxes``: each image's face in [0, 1] coordinates (NaN if unknown), for painted masks.
+    """
     import tensorflow as tf
 
     from . import augment
 
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    if boxes is None:
+        boxes = np.full((len(images), 4), np.nan, np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels, boxes))
     dataset = dataset.shuffle(len(images), seed=cfg.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(cfg.batch_size)
-    if cfg.augment:
-        augmenter = augment.image_augmenter(cfg.seed)
-        channels = images.shape[-1]
+    if not cfg.augment:
+        return dataset.map(lambda x, y, b: (x, y)).prefetch(tf.data.AUTOTUNE)
+    augmenter = augment.image_augmenter(cfg.seed)
+    channels = images.shape[-1]
 
-        def apply(x, y):
-            if channels == 1:  # colour augmentation works on RGB, the model sees grey
-                x, y = augment.augment_batch(
-                    augmenter, tf.image.grayscale_to_rgb(x), y, cfg.mask_recolour, cfg.recolour_every_class
-                )
-                return tf.image.rgb_to_grayscale(x), y
-            return augment.augment_batch(augmenter, x, y, cfg.mask_recolour, cfg.recolour_every_class)
+    def apply(x, y, b):
+        options = dict(
+            mask_probability=cfg.mask_recolour,
+            every_class=cfg.recolour_every_class,
+            boxes=b,
+            painted_masks=cfg.painted_masks,
+            paint_unmasked=cfg.paint_unmasked,
+        )
+        if channels == 1:  # colour augmentation works on RGB, the model sees grey
+            x, y = augment.augment_batch(augmenter, tf.image.grayscale_to_rgb(x), y, **options)
+            return tf.image.rgb_to_grayscale(x), y
+        return augment.augment_batch(augmenter, x, y, **options)
 
-        dataset = dataset.map(apply)  # sequential: random ops in a parallel map are not reproducible
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    # sequential: random ops in a parallel map are not reproducible
+    return dataset.map(apply).prefetch(tf.data.AUTOTUNE)
 
 
 def fit(cfg: TrainConfig, train: tuple, validation: tuple, verbose: int = 0):
-    """Train from scratch; keep the weights of the epoch with the best validation loss."""
+    """Train from scratch; keep the weights of the epoch with the best validation score.
+
+    ``train`` is (images, labels) or (images, labels, face boxes).
+    """
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
@@ -105,7 +121,7 @@ def fit(cfg: TrainConfig, train: tuple, validation: tuple, verbose: int = 0):
         restore_best_weights=True,
     )
     history = model.fit(
-        training_dataset(*train, cfg),
+        training_dataset(*train[:2], cfg, *train[2:]),
         validation_data=validation,
         epochs=cfg.epochs,
         callbacks=[stop],
@@ -178,8 +194,7 @@ def load_sets(cfg: TrainConfig, realworld: Path | None = None, progress: bool = 
     if key not in _loaded:
         root = config.data_dir()
         sets = {name: load_folder(root / name, cfg.input_size, cfg.channels, progress=progress) for name in config.SPLITS}
-        crops, labels = load_face_crops("train", cfg.input_size, cfg.channels, cfg.crop_margin, progress)
-        sets["train-crops"] = (crops, labels, [])
+        sets["train-crops"] = load_face_crops("train", cfg.input_size, cfg.channels, cfg.crop_margin, progress)
         if realworld is not None:
             sets["realworld-dev"] = load_folder(realworld, cfg.input_size, cfg.channels, progress=progress)
         _loaded.clear()  # one size at a time: they are large
@@ -213,12 +228,18 @@ def run(cfg: TrainConfig, sets: dict | None = None, progress: bool = True) -> Re
     from .evaluate import classification_metrics
 
     sets = sets or load_sets(cfg, progress=progress)
-    images, labels = sets["train"][:2]
+    from .data import face_boxes
+
+    images, labels, paths = sets["train"]
+    boxes = face_boxes(paths) if cfg.painted_masks > 0 else None
     if cfg.face_crops:
         images = np.concatenate([images, sets["train-crops"][0]])
         labels = np.concatenate([labels, sets["train-crops"][1]])
+        if boxes is not None:
+            boxes = np.concatenate([boxes, face_boxes(sets["train-crops"][2], cfg.crop_margin)])
+    train = (images, labels) if boxes is None else (images, labels, boxes)
     started = time.perf_counter()
-    model, history = fit(cfg, (images, labels), sets["validation"][:2], verbose=2 if progress else 0)
+    model, history = fit(cfg, train, sets["validation"][:2], verbose=2 if progress else 0)
     seconds = time.perf_counter() - started
     scored = [name for name in ("validation", "test", "realworld-dev") if name in sets]
     predictions = {name: predict(model, sets[name][0]) for name in scored}

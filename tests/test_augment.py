@@ -57,3 +57,36 @@ def test_recolour_every_class_repaints_unmasked_images_too():
     labels = np.array([1, 1, 0, 0], np.float32)
     out = augment.recolour_masks(tf.constant(images), tf.constant(labels), probability=1.0, every_class=True).numpy()
     assert all(np.abs(out[i, 16:28, 8:24] - MASK_BLUE).mean() > 0.05 for i in range(4))
+
+
+def _painting_inputs():
+    images = np.random.default_rng(0).random((4, 60, 60, 3), dtype=np.float32)  # no colour a mask could match
+    boxes = np.array([[0.25, 0.2, 0.75, 0.7]] * 3 + [[np.nan] * 4], np.float32)
+    return images, boxes
+
+
+def test_painted_masks_cover_the_lower_face_only():
+    tf.random.set_seed(3)
+    images, boxes = _painting_inputs()
+    labels = np.ones(4, np.float32)
+    out, new_labels = augment.paint_masks(tf.constant(images), tf.constant(labels), tf.constant(boxes), probability=1.0)
+    out = out.numpy()
+    changed = np.abs(out - images).max(axis=-1) > 1e-3
+    for i in range(3):
+        assert changed[i, 36:40, 27:33].all()  # mouth: painted
+        assert not changed[i, :18].any() and not changed[i, 50:].any()  # above the nose, below the chin
+        assert not changed[i, :, :10].any() and not changed[i, :, 50:].any()  # beside the face
+    assert not changed[3].any()  # no face found: untouched
+    assert np.array_equal(new_labels.numpy(), labels)
+
+
+def test_painting_leaves_unmasked_faces_unless_asked_and_then_relabels_them():
+    images, boxes = _painting_inputs()
+    labels = np.zeros(4, np.float32)
+    out, same = augment.paint_masks(tf.constant(images), tf.constant(labels), tf.constant(boxes), probability=1.0)
+    assert np.array_equal(out.numpy(), images) and np.array_equal(same.numpy(), labels)
+    out, relabelled = augment.paint_masks(
+        tf.constant(images), tf.constant(labels), tf.constant(boxes), probability=1.0, on_unmasked=True
+    )
+    assert list(relabelled.numpy()) == [1, 1, 1, 0]  # the face-less one stays without_mask
+    assert not np.array_equal(out.numpy()[:3], images[:3])

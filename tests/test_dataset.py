@@ -5,6 +5,7 @@ import shutil
 import tarfile
 from collections import defaultdict
 
+import numpy as np
 import pytest
 
 from maskdetect import cli, config, data
@@ -152,3 +153,32 @@ def test_committed_face_boxes_cover_the_split(observations):
     for source, (xmin, ymin, xmax, ymax) in list(boxes.items())[::50]:
         width, height = decode_image(observations / source).size  # boxes are in displayed pixels
         assert 0 <= xmin < xmax <= width and 0 <= ymin < ymax <= height
+
+
+def test_face_boxes_place_the_face_in_the_photo_and_in_its_crop(observations, data_dir):
+    from maskdetect.faces import expand_box
+    from maskdetect.images import decode_image
+
+    assert cli.main(["data", "--quiet", "--source", str(observations)]) == 0
+    boxes = data.read_faces()
+    rows = [r for r in data.read_splits() if r["split"] == "train"][::8]
+    paths = [data_dir / "train" / r["class"] / r["file"] for r in rows]
+    whole, cropped = data.face_boxes(paths), data.face_boxes(paths, crop_margin=0.2)
+    assert whole.shape == cropped.shape == (len(rows), 4)
+    checked_unclipped = 0
+    for row, in_photo, in_crop in zip(rows, whole, cropped):
+        if row["source"] not in boxes:
+            assert np.isnan(in_photo).all() and np.isnan(in_crop).all()
+            continue
+        width, height = decode_image(observations / row["source"]).size
+        xmin, ymin, xmax, ymax = boxes[row["source"]]
+        np.testing.assert_allclose(in_photo, [xmin / width, ymin / height, xmax / width, ymax / height], rtol=1e-5)
+        left, top, right, bottom = expand_box(boxes[row["source"]], 0.2, width, height)
+        assert 0 <= in_crop[0] < in_crop[2] <= 1 and 0 <= in_crop[1] < in_crop[3] <= 1
+        side = max(xmax - xmin, ymax - ymin)
+        if right - left == bottom - top and right - left > 1.39 * side:  # the crop was not clipped
+            # the face's longer side spans 1 / (1 + 2 * margin) of the crop, centred
+            assert max(in_crop[2] - in_crop[0], in_crop[3] - in_crop[1]) == pytest.approx(1 / 1.4, abs=0.02)
+            checked_unclipped += 1
+    assert checked_unclipped >= 10
+    assert np.isnan(data.face_boxes([data_dir / "train" / "with_mask" / "not-in-the-split.jpg"])).all()
