@@ -68,7 +68,8 @@ def paint_masks(
     found). By default only with_mask images get one, over the pasted graphic, so the class
     balance stays; ``on_unmasked`` also paints on without_mask faces and relabels them
     with_mask. Shapes vary from surgical (flat top, pleats) to cloth and FFP2 (nose peak,
-    rounded chin), tilted a little; colours and patterns as in :func:`recolour_masks`.
+    rounded chin), tilted a little; plain colours, smooth colour gradients, or printed fabric
+    (stripes, dots, blotches).
     """
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
@@ -112,6 +113,18 @@ def paint_masks(
     neutral = tf.where(tf.random.uniform([batch, 1, 1, 1]) < 0.2, neutral * [0.85, 0.93, 1.0], neutral)
     colour = tf.where(tf.random.uniform([batch, 1, 1, 1]) < 0.35, neutral, colour)
     pattern = tf.image.resize(colour + spread * (coarse - colour), [height, width], method="bilinear")
+    # Printed fabric: stripes, dots or blotches (leopard, camouflage, flowers) in two colours.
+    turn = per_image(0.0, 3.1416)
+    frequency = per_image(6.0, 25.0) * 6.2832
+    stripes = 0.5 + 0.5 * tf.sin(frequency * (tf.cos(turn) * u + tf.sin(turn) * v))
+    dots = tf.cast(tf.sin(frequency * u) * tf.sin(frequency * v) > 0.4, tf.float32)
+    cells = tf.random.uniform([], 6, 16, dtype=tf.int32)
+    blotches = tf.image.resize(tf.random.uniform([batch, cells, cells, 1]), [height, width], method="bilinear")[..., 0]
+    blotches = tf.cast(blotches > per_image(0.45, 0.7), tf.float32)
+    kind = tf.random.uniform([batch, 1, 1])
+    field = tf.where(kind < 0.4, stripes, tf.where(kind < 0.6, dots, blotches))[..., None]
+    printed = colour * (1 - field) + tf.random.uniform([batch, 1, 1, 3]) * field
+    pattern = tf.where(tf.random.uniform([batch, 1, 1, 1]) < 0.4, printed, pattern)
     pleats = 1 - per_image(0.0, 0.12) * tf.cast(tf.random.uniform([batch, 1, 1]) < 0.5, tf.float32) * (
         0.5 + 0.5 * tf.sin(v * per_image(25.0, 45.0))
     )

@@ -490,10 +490,10 @@ def face_boxes(paths: list[Path], crop_margin: float | None = None) -> np.ndarra
     from .faces import expand_box
 
     boxes = read_faces()
-    sources = {(r["split"], r["class"], r["file"]): r["source"] for r in read_splits()}
+    sources = {r["sha256"]: r["source"] for r in read_splits()}  # by content: any layout, either split
     found = np.full((len(paths), 4), np.nan, np.float32)
     for i, path in enumerate(map(Path, paths)):
-        box = boxes.get(sources.get((path.parent.parent.name, path.parent.name, path.name), ""))
+        box = boxes.get(sources.get(hashlib.sha256(path.read_bytes()).hexdigest(), ""))
         if box is None:
             continue
         with Image.open(path) as image:

@@ -48,6 +48,7 @@ class TrainConfig:
     crop_margin: float = 0.2
     painted_masks: float = 0.0  # share of with_mask training images given a synthetic mask
     paint_unmasked: bool = False  # paint on without_mask faces too (they become with_mask)
+    validate_on_crops: bool = False  # validation = validation photos + their face crops
     seed: int = 1
     extra: dict = field(default_factory=dict)  # builder arguments not listed above
 
@@ -195,6 +196,7 @@ def load_sets(cfg: TrainConfig, realworld: Path | None = None, progress: bool = 
         root = config.data_dir()
         sets = {name: load_folder(root / name, cfg.input_size, cfg.channels, progress=progress) for name in config.SPLITS}
         sets["train-crops"] = load_face_crops("train", cfg.input_size, cfg.channels, cfg.crop_margin, progress)
+        sets["validation-crops"] = load_face_crops("validation", cfg.input_size, cfg.channels, cfg.crop_margin, progress)
         if realworld is not None:
             sets["realworld-dev"] = load_folder(realworld, cfg.input_size, cfg.channels, progress=progress)
         _loaded.clear()  # one size at a time: they are large
@@ -238,8 +240,11 @@ def run(cfg: TrainConfig, sets: dict | None = None, progress: bool = True) -> Re
         if boxes is not None:
             boxes = np.concatenate([boxes, face_boxes(sets["train-crops"][2], cfg.crop_margin)])
     train = (images, labels) if boxes is None else (images, labels, boxes)
+    validation = sets["validation"][:2]
+    if cfg.validate_on_crops:  # twice the images, and framed like the faces the model will meet
+        validation = tuple(np.concatenate([a, b]) for a, b in zip(validation, sets["validation-crops"][:2]))
     started = time.perf_counter()
-    model, history = fit(cfg, train, sets["validation"][:2], verbose=2 if progress else 0)
+    model, history = fit(cfg, train, validation, verbose=2 if progress else 0)
     seconds = time.perf_counter() - started
     scored = [name for name in ("validation", "test", "realworld-dev") if name in sets]
     predictions = {name: predict(model, sets[name][0]) for name in scored}
