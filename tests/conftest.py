@@ -80,25 +80,40 @@ def tiny_source(tmp_path):
 
 
 class _Routes(dict):
-    """path -> (status, body, declared_length or None)."""
+    """path -> (status, body[, declared_length[, headers]]); ``requests`` records what arrived."""
 
 
 @pytest.fixture
 def http_server():
-    """A server on 127.0.0.1 that answers the routes a test sets: routes[path] = (status, body[, length])."""
+    """A server on 127.0.0.1 that answers the routes a test sets.
+
+    ``routes[path] = (status, body[, length[, headers]])``: ``body`` is bytes, or a function
+    that gets ``write(bytes)`` and streams (slowly, endlessly...); ``length`` None sends no
+    Content-Length (the body then ends when the connection closes); ``headers`` is a dict.
+    """
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     routes = _Routes()
+    routes.requests = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            status, body, *length = routes.get(self.path, (404, b"not found"))
-            self.send_response(status)
-            self.send_header("Content-Length", str(length[0] if length else len(body)))
-            self.end_headers()
+            routes.requests.append((self.path, dict(self.headers)))
+            status, body, *rest = routes.get(self.path, (404, b"not found"))
+            length = rest[0] if rest else (len(body) if isinstance(body, bytes) else None)
+            headers = rest[1] if len(rest) > 1 else {}
             try:
-                self.wfile.write(body)
+                self.send_response(status)
+                if length is not None:
+                    self.send_header("Content-Length", str(length))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if callable(body):
+                    body(self.wfile.write)
+                else:
+                    self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
@@ -107,9 +122,10 @@ def http_server():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    routes.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    routes.port = server.server_address[1]
+    routes.base_url = f"http://127.0.0.1:{routes.port}"
     yield routes
     server.shutdown()
     server.server_close()
