@@ -12,6 +12,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 CLASSES = ("with_mask", "without_mask")
+THRESHOLD = 0.5  # p(with_mask) at or above it means "with_mask"
 SPLITS = ("train", "validation", "test")
 SPLIT_FRACTIONS = {"train": 0.6, "validation": 0.2, "test": 0.2}
 
