@@ -64,6 +64,7 @@ document.getElementById("url-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const url = document.getElementById("url").value.trim();
   if (!url) return;
+  document.getElementById("file").value = "";  // the answer shown is for the URL now
   showImage(url);
   ask({ headers: { "Content-Type": "application/json" }, body: JSON.stringify({ url }) });
 });
