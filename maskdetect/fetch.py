@@ -102,7 +102,7 @@ def address_problem(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> s
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None:
             problem = address_problem(embedded)
-            return f"{problem} (inside the IPv6 address {address})" if problem else None
+            return f"IPv6-wrapped {problem}" if problem else None
     for kind in ("unspecified", "loopback", "link_local", "multicast", "reserved", "private"):
         if getattr(address, f"is_{kind}"):
             return kind.replace("_", "-")
@@ -153,8 +153,11 @@ def resolve(host: str, port: int, *, allow_private: bool, timeout: float | None)
             problem = address_problem(address)
             if problem:
                 shown = host if literal is None or str(literal) == host else f"{host} (= {literal})"
+                if str(address) not in shown:
+                    shown += f" resolves to {address}, which"
+                article = "an" if problem[0] in "aeiou" else "a"
                 raise URLRefused(
-                    f"{shown} is a {problem} address ({address}); only public addresses are fetched. "
+                    f"{shown} is {article} {problem} address; only public addresses are fetched. "
                     "Send the image itself instead, as an upload"
                 )
     return usable
