@@ -75,7 +75,7 @@ def command_predict(args: argparse.Namespace) -> int:
     failed = 0
     for item in args.inputs:
         try:
-            if item.startswith(("http://", "https://")):
+            if item.lower().startswith(("http://", "https://")):
                 answer = predictor.predict_url(item)
             else:
                 path = Path(item)

@@ -114,6 +114,12 @@ def test_gunicorn_serves_the_app_with_the_configured_workers(service, images, im
         upload = requests.post(f"{base_url}/predict", files={"image": image}, timeout=10).json()
     by_url = requests.post(f"{base_url}/predict", json={"url": f"{image_site}/white.png"}, timeout=10).json()
     assert upload == by_url and upload["label"] == "with_mask"
+    # A chunked body (no Content-Length) is held to the same limit as a declared one.
+    chunked = requests.post(f"{base_url}/predict", data=iter([b"\xff" * 2**20] * 11), headers={"Content-Type": "image/jpeg"}, timeout=30)
+    assert chunked.status_code == 413 and "10 MB" in chunked.json()["error"]
+    small = (images / "white.png").read_bytes()
+    chunked = requests.post(f"{base_url}/predict", data=iter([small[:100], small[100:]]), headers={"Content-Type": "image/png"}, timeout=10)
+    assert chunked.json() == upload
     missing = requests.get(f"{base_url}/nope", timeout=5)
     assert missing.status_code == 404 and "error" in missing.json()
     workers = psutil.Process(process.pid).children()

@@ -110,7 +110,7 @@ ODD_IMAGES = {
     "webp": lambda: encode(_rgb(), "WEBP"),
     "very wide": lambda: encode(Image.new("RGB", (12000, 3), "white")),
     "very tall": lambda: encode(Image.new("RGB", (2, 9000), "white"), "PNG"),
-    "large photo": lambda: encode(photo(7, (3000, 4000)), quality=70),
+    "large photo": lambda: encode(photo(7, (2000, 1500)), quality=70),
 }
 
 

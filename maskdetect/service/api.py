@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..inference import Predictor
 from .errors import ApiError
@@ -18,6 +19,20 @@ HOW_TO_SEND = (
 
 def predictor() -> Predictor:
     return current_app.extensions["maskdetect.predictor"]
+
+
+@bp.before_request
+def chunked_body_within_limit():
+    """413 for a chunked body (no Content-Length) over the limit, as for a declared one.
+
+    Werkzeug refuses a declared Content-Length over MAX_CONTENT_LENGTH at once, but cuts a
+    chunked body off at the limit without an error; reading (and caching, for the JSON and
+    form parsers) up to the limit tells the two apart. A body of exactly the limit counts as over.
+    """
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.method == "POST" and request.content_length is None and limit is not None:
+        if len(request.get_data(cache=True)) >= limit:
+            raise RequestEntityTooLarge()
 
 
 def _image_from_request() -> bytes | str:
@@ -37,7 +52,7 @@ def _image_from_request() -> bytes | str:
             raise ApiError(400, f'the form has no file in field "image" (fields: {sorted(request.files) or "none"})')
         data = upload.read()
     elif mimetype.startswith("image/"):
-        data = request.get_data(cache=False)
+        data = request.get_data()
     elif not mimetype:
         raise ApiError(415, f"the request has no Content-Type; {HOW_TO_SEND}")
     else:
