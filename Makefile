@@ -31,10 +31,11 @@ $(INSTALLED): Pipfile.lock pyproject.toml | $(PIPENV)
 
 env: $(INSTALLED)  ## create .venv from Pipfile.lock (Python 3.11)
 
+MODEL := $(or $(MODEL_PATH),deployment/maskdetect.h5)
 serve: env  ## serve the committed model at http://localhost:9696
-	@echo "make serve: the prediction service arrives with issue 4 (Flask + gunicorn);" \
-	      "until then there is no model to serve. Run 'make data' and 'make test'." >&2
-	@exit 1
+	@test -f "$(MODEL)" || { echo "make serve: no model at $(MODEL): train one with 'make train'," \
+	      "or serve another file with 'make serve MODEL_PATH=FILE.h5'" >&2; exit 1; }
+	MODEL_PATH="$(MODEL)" $(VENV)/bin/gunicorn -c deployment/gunicorn.conf.py
 
 test: env  ## run the whole test suite
 	$(VENV)/bin/pytest

@@ -63,6 +63,33 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_predict(args: argparse.Namespace) -> int:
+    """One JSON line per input on stdout, in order; a failed input is reported on stderr."""
+    import json
+
+    from .fetch import FetchError
+    from .images import ImageDecodeError
+    from .inference import Predictor
+
+    predictor = Predictor.load(args.model)
+    failed = 0
+    for item in args.inputs:
+        try:
+            if item.lower().startswith(("http://", "https://")):
+                answer = predictor.predict_url(item)
+            else:
+                path = Path(item)
+                if not path.is_file():
+                    raise FileNotFoundError(f"no such file: {item} (give an image file or an http(s) URL)")
+                answer = predictor.predict(path)
+        except (FetchError, ImageDecodeError, FileNotFoundError) as error:
+            failed += 1
+            print(f"maskdetect: error: {item}: {error}", file=sys.stderr)
+            continue
+        print(json.dumps({"input": item, **answer.as_dict()}), flush=True)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskdetect", description="Face-mask detection.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -109,17 +136,31 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--out", type=Path, help="folder to write to (default: deployment/)")
     train_parser.add_argument("--quiet", action="store_true", help="no progress output")
     train_parser.set_defaults(run=command_train)
+
+    predict_parser = commands.add_parser(
+        "predict",
+        help="classify image files or URLs with the deployment model",
+        description="Print one JSON line per input: {\"input\", \"label\", \"with_mask\", \"without_mask\", "
+        "\"model\"}, through the service's own code path (URLs are fetched under the same rules: public "
+        "addresses only unless MASKDETECT_ALLOW_PRIVATE_URLS=1). Exits 1 if any input failed.",
+    )
+    predict_parser.add_argument("inputs", nargs="+", metavar="PATH_OR_URL", help="an image file or an http(s) URL")
+    predict_parser.add_argument(
+        "--model", type=Path, help="the model file (default: $MODEL_PATH, else deployment/maskdetect.h5)"
+    )
+    predict_parser.set_defaults(run=command_predict)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .fetch import FetchError
+    from .inference import ModelError
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DataError, FetchError) as error:
+    except (DataError, FetchError, ModelError) as error:
         print(f"maskdetect: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 CLASSES = ("with_mask", "without_mask")
+THRESHOLD = 0.5  # p(with_mask) at or above it means "with_mask"
 SPLITS = ("train", "validation", "test")
 SPLIT_FRACTIONS = {"train": 0.6, "validation": 0.2, "test": 0.2}
 
@@ -62,3 +63,37 @@ def realworld_dir() -> Path | None:
         return Path(value)
     default = PROJECT_ROOT.parent / "shared" / "data" / "realworld-dev"
     return default if default.is_dir() else None
+
+
+# ---------------------------------------------------------------------------- serving
+# The prediction service, the `maskdetect predict` command and the notebooks read these.
+
+MODEL_FILE = "maskdetect.h5"
+METRICS_FILE = "metrics.json"
+
+DEFAULT_PORT = 9696
+DEFAULT_HOST = "127.0.0.1"  # `make serve` stays on this machine; the container sets HOST=0.0.0.0
+
+# Limits on what a caller can make the service read. An upload or a fetched URL body over
+# MAX_IMAGE_BYTES is refused while it streams in; an image whose header declares more than
+# MAX_IMAGE_PIXELS is refused before its pixels are decoded (decompression bombs).
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000  # 40 MP: 2.5x the largest training photo, 120 MB once decoded
+URL_CONNECT_TIMEOUT = 3.0  # seconds to open the connection
+URL_TOTAL_TIMEOUT = 10.0  # seconds for the whole fetch: DNS, redirects and body
+URL_MAX_REDIRECTS = 3
+
+
+def model_path() -> Path:
+    """The model the service and `maskdetect predict` load: $MODEL_PATH, else deployment/maskdetect.h5."""
+    value = os.environ.get("MODEL_PATH")
+    return Path(value) if value else deployment_dir() / MODEL_FILE
+
+
+def allow_private_urls() -> bool:
+    """MASKDETECT_ALLOW_PRIVATE_URLS=1 lets URL inputs reach loopback and private addresses.
+
+    Off by default: a service that fetches any URL it is given must not become a way into
+    the network behind it. Tests and local experiments serving images from 127.0.0.1 turn it on.
+    """
+    return os.environ.get("MASKDETECT_ALLOW_PRIVATE_URLS", "").strip().lower() in ("1", "true", "yes")

@@ -11,7 +11,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-THRESHOLD = 0.5  # p(with_mask) at or above it means "with_mask"
+from .config import THRESHOLD  # the one threshold; callers may import it from here
 
 
 def classification_metrics(labels: np.ndarray, with_mask: np.ndarray, threshold: float = THRESHOLD) -> dict:

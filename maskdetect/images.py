@@ -7,10 +7,13 @@ Everything that opens an image (data pipeline, training, services) goes through
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
+
+from .config import MAX_IMAGE_PIXELS
 
 ImageSource = bytes | str | Path | Image.Image
 
@@ -19,24 +22,48 @@ class ImageDecodeError(ValueError):
     """The bytes are not an image we can read."""
 
 
-def decode_image(source: ImageSource, *, draft: tuple[str, tuple[int, int]] | None = None) -> Image.Image:
+class ImageTooLarge(ImageDecodeError):
+    """The image declares more pixels than the cap: refused before its pixels are decoded."""
+
+
+def decode_image(
+    source: ImageSource,
+    *,
+    draft: tuple[str, tuple[int, int]] | None = None,
+    max_pixels: int | None = MAX_IMAGE_PIXELS,
+) -> Image.Image:
     """Open ``source`` (bytes, a path or a PIL image) with EXIF orientation applied.
 
     ``draft=(mode, size)`` lets the JPEG decoder skip detail that a later resize to
-    about ``size`` would throw away anyway (much faster on large photos).
+    about ``size`` would throw away anyway (much faster on large photos). An image whose
+    header declares more than ``max_pixels`` is refused before decoding: a few kilobytes
+    of PNG can otherwise expand to gigabytes (a decompression bomb).
     """
     if isinstance(source, Image.Image):
-        image = source
-    else:
-        try:
+        return ImageOps.exif_transpose(source)
+    name = "the given bytes" if isinstance(source, bytes) else str(source)
+    try:
+        with warnings.catch_warnings():
+            # Our own cap below is lower than PIL's warning threshold; PIL's hard limit stays.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-            if draft is not None:
-                image.draft(*draft)
-            image.load()
-        except (UnidentifiedImageError, OSError, SyntaxError) as error:
-            name = "the given bytes" if isinstance(source, bytes) else str(source)
-            raise ImageDecodeError(f"{name} is not a readable image ({error})") from error
-    return ImageOps.exif_transpose(image)
+        if max_pixels is not None and image.width * image.height > max_pixels:
+            raise ImageTooLarge(
+                f"{name} is {image.width}x{image.height} pixels, over the {max_pixels / 1e6:.0f}-megapixel "
+                "limit; send a smaller image"
+            )
+        if draft is not None:
+            image.draft(*draft)
+        image.load()
+        return ImageOps.exif_transpose(image)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ImageTooLarge(f"{name} has too many pixels ({error}); send a smaller image") from error
+    except Exception as error:  # noqa: BLE001 - malformed files raise OSError, SyntaxError,
+        # ValueError, EOFError, struct.error, IndexError... from PIL's many decoders: for
+        # untrusted bytes every one of them means "not an image we can read".
+        raise ImageDecodeError(f"{name} is not a readable image ({error.__class__.__name__}: {error})") from error
 
 
 # The model input: every caller (training, evaluation, notebooks, services) goes through
@@ -70,8 +97,13 @@ def preprocess(
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels}")
-    image = _to_rgb(decode_image(source, draft=("RGB", (size, size))))
-    if channels == 1:
-        image = image.convert("L")
-    array = np.asarray(image.resize((size, size), RESAMPLE), dtype=np.float32) / 255.0
+    decoded = decode_image(source, draft=("RGB", (size, size)))
+    try:
+        image = _to_rgb(decoded)
+        if channels == 1:
+            image = image.convert("L")
+        image = image.resize((size, size), RESAMPLE)
+    except (ValueError, OSError) as error:  # a mode PIL reads but cannot convert
+        raise ImageDecodeError(f"cannot convert a {decoded.mode} image to RGB ({error})") from error
+    array = np.asarray(image, dtype=np.float32) / 255.0
     return array.reshape(size, size, channels)

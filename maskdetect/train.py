@@ -58,8 +58,8 @@ class TrainConfig:
 
 
 DEPLOYED = TrainConfig()
-MODEL_FILE = "maskdetect.h5"
-METRICS_FILE = "metrics.json"
+MODEL_FILE = config.MODEL_FILE
+METRICS_FILE = config.METRICS_FILE
 
 
 def build(cfg: TrainConfig):

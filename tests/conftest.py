@@ -14,6 +14,28 @@ from maskdetect import config
 SHARED = Path(os.environ.get("MASKDETECT_SHARED_DATA", config.PROJECT_ROOT.parent / "shared" / "data"))
 
 
+@pytest.fixture(autouse=True)
+def only_loopback_traffic(monkeypatch):
+    """A safety net: the URL fetcher may connect to loopback addresses only, in every test.
+
+    Tests that lift the address rule (MASKDETECT_ALLOW_PRIVATE_URLS) and follow a redirect
+    must never reach a real private or public host.
+    """
+    import ipaddress
+
+    from maskdetect import fetch
+
+    open_socket = fetch._PinnedHTTPConnection._open_socket
+
+    def loopback_only(self):
+        address = ipaddress.ip_address(self.address[4][0])
+        if not address.is_loopback:
+            raise AssertionError(f"a test tried to connect to {address}: tests talk to 127.0.0.1 only")
+        return open_socket(self)
+
+    monkeypatch.setattr(fetch._PinnedHTTPConnection, "_open_socket", loopback_only)
+
+
 def _require(path: Path) -> Path:
     """Real-data tests never skip in CI; elsewhere they say what is missing."""
     if not path.exists():
@@ -80,25 +102,40 @@ def tiny_source(tmp_path):
 
 
 class _Routes(dict):
-    """path -> (status, body, declared_length or None)."""
+    """path -> (status, body[, declared_length[, headers]]); ``requests`` records what arrived."""
 
 
 @pytest.fixture
 def http_server():
-    """A server on 127.0.0.1 that answers the routes a test sets: routes[path] = (status, body[, length])."""
+    """A server on 127.0.0.1 that answers the routes a test sets.
+
+    ``routes[path] = (status, body[, length[, headers]])``: ``body`` is bytes, or a function
+    that gets ``write(bytes)`` and streams (slowly, endlessly...); ``length`` None sends no
+    Content-Length (the body then ends when the connection closes); ``headers`` is a dict.
+    """
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     routes = _Routes()
+    routes.requests = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            status, body, *length = routes.get(self.path, (404, b"not found"))
-            self.send_response(status)
-            self.send_header("Content-Length", str(length[0] if length else len(body)))
-            self.end_headers()
+            routes.requests.append((self.path, dict(self.headers)))
+            status, body, *rest = routes.get(self.path, (404, b"not found"))
+            length = rest[0] if rest else (len(body) if isinstance(body, bytes) else None)
+            headers = rest[1] if len(rest) > 1 else {}
             try:
-                self.wfile.write(body)
+                self.send_response(status)
+                if length is not None:
+                    self.send_header("Content-Length", str(length))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if callable(body):
+                    body(self.wfile.write)
+                else:
+                    self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
@@ -107,9 +144,76 @@ def http_server():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    routes.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    routes.port = server.server_address[1]
+    routes.base_url = f"http://127.0.0.1:{routes.port}"
     yield routes
     server.shutdown()
     server.server_close()
+
+
+# ---------------------------------------------------------------------------- the service
+
+
+def brightness_model(path: Path) -> Path:
+    """A tiny Keras model saved like the deployment one: p(with_mask) grows with brightness.
+
+    Input (None, 100, 100, 3) in [0, 1], one sigmoid unit named with_mask; a white image
+    answers with_mask (p ~ 1), a black one without_mask (p ~ 0), so tests can check that
+    the right pixels reach the model and the right label comes back.
+    """
+    import keras
+
+    inputs = keras.Input((100, 100, 3), name="image")
+    mean = keras.layers.GlobalAveragePooling2D(name="mean")(inputs)
+    output = keras.layers.Dense(1, activation="sigmoid", name="with_mask")(mean)
+    model = keras.Model(inputs, output, name="brightness")
+    model.get_layer("with_mask").set_weights([np.full((3, 1), 8.0, np.float32), np.array([-12.0], np.float32)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path, include_optimizer=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory) -> Path:
+    """The brightness model as tmp/.../maskdetect.h5 (no metrics.json beside it)."""
+    return brightness_model(tmp_path_factory.mktemp("model") / "maskdetect.h5")
+
+
+@pytest.fixture(scope="module")
+def app(model_file):
+    """The service with the brightness model and the default (production) settings.
+
+    One per test module: each app loads and warms up its model (a fraction of a second).
+    """
+    from maskdetect.service import create_app
+
+    return create_app({"TESTING": True, "MODEL_PATH": str(model_file), "ALLOW_PRIVATE_URLS": False})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def encode(image: Image.Image, format: str = "JPEG", **options) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format, **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's headless Chromium and its driver; CI installs them (.ci/run) and never skips."""
+    import shutil
+
+    found = [shutil.which(name) for name in ("chromium", "chromedriver")]
+    if not all(found):
+        message = "chromium and chromedriver are missing: apt-get install -y chromium chromium-driver"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return Path(found[0])

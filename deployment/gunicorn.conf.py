@@ -1,0 +1,40 @@
+"""gunicorn settings for the prediction service: ``gunicorn -c deployment/gunicorn.conf.py``.
+
+Read from the environment:
+  HOST        address to bind (default 127.0.0.1; the container sets 0.0.0.0)
+  PORT        port (default 9696)
+  WORKERS     worker processes (default 2, one per core here); each holds its own model
+  MODEL_PATH  the model file (default deployment/maskdetect.h5), read by the app
+  MASKDETECT_ALLOW_PRIVATE_URLS=1  let URL inputs reach private addresses (tests only)
+gunicorn's own GUNICORN_CMD_ARGS still apply on top of these.
+"""
+
+import os
+import sys
+
+# (gunicorn reads every top-level name that matches a setting: `config` is one, so no such name here)
+from maskdetect.config import DEFAULT_HOST, DEFAULT_PORT, model_path
+
+wsgi_app = "maskdetect.service:create_app()"
+bind = f"{os.environ.get('HOST') or DEFAULT_HOST}:{os.environ.get('PORT') or DEFAULT_PORT}"
+workers = int(os.environ.get("WORKERS") or 2)
+worker_class = "sync"  # one request at a time per worker: inference is CPU-bound
+# No preload: TensorFlow is not fork-safe, so every worker imports it and loads the
+# model itself, once, when gunicorn boots the worker.
+preload_app = False
+timeout = 30  # a URL fetch is bounded at 10 s, inference takes milliseconds
+graceful_timeout = 10
+accesslog = "-"
+errorlog = "-"
+# No control socket: tests, `make serve` and a container may run side by side, and they
+# would all claim the same default socket path; the service needs no runtime control.
+control_socket_disable = True
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+
+
+def on_starting(server):
+    """Fail at once, saying what to do, rather than as every worker fails to boot."""
+    path = model_path()
+    if not path.is_file():
+        server.log.error("no model at %s: train one with `make train`, or set MODEL_PATH to a model file", path)
+        sys.exit(1)

@@ -1,0 +1,50 @@
+"""The prediction service: a Flask application factory, served by gunicorn.
+
+``gunicorn -c deployment/gunicorn.conf.py`` calls :func:`create_app` once in every worker,
+so each worker loads the model once (after the fork: TensorFlow is not fork-safe).
+The routes live in blueprints: :mod:`.api` (``/predict``, ``/health``, ``/openapi.json``)
+and :mod:`.page` (the web page at ``/``); :mod:`.errors` turns every failure into JSON.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from .. import config
+from ..fetch import Limits
+from ..inference import Predictor
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """The WSGI application. ``test_config`` overrides settings (tests pass MODEL_PATH and limits).
+
+    Settings: MODEL_PATH (default $MODEL_PATH, else deployment/maskdetect.h5),
+    MAX_CONTENT_LENGTH (request body cap, bytes), ALLOW_PRIVATE_URLS (default
+    $MASKDETECT_ALLOW_PRIVATE_URLS), URL_LIMITS (a maskdetect.fetch.Limits).
+    """
+    app = Flask(__name__, static_folder=None)  # the page blueprint serves its own static files
+    app.config.from_mapping(
+        MODEL_PATH=str(config.model_path()),
+        MAX_CONTENT_LENGTH=config.MAX_IMAGE_BYTES,
+        ALLOW_PRIVATE_URLS=config.allow_private_urls(),
+        URL_LIMITS=Limits(),
+    )
+    app.json.sort_keys = False  # answers keep the documented order: label first
+    if test_config is not None:
+        app.config.update(test_config)
+
+    # Loaded here, once per worker, so /health answers "ok" only with a model in memory.
+    app.extensions["maskdetect.predictor"] = Predictor.load(app.config["MODEL_PATH"])
+
+    from . import api, errors, page
+
+    errors.register(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(page.bp)
+
+    @app.after_request
+    def no_sniffing(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    return app

@@ -1,0 +1,86 @@
+"""The JSON API: ``POST /predict``, ``GET /health``, ``GET /openapi.json``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ..inference import Predictor
+from .errors import ApiError
+from .openapi import openapi_document
+
+bp = Blueprint("api", __name__)
+
+HOW_TO_SEND = (
+    'send JSON {"url": "https://.../photo.jpg"} (Content-Type: application/json), a multipart form '
+    "with the file in field \"image\", or the image itself with an image/* Content-Type"
+)
+
+
+def predictor() -> Predictor:
+    return current_app.extensions["maskdetect.predictor"]
+
+
+@bp.before_request
+def chunked_body_within_limit():
+    """413 for a chunked body (no Content-Length) over the limit, as for a declared one.
+
+    Werkzeug refuses a declared Content-Length over MAX_CONTENT_LENGTH at once, but cuts a
+    chunked body off at the limit without an error; reading (and caching, for the JSON and
+    form parsers) up to the limit tells the two apart. A body of exactly the limit counts as over.
+    """
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.method == "POST" and request.content_length is None and limit is not None:
+        if len(request.get_data(cache=True)) >= limit:
+            raise RequestEntityTooLarge()
+
+
+def _image_from_request() -> bytes | str:
+    """The uploaded bytes, or the URL to fetch, from whichever of the three forms was sent."""
+    mimetype = request.mimetype
+    if mimetype == "application/json":
+        payload = request.get_json(silent=True)
+        if not isinstance(payload, dict):
+            raise ApiError(400, f"the body is not a valid JSON object; {HOW_TO_SEND}")
+        url = payload.get("url")
+        if not isinstance(url, str) or not url.strip():
+            raise ApiError(400, 'the JSON object has no "url" string; send {"url": "https://.../photo.jpg"}')
+        return url
+    if mimetype == "multipart/form-data":
+        upload = request.files.get("image")
+        if upload is None:
+            raise ApiError(400, f'the form has no file in field "image" (fields: {sorted(request.files) or "none"})')
+        data = upload.read()
+    elif mimetype.startswith("image/"):
+        data = request.get_data()
+    elif not mimetype:
+        raise ApiError(415, f"the request has no Content-Type; {HOW_TO_SEND}")
+    else:
+        raise ApiError(415, f"{mimetype} is not accepted; {HOW_TO_SEND}")
+    if not data:
+        raise ApiError(400, "the image is empty; send the file's bytes")
+    return data
+
+
+@bp.post("/predict")
+def predict():
+    image = _image_from_request()
+    if isinstance(image, str):
+        prediction = predictor().predict_url(
+            image,
+            allow_private=current_app.config["ALLOW_PRIVATE_URLS"],
+            limits=current_app.config["URL_LIMITS"],
+        )
+    else:
+        prediction = predictor().predict(image)
+    return jsonify(prediction.as_dict())
+
+
+@bp.get("/health")
+def health():
+    return jsonify(status="ok", model=predictor().name)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document(current_app))

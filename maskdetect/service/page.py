@@ -1,0 +1,24 @@
+"""The web page at ``/``: choose a file or paste an image URL, see the image and its answer.
+
+Everything it needs is served from here (no CDN), and a Content-Security-Policy keeps the
+page to its own script and style; images may come from anywhere the visitor points at.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template
+
+bp = Blueprint("page", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' blob: data: http: https:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+@bp.get("/")
+def index():
+    predictor = current_app.extensions["maskdetect.predictor"]
+    response = current_app.make_response(render_template("index.html", model=predictor.name))
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return response

@@ -1,0 +1,291 @@
+"""The service as people run it: gunicorn with deployment/gunicorn.conf.py, the test_local
+notebook, predict-test.py, and the web page in a real headless Chromium.
+
+One gunicorn per module (it imports TensorFlow: seconds), on 127.0.0.1 and a free port,
+with images for URL inputs served by a local HTTP server.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+
+from conftest import photo
+from maskdetect import config
+
+ROOT = config.PROJECT_ROOT
+DEPLOYMENT = ROOT / "deployment"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_env(**settings) -> dict:
+    """The environment of a child process: this checkout's package first."""
+    env = {key: value for key, value in os.environ.items() if key not in ("MODEL_PATH", "HOST", "PORT", "WORKERS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update({key: str(value) for key, value in settings.items()})
+    return env
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    Image.new("RGB", (60, 80), "white").save(folder / "white.png")
+    Image.new("RGB", (60, 80), "black").save(folder / "black.jpg")
+    photo(11, (240, 320)).save(folder / "photo.jpg", quality=90)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def image_site(images):
+    """http://127.0.0.1:PORT/ serving the images folder (the URLs the service fetches)."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(images))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def wait_for_health(base_url: str, process: subprocess.Popen, seconds: float = 90) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"gunicorn exited with {process.returncode}")
+        try:
+            return requests.get(f"{base_url}/health", timeout=5).json()
+        except (requests.ConnectionError, requests.Timeout):  # bound, but the workers still boot
+            time.sleep(0.2)
+    raise AssertionError(f"no /health answer from {base_url} within {seconds} s")
+
+
+@pytest.fixture(scope="module")
+def service(model_file, tmp_path_factory):
+    """gunicorn with the project's config file, two workers, URLs to 127.0.0.1 allowed."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    env = service_env(MODEL_PATH=model_file, PORT=port, HOST="127.0.0.1", WORKERS=2, MASKDETECT_ALLOW_PRIVATE_URLS=1)
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(DEPLOYMENT / "gunicorn.conf.py")],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(base_url, process)
+        yield base_url, process, log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ---------------------------------------------------------------------------- gunicorn
+
+
+def test_gunicorn_serves_the_app_with_the_configured_workers(service, images, image_site):
+    import psutil
+
+    base_url, process, log = service
+    assert requests.get(f"{base_url}/health", timeout=5).json() == {"status": "ok", "model": "maskdetect.h5"}
+    with open(images / "white.png", "rb") as image:
+        upload = requests.post(f"{base_url}/predict", files={"image": image}, timeout=10).json()
+    by_url = requests.post(f"{base_url}/predict", json={"url": f"{image_site}/white.png"}, timeout=10).json()
+    assert upload == by_url and upload["label"] == "with_mask"
+    # A chunked body (no Content-Length) is held to the same limit as a declared one.
+    chunked = requests.post(f"{base_url}/predict", data=iter([b"\xff" * 2**20] * 11), headers={"Content-Type": "image/jpeg"}, timeout=30)
+    assert chunked.status_code == 413 and "10 MB" in chunked.json()["error"]
+    small = (images / "white.png").read_bytes()
+    chunked = requests.post(f"{base_url}/predict", data=iter([small[:100], small[100:]]), headers={"Content-Type": "image/png"}, timeout=10)
+    assert chunked.json() == upload
+    missing = requests.get(f"{base_url}/nope", timeout=5)
+    assert missing.status_code == 404 and "error" in missing.json()
+    workers = psutil.Process(process.pid).children()
+    assert len(workers) == 2
+    assert "POST /predict" in log.read_text()  # the access log goes to stdout
+
+
+def test_gunicorn_without_a_model_stops_and_says_what_to_do(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", str(DEPLOYMENT / "gunicorn.conf.py")],
+        cwd=ROOT, env=service_env(MODEL_PATH=tmp_path / "none.h5", PORT=free_port()),
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "no model at" in result.stderr + result.stdout and "make train" in result.stderr + result.stdout
+
+
+def test_make_serve_without_a_model_says_what_to_do(tmp_path):
+    # -o env: do not set the environment up; the model check comes before gunicorn starts.
+    result = subprocess.run(
+        ["make", "-o", "env", "serve", f"MODEL_PATH={tmp_path / 'none.h5'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert "no model at" in result.stderr and "make train" in result.stderr
+
+
+# ---------------------------------------------------------------------------- test_local.ipynb and predict-test.py
+
+
+def test_the_committed_notebook_is_clean_and_parameterised():
+    import nbformat
+
+    notebook = nbformat.read(DEPLOYMENT / "test_local.ipynb", as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    parameters = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
+    assert len(parameters) == 1 and "base_url" in parameters[0].source
+    assert not [o for cell in code for o in cell.get("outputs", []) if o.output_type == "error"]
+
+
+def test_the_notebook_posts_urls_and_files_and_shows_the_answers(service, images, image_site, tmp_path):
+    import nbformat
+    import papermill
+
+    base_url, _, _ = service
+    executed = tmp_path / "test_local.ipynb"
+    papermill.execute_notebook(
+        str(DEPLOYMENT / "test_local.ipynb"),
+        str(executed),
+        parameters={
+            "base_url": base_url,
+            "image_urls": [f"{image_site}/white.png", f"{image_site}/notes.txt"],
+            "image_files": [str(images / "black.jpg"), str(images / "photo.jpg")],
+        },
+        cwd=str(DEPLOYMENT),
+        progress_bar=False,
+        kernel_name="python3",
+    )
+    notebook = nbformat.read(executed, as_version=4)
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    results = [json.loads(line) for line in text.splitlines() if line.startswith('{"input"')]
+    assert [(r["input"].rsplit("/", 1)[-1], r["status"], r.get("label")) for r in results] == [
+        ("white.png", 200, "with_mask"),
+        ("notes.txt", 422, None),
+        ("black.jpg", 200, "without_mask"),
+        ("photo.jpg", 200, results[3].get("label")),
+    ]
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # the images with their answers
+    assert "400 {'error': 'refused URL" in text  # the error examples
+
+
+def test_predict_test_script(service, images, image_site):
+    base_url, _, _ = service
+    script = [sys.executable, str(DEPLOYMENT / "predict-test.py"), "--url", base_url]
+    good = subprocess.run(
+        [*script, str(images / "black.jpg"), f"{image_site}/white.png"], capture_output=True, text=True, timeout=60
+    )
+    assert good.returncode == 0, good.stderr
+    assert [json.loads(line)["label"] for line in good.stdout.splitlines()] == ["without_mask", "with_mask"]
+    bad = subprocess.run([*script, str(images / "notes.txt")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "HTTP 422" in bad.stderr
+    down = subprocess.run(
+        [*script[:-1], f"http://127.0.0.1:{free_port()}", str(images / "white.png")], capture_output=True, text=True, timeout=60
+    )
+    assert down.returncode == 2 and "make serve" in down.stderr
+
+
+# ---------------------------------------------------------------------------- the page in a real browser
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1000,1100",
+)
+
+
+@pytest.fixture
+def browser(chromium, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(chromium)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_upload_a_file_and_paste_a_url_in_the_page(browser, service, images, image_site, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base_url, _, _ = service
+    browser.get(f"{base_url}/")
+    assert "mask" in browser.title
+    result = browser.find_element(By.ID, "result")
+
+    def answered(label):
+        return WebDriverWait(browser, 30).until(lambda d: result.get_attribute("data-label") == label and result.text)
+
+    browser.find_element(By.ID, "file").send_keys(str(images / "white.png"))
+    assert answered("with_mask").startswith("With mask: 100")
+    preview = browser.find_element(By.ID, "preview")
+    assert preview.get_attribute("src").startswith("blob:") and preview.is_displayed()
+
+    browser.find_element(By.ID, "url").send_keys(f"{image_site}/black.jpg")
+    browser.find_element(By.CSS_SELECTOR, "#url-form button").click()
+    assert answered("without_mask").startswith("Without mask: 100")
+    assert WebDriverWait(browser, 10).until(lambda d: preview.get_attribute("naturalWidth") == "60")
+    browser.save_screenshot(str(os.environ.get("MASKDETECT_SCREENSHOT") or tmp_path / "page.png"))
+
+    browser.find_element(By.ID, "file").send_keys(str(images / "notes.txt"))
+    error = browser.find_element(By.ID, "error")
+    WebDriverWait(browser, 30).until(lambda d: error.is_displayed())
+    assert "not an image" in error.text
+    console = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert len(console) == 1 and "/predict" in console[0] and "422" in console[0], console  # the refused upload only
+
+
+# ---------------------------------------------------------------------------- the latency benchmark
+
+
+def test_latency_benchmark_runs_and_reports(model_file):
+    """A short run of benchmarks/predict_latency.py (the documented numbers come from a full one)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "predict_latency.py"), "--model", str(model_file),
+         "--requests", "30", "--warmup", "2", "--workers", "1"],
+        capture_output=True, text=True, timeout=180, env=service_env(),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["requests"] == 30 and report["workers"] == 1 and report["model"] == "maskdetect.h5"
+    assert 90_000 <= report["image_bytes"] <= 110_000
+    assert 0 < report["p50_ms"] <= report["p95_ms"] <= report["max_ms"]
+    assert report["rss_mb_per_worker"][0] > 100

@@ -1,0 +1,155 @@
+"""The one inference path, the `maskdetect predict` command, and the committed deployment model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import encode, photo
+from maskdetect import config
+from maskdetect.images import preprocess
+from maskdetect.inference import ModelError, Predictor
+
+
+@pytest.fixture(scope="module")
+def predictor(model_file):
+    return Predictor.load(model_file)
+
+
+def test_answers_are_the_models_output_on_the_preprocessed_image(predictor):
+    images = [photo(seed, (90 + seed, 120)) for seed in range(4)]
+    answers = predictor.predict_batch([encode(image) for image in images])
+    batch = np.stack([preprocess(encode(image)) for image in images])
+    expected = np.asarray(predictor.backend.model(batch, training=False)).ravel()
+    assert [a.with_mask for a in answers] == pytest.approx(expected, abs=1e-6)
+    assert [predictor.predict(encode(image)) for image in images] == answers  # one at a time: the same
+
+
+def test_bytes_paths_and_pil_images_give_one_answer(predictor, tmp_path):
+    image = photo(5)
+    path = tmp_path / "a.png"
+    image.save(path)
+    assert predictor.predict(path) == predictor.predict(path.read_bytes()) == predictor.predict(image)
+
+
+def test_the_threshold_decides_the_label(model_file):
+    grey = encode(Image.new("RGB", (10, 10), (128, 128, 128)), "PNG")  # p(with_mask) ~ 0.51
+    p = Predictor.load(model_file).predict(grey).with_mask
+    assert 0.45 < p < 0.55
+    strict = Predictor.load(model_file)
+    strict.threshold = p + 0.01
+    assert strict.predict(grey).label == "without_mask"
+    strict.threshold = p
+    assert strict.predict(grey).label == "with_mask"
+
+
+def test_missing_model_says_what_to_do(tmp_path):
+    with pytest.raises(ModelError, match="make train.*MODEL_PATH"):
+        Predictor.load(tmp_path / "maskdetect.h5")
+
+
+def test_unreadable_or_unknown_model_files_are_model_errors(tmp_path):
+    corrupt = tmp_path / "corrupt.h5"
+    corrupt.write_bytes(b"not hdf5")
+    with pytest.raises(ModelError, match="could not load"):
+        Predictor.load(corrupt)
+    other = tmp_path / "model.onnx"
+    other.write_bytes(b"x")
+    with pytest.raises(ModelError, match=r"\.h5"):
+        Predictor.load(other)
+
+
+def test_model_path_comes_from_the_environment(model_file, monkeypatch, tmp_path):
+    monkeypatch.setenv("MODEL_PATH", str(model_file))
+    assert config.model_path() == model_file
+    assert Predictor.load().name == "maskdetect.h5"
+    monkeypatch.delenv("MODEL_PATH")
+    monkeypatch.setenv("MASKDETECT_DEPLOYMENT_DIR", str(tmp_path))
+    assert config.model_path() == tmp_path / "maskdetect.h5"
+
+
+def test_the_name_and_threshold_come_from_the_metrics_beside_the_model(model_file, tmp_path):
+    model = shutil.copy(model_file, tmp_path / "maskdetect.h5")
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"model": "cnn2-abcdef12-seed1", "threshold": 0.6, "model_bytes": os.path.getsize(model)}))
+    loaded = Predictor.load(model)
+    assert (loaded.name, loaded.threshold) == ("cnn2-abcdef12-seed1", 0.6)
+    # Metrics of another file (its size differs) are not this model's: the file name is used.
+    metrics.write_text(json.dumps({"model": "other", "model_bytes": 123}))
+    assert Predictor.load(model).name == "maskdetect.h5"
+    metrics.write_text("{broken")
+    assert Predictor.load(model).name == "maskdetect.h5"
+
+
+# ---------------------------------------------------------------------------- maskdetect predict
+
+
+def run_cli(*args: str) -> int:
+    from maskdetect.cli import main
+
+    return main(["predict", *args])
+
+
+def test_cli_prints_one_json_line_per_input(model_file, tmp_path, http_server, monkeypatch, capsys):
+    white, black = tmp_path / "white.png", tmp_path / "black.jpg"
+    Image.new("RGB", (30, 30), "white").save(white)
+    Image.new("RGB", (30, 30), "black").save(black)
+    http_server["/white.png"] = (200, white.read_bytes())
+    monkeypatch.setenv("MASKDETECT_ALLOW_PRIVATE_URLS", "1")
+    url = f"{http_server.base_url}/white.png"
+    assert run_cli(str(white), str(black), url, "--model", str(model_file)) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(line["input"], line["label"]) for line in lines] == [
+        (str(white), "with_mask"),
+        (str(black), "without_mask"),
+        (url, "with_mask"),
+    ]
+    assert lines[0]["with_mask"] == lines[2]["with_mask"]
+    assert set(lines[0]) == {"input", "label", "with_mask", "without_mask", "model"}
+
+
+def test_cli_reports_each_bad_input_and_exits_non_zero(model_file, tmp_path, monkeypatch, capsys):
+    good, text = tmp_path / "good.png", tmp_path / "notes.txt"
+    Image.new("RGB", (30, 30), "white").save(good)
+    text.write_text("hello")
+    monkeypatch.delenv("MASKDETECT_ALLOW_PRIVATE_URLS", raising=False)
+    code = run_cli(str(tmp_path / "missing.jpg"), str(text), "http://127.0.0.1/a.jpg", str(good), "--model", str(model_file))
+    captured = capsys.readouterr()
+    assert code == 1
+    assert [json.loads(line)["input"] for line in captured.out.splitlines()] == [str(good)]
+    errors = captured.err.splitlines()
+    assert len(errors) == 3
+    assert "no such file" in errors[0] and "not a readable image" in errors[1] and "loopback" in errors[2]
+
+
+def test_cli_without_a_model_says_how_to_get_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MODEL_PATH", str(tmp_path / "none.h5"))
+    assert run_cli("photo.jpg") == 1
+    assert "make train" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- the committed model
+
+DEPLOYED = config.PROJECT_ROOT / "deployment" / config.MODEL_FILE
+
+
+@pytest.mark.skipif(not DEPLOYED.exists(), reason=f"{DEPLOYED} is not committed yet (make train writes it)")
+def test_the_committed_deployment_model_is_served():
+    from maskdetect.service import create_app
+
+    client = create_app({"TESTING": True, "MODEL_PATH": str(DEPLOYED)}).test_client()
+    health = client.get("/health").get_json()
+    metrics = json.loads((DEPLOYED.parent / config.METRICS_FILE).read_text())
+    assert health == {"status": "ok", "model": metrics["model"]}
+    predictor = client.application.extensions["maskdetect.predictor"]
+    assert (predictor.backend.input_size, predictor.backend.channels) == (100, 3)
+    for seed in range(3):
+        answer = client.post("/predict", data=encode(photo(seed, (200, 260))), content_type="image/jpeg")
+        assert answer.status_code == 200
+        body = answer.get_json()
+        assert body["model"] == metrics["model"] and 0 <= body["with_mask"] <= 1

@@ -1,0 +1,295 @@
+"""The Flask service: the three ways to send an image, every error, odd images, the page."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import encode, photo
+
+WHITE = encode(Image.new("RGB", (64, 48), "white"))
+BLACK = encode(Image.new("RGB", (64, 48), "black"))
+
+
+def assert_error(response, status: int, *words: str) -> dict:
+    """An error answer: the status, JSON {"error": text}, no trace, the words the caller needs."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert list(body) == ["error"] and body["error"].strip()
+    assert "Traceback" not in body["error"] and 'File "' not in body["error"]
+    for word in words:
+        assert word in body["error"]
+    return body
+
+
+# ---------------------------------------------------------------------------- answers
+
+
+def test_health_names_the_model(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "model": "maskdetect.h5"}
+
+
+def test_answer_has_the_documented_shape_and_order(client):
+    response = client.post("/predict", data=WHITE, content_type="image/jpeg")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert list(json.loads(response.get_data(as_text=True))) == ["label", "with_mask", "without_mask", "model"]
+    assert body["label"] == "with_mask" and body["with_mask"] > 0.99
+    assert body["with_mask"] + body["without_mask"] == pytest.approx(1.0)
+    assert body["model"] == "maskdetect.h5"
+
+
+def test_the_label_follows_the_probability(client):
+    body = client.post("/predict", data=BLACK, content_type="image/jpeg").get_json()
+    assert body["label"] == "without_mask" and body["with_mask"] < 0.01
+
+
+def test_the_three_forms_give_the_same_answer(app, client, http_server, monkeypatch):
+    image = encode(photo(3, (200, 150)), quality=85)
+    http_server["/photo.jpg"] = (200, image, len(image), {"Content-Type": "image/jpeg"})
+    raw = client.post("/predict", data=image, content_type="image/jpeg").get_json()
+    form = client.post("/predict", data={"image": (io.BytesIO(image), "photo.jpg")}).get_json()
+    monkeypatch.setitem(app.config, "ALLOW_PRIVATE_URLS", True)
+    url = client.post("/predict", json={"url": f"{http_server.base_url}/photo.jpg"}).get_json()
+    assert raw == form == url
+    expected = 1 / (1 + np.exp(-(8 * np.asarray(Image.open(io.BytesIO(image)).convert("RGB").resize((100, 100), Image.Resampling.BILINEAR), np.float64).mean((0, 1)).sum() / 255 - 12)))
+    assert raw["with_mask"] == pytest.approx(expected, abs=1e-3)
+
+
+def test_the_content_type_of_a_raw_body_need_not_match_the_bytes(client):
+    assert client.post("/predict", data=encode(Image.new("RGB", (8, 8), "white"), "PNG"), content_type="image/jpeg").status_code == 200
+
+
+def _rgb(seed=1, size=(80, 60)):
+    return photo(seed, size)
+
+
+def _palette_with_transparency():
+    image = _rgb().convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    return encode(image, "PNG", transparency=0)
+
+
+def _animated_gif():
+    frames = [Image.new("RGB", (40, 40), colour) for colour in ("white", "black", "red")]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return buffer.getvalue()
+
+
+def _rotated_jpeg():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees
+    return encode(_rgb(size=(90, 30)), exif=exif)
+
+
+ODD_IMAGES = {
+    "1x1 png": lambda: encode(Image.new("RGB", (1, 1), "white"), "PNG"),
+    "1x1 jpeg": lambda: encode(Image.new("RGB", (1, 1), "white")),
+    "16-bit grey png": lambda: encode(Image.fromarray(np.full((30, 20), 40000, np.uint16)), "PNG"),
+    "palette png": lambda: encode(_rgb().convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+    "palette png with transparency": _palette_with_transparency,
+    "rgba png": lambda: encode(_rgb().convert("RGBA"), "PNG"),
+    "la png": lambda: encode(_rgb().convert("LA"), "PNG"),
+    "grey jpeg": lambda: encode(_rgb().convert("L")),
+    "cmyk jpeg": lambda: encode(_rgb().convert("CMYK")),
+    "progressive jpeg": lambda: encode(_rgb(), progressive=True),
+    "exif-rotated jpeg": _rotated_jpeg,
+    "animated gif": _animated_gif,
+    "1-bit bmp": lambda: encode(_rgb().convert("1"), "BMP"),
+    "tiff": lambda: encode(_rgb(), "TIFF"),
+    "webp": lambda: encode(_rgb(), "WEBP"),
+    "very wide": lambda: encode(Image.new("RGB", (12000, 3), "white")),
+    "very tall": lambda: encode(Image.new("RGB", (2, 9000), "white"), "PNG"),
+    "large photo": lambda: encode(photo(7, (2000, 1500)), quality=70),
+}
+
+
+@pytest.mark.parametrize("name", ODD_IMAGES)
+def test_odd_but_valid_images_are_answered(name, client):
+    response = client.post("/predict", data=ODD_IMAGES[name](), content_type="image/x-anything")
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["label"] in ("with_mask", "without_mask")
+
+
+def test_transparency_is_white_and_an_animation_answers_for_its_first_frame(client):
+    clear = encode(Image.new("RGBA", (20, 20), (0, 0, 0, 0)), "PNG")
+    assert client.post("/predict", data=clear, content_type="image/png").get_json()["label"] == "with_mask"
+    assert client.post("/predict", data=_animated_gif(), content_type="image/gif").get_json()["label"] == "with_mask"
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares width x height (a decompression bomb's shape)."""
+    real = encode(Image.new("L", (1, 1)), "PNG")
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + header
+    ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return real[:8] + ihdr + real[8 + 25 :]
+
+
+BAD_REQUESTS = {
+    # name: (request keyword arguments, status, words in the message)
+    "invalid json": (dict(data=b'{"url": ', content_type="application/json"), 400, ["JSON"]),
+    "json array": (dict(json=["https://example.com/a.jpg"]), 400, ["JSON object"]),
+    "json null": (dict(data=b"null", content_type="application/json"), 400, ["JSON object"]),
+    "json without url": (dict(json={"image": "https://example.com/a.jpg"}), 400, ['"url"']),
+    "json url not a string": (dict(json={"url": 42}), 400, ['"url"']),
+    "json url empty": (dict(json={"url": "  "}), 400, ['"url"']),
+    "ftp url": (dict(json={"url": "ftp://example.com/a.jpg"}), 400, ["refused URL", "http"]),
+    "file url": (dict(json={"url": "file:///etc/passwd"}), 400, ["refused URL"]),
+    "loopback url": (dict(json={"url": "http://127.0.0.1:9696/health"}), 400, ["refused URL", "loopback"]),
+    "decimal loopback url": (dict(json={"url": "http://2130706433/"}), 400, ["loopback"]),
+    "metadata url": (dict(json={"url": "http://169.254.169.254/latest/meta-data/"}), 400, ["link-local"]),
+    "multipart without image": (dict(data={"file": (io.BytesIO(WHITE), "a.jpg")}), 400, ['"image"']),
+    "multipart image as text field": (dict(data={"image": "not a file"}, content_type="multipart/form-data"), 400, ['"image"']),
+    "multipart empty image": (dict(data={"image": (io.BytesIO(b""), "a.jpg")}), 400, ["empty"]),
+    "empty raw body": (dict(data=b"", content_type="image/jpeg"), 400, ["empty"]),
+    "no content type": (dict(data=WHITE), 415, ["Content-Type"]),
+    "text/plain": (dict(data=b"https://example.com/a.jpg", content_type="text/plain"), 415, ["text/plain", "application/json"]),
+    "form-urlencoded": (dict(data={"url": "https://example.com/a.jpg"}), 415, ["application/x-www-form-urlencoded"]),
+    "random bytes": (dict(data=bytes(range(256)) * 4, content_type="image/png"), 422, ["not an image"]),
+    "text as multipart image": (dict(data={"image": (io.BytesIO(b"hello"), "a.txt")}), 422, ["not an image"]),
+    "truncated jpeg": (dict(data=WHITE[: len(WHITE) // 2], content_type="image/jpeg"), 422, ["not an image"]),
+    "jpeg header only": (dict(data=b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", content_type="image/jpeg"), 422, ["not an image"]),
+    "gif header only": (dict(data=b"GIF89a\x10\x00\x10\x00\x80\x00\x00", content_type="image/gif"), 422, ["not an image"]),
+    "svg": (dict(data=b'<svg xmlns="http://www.w3.org/2000/svg"/>', content_type="image/svg+xml"), 422, ["not an image"]),
+    "50 MP png": (dict(data=_png_declaring(10_000, 5_000), content_type="image/png"), 422, ["10000x5000", "megapixel"]),
+    "400 MP png": (dict(data=_png_declaring(20_000, 20_000), content_type="image/png"), 422, ["pixels"]),
+}
+
+
+@pytest.mark.parametrize("name", BAD_REQUESTS)
+def test_bad_input_answers_a_json_error_with_the_right_status(name, client):
+    kwargs, status, words = BAD_REQUESTS[name]
+    assert_error(client.post("/predict", **kwargs), status, *words)
+
+
+def test_a_body_over_the_limit_is_413(client):
+    too_big = b"\xff\xd8" + b"\0" * (10 * 1024 * 1024)
+    assert_error(client.post("/predict", data=too_big, content_type="image/jpeg"), 413, "10 MB")
+    form = {"image": (io.BytesIO(too_big), "big.jpg")}
+    assert_error(client.post("/predict", data=form), 413, "10 MB")
+
+
+@pytest.mark.parametrize(
+    "method, path, status, words",
+    [
+        ("get", "/predict", 405, ["GET", "POST"]),
+        ("put", "/predict", 405, ["PUT"]),
+        ("post", "/health", 405, ["GET"]),
+        ("delete", "/", 405, ["GET"]),
+        ("get", "/nope", 404, ["/nope", "/predict"]),
+        ("post", "/predict/", 404, []),
+        ("get", "/static/missing.js", 404, []),
+    ],
+)
+def test_wrong_paths_and_methods(method, path, status, words, client):
+    assert_error(getattr(client, method)(path), status, *words)
+
+
+@pytest.fixture
+def url_client(app, monkeypatch):
+    """The app fetching from 127.0.0.1 (the rule lifted) with short time limits."""
+    from maskdetect.fetch import Limits
+
+    monkeypatch.setitem(app.config, "ALLOW_PRIVATE_URLS", True)
+    monkeypatch.setitem(app.config, "URL_LIMITS", Limits(connect_timeout=1, read_timeout=1, total_timeout=1.5, max_bytes=100_000))
+    return app.test_client()
+
+
+def test_url_failures(url_client, http_server):
+    base = http_server.base_url
+    http_server["/text"] = (200, b"<html>not an image</html>", None, {"Content-Type": "text/html"})
+    http_server["/big.jpg"] = (200, b"\xff" * 200_000)
+    http_server["/slow.jpg"] = (200, lambda write: time.sleep(2.5), 10)
+    http_server["/loop"] = (302, b"", 0, {"Location": "/loop"})
+    assert_error(url_client.post("/predict", json={"url": f"{base}/missing.jpg"}), 502, "HTTP 404")
+    assert_error(url_client.post("/predict", json={"url": "http://127.0.0.1:9/a.jpg"}), 502, "could not connect")
+    assert_error(url_client.post("/predict", json={"url": f"{base}/loop"}), 502, "redirects more than 3")
+    assert_error(url_client.post("/predict", json={"url": f"{base}/text"}), 422, "not an image")
+    assert_error(url_client.post("/predict", json={"url": f"{base}/big.jpg"}), 422, "100000-byte cap")
+    started = time.monotonic()
+    assert_error(url_client.post("/predict", json={"url": f"{base}/slow.jpg"}), 504)
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_redirect_to_a_private_address_is_refused(app, client, http_server, monkeypatch):
+    """127.0.0.1 stands in for a public host; its redirect to the metadata address is a 400."""
+    from maskdetect import fetch
+
+    real = fetch.address_problem
+    monkeypatch.setattr(fetch, "address_problem", lambda a: None if str(a) == "127.0.0.1" else real(a))
+    http_server["/to-metadata"] = (302, b"", 0, {"Location": "http://169.254.169.254/latest/meta-data/"})
+    assert_error(client.post("/predict", json={"url": f"{http_server.base_url}/to-metadata"}), 400, "link-local")
+    assert [path for path, _ in http_server.requests] == ["/to-metadata"]
+
+
+def test_a_fault_of_the_service_is_a_500_without_a_trace(app, client, monkeypatch):
+    predictor = app.extensions["maskdetect.predictor"]
+
+    def broken(batch):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(predictor.backend, "predict", broken)
+    body = assert_error(client.post("/predict", data=WHITE, content_type="image/jpeg"), 500, "log")
+    assert "secret" not in body["error"]
+
+
+# ---------------------------------------------------------------------------- OpenAPI
+
+
+def test_openapi_document_is_valid_and_describes_every_route(app, client):
+    from openapi_spec_validator import validate
+
+    document = client.get("/openapi.json").get_json()
+    validate(document)
+    routes = {
+        (rule.rule, method.lower())
+        for rule in app.url_map.iter_rules()
+        if not rule.endpoint.endswith("static")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    documented = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert routes == documented
+    predict = document["paths"]["/predict"]["post"]
+    assert set(predict["requestBody"]["content"]) == {"application/json", "multipart/form-data", "image/*"}
+    statuses = {status for _, status, _ in BAD_REQUESTS.values()} | {200, 413, 500, 502, 504}
+    assert {str(s) for s in statuses} <= set(predict["responses"])
+    error = document["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"]
+
+
+def test_answers_match_the_documented_schemas(client):
+    import jsonschema
+
+    schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
+    jsonschema.validate(client.post("/predict", data=WHITE, content_type="image/jpeg").get_json(), schemas["Prediction"])
+    jsonschema.validate(client.get("/health").get_json(), schemas["Health"])
+    jsonschema.validate(client.get("/nope").get_json(), schemas["Error"])
+
+
+# ---------------------------------------------------------------------------- the page
+
+
+def test_the_page_offers_a_file_and_a_url_and_loads_nothing_from_elsewhere(client):
+    response = client.get("/")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    assert 'type="file"' in html and 'type="url"' in html and "maskdetect.h5" in html
+    assert "src=\"http" not in html and "href=\"http" not in html and "//cdn" not in html
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "default-src 'none'" in policy
+    for asset in ("/static/page.js", "/static/page.css"):
+        assert client.get(asset).status_code == 200
