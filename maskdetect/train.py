@@ -41,6 +41,7 @@ class TrainConfig:
     epochs: int = 30
     patience: int = 6  # epochs without a better validation score before stopping
     monitor: str = "val_loss"  # the validation score that picks the epoch: val_loss or val_auc
+    schedule: str = "constant"  # learning rate: constant, or cosine decay to 0 over `epochs`
     augment: bool = True
     mask_recolour: float = 0.7  # share of with_mask images whose mask is repainted
     recolour_every_class: bool = False  # repaint the same colours in without_mask images too
@@ -113,8 +114,15 @@ def fit(cfg: TrainConfig, train: tuple, validation: tuple, verbose: int = 0):
     """
     import keras
 
+    from .models import compile_model
+
     keras.utils.set_random_seed(cfg.seed)
     model = build(cfg)
+    if cfg.schedule == "cosine":  # calm last epochs: the weights stop swinging between calibrations
+        steps = cfg.epochs * -(-len(train[0]) // cfg.batch_size)
+        compile_model(model, keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps), cfg.optimizer)
+    elif cfg.schedule != "constant":
+        raise ValueError(f"schedule must be constant or cosine, not {cfg.schedule!r}")
     stop = keras.callbacks.EarlyStopping(
         monitor=cfg.monitor,
         mode="min" if cfg.monitor.endswith("loss") else "max",

@@ -117,3 +117,14 @@ def test_save_result_writes_model_and_metrics(tmp_path):
     assert saved["metrics"]["test"]["confusion_matrix"] and saved["split_sha256"] == train.split_hash()
     assert saved["packages"]["tensorflow"].startswith("2.21")
     assert saved["model_bytes"] == (tmp_path / train.MODEL_FILE).stat().st_size
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_epochs():
+    cfg = train.TrainConfig(input_size=32, filters=4, inner=8, epochs=2, batch_size=8, schedule="cosine", augment=False)
+    sets = _tiny_sets()
+    model, history = train.fit(cfg, sets["train"][:2], sets["validation"][:2])
+    rate = model.optimizer.learning_rate
+    assert float(rate) == pytest.approx(0.0, abs=1e-6)  # 2 epochs x 2 batches taken: at the end of the cosine
+    assert len(history["loss"]) == 2
+    with pytest.raises(ValueError, match="schedule"):
+        train.fit(train.TrainConfig(schedule="steps", input_size=32, epochs=1), sets["train"][:2], sets["validation"][:2])
