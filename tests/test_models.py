@@ -9,7 +9,7 @@ import pytest
 from maskdetect import evaluate, models, train
 
 
-@pytest.mark.parametrize("builder,convs", [(models.cnn1, 1), (models.cnn2, 2)])
+@pytest.mark.parametrize("builder,convs", [(models.cnn1, 1), (models.cnn2, 2), (models.cnn4, 4)])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_cnn_builders_follow_their_arguments(builder, convs, channels):
     model = builder(input_size=64, channels=channels, filters=8, inner=16, dropout=0.25, learning_rate=0.01, optimizer="sgd")
