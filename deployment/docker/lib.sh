@@ -1,10 +1,12 @@
 # Shared by base-image.sh, build.sh and check.sh: pick the container engine and wrap it.
 #
 # With a Docker engine that answers, everything goes through `docker`. Without one (the CI
-# machine), images are built with buildah and run with podman, in a storage folder of their own
-# outside the checkout, with the settings that work there: storage driver vfs, runtime runc (crun
-# fails on that cgroup set-up), ulimits no higher than the hard limits we may not raise, and
-# `buildah bud --isolation chroot`.
+# machine), images are built with buildah and run with podman, as root, in a storage folder of
+# their own outside the checkout, with the settings that work there: runtime runc (crun fails on
+# that cgroup set-up), ulimits no higher than the hard limits we may not raise, `buildah bud
+# --isolation chroot`, and the overlay storage driver when the kernel lets us mount overlayfs,
+# else vfs (which works everywhere but copies the whole image for every build step and every
+# container: minutes instead of seconds with TensorFlow's 2 GB).
 # shellcheck shell=bash
 
 DOCKER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -13,6 +15,8 @@ PROJECT_ROOT="$(cd "$DOCKER_DIR/../.." && pwd)"
 IMAGE="${MASKDETECT_IMAGE:-maskdetect:latest}"
 # Everything podman/buildah keep (images, layers, run state): never inside the checkout.
 CONTAINERS_HOME="${MASKDETECT_CONTAINERS_HOME:-/var/tmp/maskdetect-containers}"
+# overlay or vfs; empty: overlay if this machine can mount it (see select_storage_driver).
+STORAGE_DRIVER="${MASKDETECT_STORAGE_DRIVER:-}"
 # Limits for containers and build steps; the defaults would ask for more than we may have.
 ULIMITS=(--ulimit nofile=4096:4096 --ulimit nproc=16384:16384)
 
@@ -40,12 +44,39 @@ select_engine() {
         docker|podman) ;;
         *) die "MASKDETECT_ENGINE must be docker or podman, not '$ENGINE'" ;;
     esac
-    log "container engine: $ENGINE"
+    if [[ "$ENGINE" == podman ]]; then
+        ((EUID == 0)) || die "without a Docker engine this uses podman and buildah as root (as CI does): run it as root, or start a Docker engine"
+        select_storage_driver
+        log "container engine: podman + buildah (storage driver $STORAGE_DRIVER, runtime runc, $CONTAINERS_HOME)"
+    else
+        log "container engine: docker"
+    fi
+}
+
+# overlay when a test mount works, else vfs. Each driver has its own storage folder.
+select_storage_driver() {
+    if [[ -z "$STORAGE_DRIVER" ]]; then
+        STORAGE_DRIVER=vfs
+        mkdir -p "$CONTAINERS_HOME"
+        local probe
+        probe="$(mktemp -d "$CONTAINERS_HOME/overlay-probe.XXXXXX")"
+        mkdir "$probe"/{lower,upper,work,merged}
+        if mount -t overlay overlay -o "lowerdir=$probe/lower,upperdir=$probe/upper,workdir=$probe/work" \
+                "$probe/merged" 2>/dev/null; then
+            umount "$probe/merged" && STORAGE_DRIVER=overlay
+        fi
+        rm -rf "$probe"
+    fi
+    case "$STORAGE_DRIVER" in
+        overlay|vfs) ;;
+        *) die "MASKDETECT_STORAGE_DRIVER must be overlay or vfs, not '$STORAGE_DRIVER'" ;;
+    esac
 }
 
 # podman / buildah with our storage and runtime settings.
 storage_flags() {
-    printf '%s\n' --root "$CONTAINERS_HOME/storage" --runroot "$CONTAINERS_HOME/run" --storage-driver vfs
+    printf '%s\n' --root "$CONTAINERS_HOME/storage-$STORAGE_DRIVER" \
+        --runroot "$CONTAINERS_HOME/run-$STORAGE_DRIVER" --storage-driver "$STORAGE_DRIVER"
 }
 podman_() {
     local flags
