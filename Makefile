@@ -66,9 +66,12 @@ lock: | $(PIPENV)  ## re-resolve Pipfile.lock after editing Pipfile
 
 # The service image (documentation/pipfile_and_docker.md): docker when an engine answers,
 # else podman + buildah (installed, and the base image built, when missing).
-.PHONY: docker docker-check docker-requirements
+.PHONY: docker docker-run docker-check docker-requirements
 docker:  ## build the service image (maskdetect:latest)
 	deployment/docker/build.sh
+
+docker-run:  ## serve the image at http://localhost:9696 (builds it if needed)
+	deployment/docker/run.sh
 
 docker-check:  ## build the image, run it, check /health and /predict, remove the container
 	deployment/docker/check.sh
