@@ -35,7 +35,8 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin maskdetect
 # generated from the lock by `make docker-requirements` (why: deployment/docker/requirements.in).
 # Installed before the code is copied, so code changes do not re-install TensorFlow.
 COPY deployment/docker/requirements.txt /tmp/requirements.txt
-RUN python -m pip install --no-deps --require-hashes --root-user-action=ignore -r /tmp/requirements.txt \
+RUN python -m pip install --no-deps --require-hashes --root-user-action=ignore --progress-bar off \
+        -r /tmp/requirements.txt \
     && python -m pip check \
     && rm /tmp/requirements.txt
 

@@ -42,6 +42,10 @@ build_image() {
         engine_build "$IMAGE" "$@" || die "building $IMAGE failed (output above)"
     fi
     BUILD_SECONDS=$((SECONDS - start))
+    if [[ "$ENGINE" == podman ]]; then
+        # Our own storage: drop what earlier builds left untagged (2 GB per TensorFlow layer).
+        engine image prune --force >/dev/null || log "could not prune old images (harmless)"
+    fi
     log "built $IMAGE in ${BUILD_SECONDS} s, $(image_size "$IMAGE")"
 }
 
