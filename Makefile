@@ -65,5 +65,20 @@ notebooks: data  ## re-run every notebook in full, in place (long: it trains eve
 lock: | $(PIPENV)  ## re-resolve Pipfile.lock after editing Pipfile
 	$(PIPENV) lock
 
+# The service image (documentation/pipfile_and_docker.md): docker when an engine answers,
+# else podman + buildah (installed, and the base image built, when missing).
+.PHONY: docker docker-run docker-check docker-requirements
+docker:  ## build the service image (maskdetect:latest)
+	deployment/docker/build.sh
+
+docker-run:  ## serve the image at http://localhost:9696 (builds it if needed)
+	deployment/docker/run.sh
+
+docker-check:  ## build the image, run it, check /health and /predict, remove the container
+	deployment/docker/check.sh
+
+docker-requirements: env  ## after `make lock`: pin the image's packages (deployment/docker/requirements.txt)
+	$(VENV)/bin/python deployment/docker/requirements.py
+
 clean:  ## remove the environments (data/ stays)
 	rm -rf $(VENV) $(TOOLS)

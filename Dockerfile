@@ -1,0 +1,45 @@
+# The prediction service: gunicorn serving maskdetect.service on port 9696.
+#
+#   docker build -t maskdetect .
+#   docker run --rm -p 9696:9696 maskdetect
+#   curl http://localhost:9696/health
+#
+# `make docker` / `make docker-check` do the same, with podman and buildah where no Docker
+# engine runs (see documentation/pipfile_and_docker.md).
+
+# Debian bookworm's Python 3.11, like the project's environment. Without a registry,
+# deployment/docker/base-image.sh builds an equivalent image locally under this name.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
+
+# Settings first and the big layer (TensorFlow) late: steps after it are cheap with overlay
+# storage but copy the whole tree with podman's vfs storage.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONPATH=/app \
+    HOST=0.0.0.0 \
+    PORT=9696 \
+    MODEL_PATH=/app/deployment/maskdetect.h5
+WORKDIR /app
+EXPOSE 9696
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '9696'), timeout=4)"]
+CMD ["gunicorn", "--config", "deployment/gunicorn.conf.py", "maskdetect.service:create_app()"]
+
+# The service runs as this user, without write access to its code or model.
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin maskdetect
+
+# Only the packages serving needs, at Pipfile.lock's versions and hashes: requirements.txt is
+# generated from the lock by `make docker-requirements` (why: deployment/docker/requirements.in).
+# Installed before the code is copied, so code changes do not re-install TensorFlow.
+COPY deployment/docker/requirements.txt /tmp/requirements.txt
+RUN python -m pip install --no-deps --require-hashes --root-user-action=ignore --progress-bar off \
+        -r /tmp/requirements.txt \
+    && python -m pip check \
+    && rm /tmp/requirements.txt
+
+COPY maskdetect/ maskdetect/
+COPY deployment/gunicorn.conf.py deployment/maskdetect.h5 deployment/
+USER maskdetect

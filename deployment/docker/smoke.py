@@ -1,0 +1,111 @@
+"""Smoke-test a running prediction service: /health, then /predict with a JPEG.
+
+    python3 deployment/docker/smoke.py BASE_URL JPEG [--wait SECONDS] [--health-only]
+
+Waits up to --wait seconds for GET /health to answer 200 {"status": "ok"}, then POSTs the JPEG
+as a multipart upload (field "image") and as a raw image/jpeg body, and checks each answer's
+shape. Standard library only, so it runs on the host without the project's environment.
+Prints one line per check; exits 1 on the first failure, saying what was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+LABELS = ("with_mask", "without_mask")
+
+
+class SmokeError(RuntimeError):
+    pass
+
+
+def call(request: urllib.request.Request, timeout: float = 30) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, body = error.code, error.read()
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        raise SmokeError(f"{request.full_url}: HTTP {status}, not JSON: {body[:200]!r}") from None
+
+
+def wait_for_health(base: str, wait: float, alive=lambda: True) -> float:
+    """Seconds until GET /health answered 200 with status ok."""
+    start = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - start < wait:
+        try:
+            status, body = call(urllib.request.Request(f"{base}/health"), timeout=5)
+            if status == 200 and body.get("status") == "ok":
+                return time.monotonic() - start
+            last = f"HTTP {status} {body}"
+        except (urllib.error.URLError, ConnectionError, TimeoutError, SmokeError) as error:
+            last = str(getattr(error, "reason", error))
+        time.sleep(0.25)
+    raise SmokeError(f"GET {base}/health: no 200 {{'status': 'ok'}} within {wait:.0f} s (last: {last})")
+
+
+def check_prediction(what: str, status: int, body: dict) -> None:
+    if status != 200:
+        raise SmokeError(f"POST /predict ({what}): HTTP {status} {body}")
+    label, p, q = body.get("label"), body.get("with_mask"), body.get("without_mask")
+    if label not in LABELS or not isinstance(p, float | int) or not isinstance(q, float | int):
+        raise SmokeError(f"POST /predict ({what}): unexpected answer {body}")
+    if not (0 <= p <= 1 and abs(p + q - 1) < 1e-6) or label != LABELS[p < 0.5]:
+        raise SmokeError(f"POST /predict ({what}): inconsistent answer {body}")
+
+
+def predict_multipart(base: str, jpeg: bytes) -> tuple[int, dict]:
+    boundary = uuid.uuid4().hex
+    body = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="image"; filename="smoke.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode() + jpeg + f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    return call(urllib.request.Request(f"{base}/predict", data=body, headers=headers, method="POST"))
+
+
+def predict_raw(base: str, jpeg: bytes) -> tuple[int, dict]:
+    headers = {"Content-Type": "image/jpeg"}
+    return call(urllib.request.Request(f"{base}/predict", data=jpeg, headers=headers, method="POST"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("base_url")
+    parser.add_argument("jpeg")
+    parser.add_argument("--wait", type=float, default=180, help="seconds to wait for /health")
+    parser.add_argument("--health-only", action="store_true", help="only wait for /health, quietly")
+    args = parser.parse_args(argv)
+    base = args.base_url.rstrip("/")
+    try:
+        seconds = wait_for_health(base, args.wait)
+        if args.health_only:
+            return 0
+        print(f"GET /health: 200 ({seconds:.1f} s)")
+        with open(args.jpeg, "rb") as file:
+            jpeg = file.read()
+        for what, send in (("multipart image", predict_multipart), ("raw image/jpeg", predict_raw)):
+            start = time.monotonic()
+            status, body = send(base, jpeg)
+            check_prediction(what, status, body)
+            print(f"POST /predict ({what}, {len(jpeg)} bytes): 200 in "
+                  f"{(time.monotonic() - start) * 1000:.0f} ms {json.dumps(body)}")
+    except SmokeError as error:
+        if not args.health_only:
+            print(f"FAILED: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
