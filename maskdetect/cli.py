@@ -59,7 +59,7 @@ def command_train(args: argparse.Namespace) -> int:
     out = args.out or config.deployment_dir()
     print(json.dumps({"model": report["model"], "metrics": report["metrics"]}, indent=2))
     print(f"wrote {out / train.MODEL_FILE} ({report['model_bytes'] / 1e6:.1f} MB) and {out / train.METRICS_FILE}")
-    print(f"trained in {report['training_seconds']:.0f} s ({report['epochs_run']} epochs, best {report['best_epoch']})")
+    print(f"trained in {report['training_seconds']:.0f} s ({report['epochs_run']} epochs, kept epoch {report['kept_epoch']})")
     return 0
 
 

@@ -38,16 +38,16 @@ class TrainConfig:
     learning_rate: float = 1e-3
     optimizer: str = "adam"
     batch_size: int = 32
-    epochs: int = 30
-    patience: int = 6  # epochs without a better validation score before stopping
+    epochs: int = 15
+    patience: int = 6  # constant rate only: epochs without a better validation score before stopping
     monitor: str = "val_loss"  # the validation score that picks the epoch: val_loss or val_auc
-    schedule: str = "constant"  # learning rate: constant, or cosine decay to 0 over `epochs`
+    schedule: str = "cosine"  # learning rate: cosine decay to 0 over `epochs`, or constant
     augment: bool = True
     mask_recolour: float = 0.7  # share of with_mask images whose mask is repainted
     recolour_every_class: bool = False  # repaint the same colours in without_mask images too
     face_crops: bool = True  # also train on a crop around each training photo's face
     crop_margin: float = 0.2
-    painted_masks: float = 0.0  # share of with_mask training images given a synthetic mask
+    painted_masks: float = 0.5  # share of with_mask training images given a synthetic mask
     paint_unmasked: bool = False  # paint on without_mask faces too (they become with_mask)
     validate_on_crops: bool = False  # validation = validation photos + their face crops
     seed: int = 1
@@ -123,6 +123,8 @@ def fit(cfg: TrainConfig, train: tuple, validation: tuple, verbose: int = 0):
         compile_model(model, keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps), cfg.optimizer)
     elif cfg.schedule != "constant":
         raise ValueError(f"schedule must be constant or cosine, not {cfg.schedule!r}")
+    # A constant rate: early stopping keeps the epoch with the best validation score. A cosine
+    # schedule runs its course and keeps the last epoch, where the rate has come to rest.
     stop = keras.callbacks.EarlyStopping(
         monitor=cfg.monitor,
         mode="min" if cfg.monitor.endswith("loss") else "max",
@@ -133,7 +135,7 @@ def fit(cfg: TrainConfig, train: tuple, validation: tuple, verbose: int = 0):
         training_dataset(*train[:2], cfg, *train[2:]),
         validation_data=validation,
         epochs=cfg.epochs,
-        callbacks=[stop],
+        callbacks=[stop] if cfg.schedule == "constant" else [],
         shuffle=False,  # the dataset shuffles itself, seeded
         verbose=verbose,
     )
@@ -261,9 +263,14 @@ def run(cfg: TrainConfig, sets: dict | None = None, progress: bool = True) -> Re
 
 
 def best_epoch(history: dict, monitor: str = "val_loss") -> int:
-    """The 1-based epoch whose weights early stopping kept."""
+    """The 1-based epoch with the best validation score."""
     values = np.asarray(history[monitor])
     return int(np.argmin(values) if monitor.endswith("loss") else np.argmax(values)) + 1
+
+
+def kept_epoch(cfg: TrainConfig, history: dict) -> int:
+    """The 1-based epoch whose weights training kept (see :func:`fit`)."""
+    return best_epoch(history, cfg.monitor) if cfg.schedule == "constant" else len(history["loss"])
 
 
 def save_result(result: Result, cfg: TrainConfig, out_dir: Path | None = None) -> dict:
@@ -277,7 +284,7 @@ def save_result(result: Result, cfg: TrainConfig, out_dir: Path | None = None) -
         "threshold": THRESHOLD,
         "metrics": result.metrics,
         "epochs_run": len(history["loss"]),
-        "best_epoch": best_epoch(history, cfg.monitor),
+        "kept_epoch": kept_epoch(cfg, history),
         "history": {k: [round(float(v), 5) for v in values] for k, values in history.items()},
         "split_sha256": split_hash(),
         "training_seconds": round(result.seconds, 1),

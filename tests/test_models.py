@@ -93,7 +93,7 @@ def _tiny_sets(n=16, size=32):
 
 
 def test_run_trains_on_crops_too_and_scores_every_held_out_set():
-    cfg = train.TrainConfig(input_size=32, filters=4, inner=8, epochs=1, batch_size=8)
+    cfg = train.TrainConfig(input_size=32, filters=4, inner=8, epochs=1, batch_size=8, painted_masks=0.0)
     result = train.run(cfg, _tiny_sets(), progress=False)
     assert set(result.metrics) == set(result.predictions) == {"validation", "test"}
     assert result.metrics["test"]["n"] == 16 and len(result.predictions["test"]) == 16
@@ -109,7 +109,7 @@ def test_subsample_keeps_both_classes_and_aligned_paths():
 
 
 def test_save_result_writes_model_and_metrics(tmp_path):
-    cfg = train.TrainConfig(input_size=32, filters=4, inner=8, epochs=1, batch_size=8)
+    cfg = train.TrainConfig(input_size=32, filters=4, inner=8, epochs=1, batch_size=8, painted_masks=0.0)
     result = train.run(cfg, _tiny_sets(), progress=False)
     report = train.save_result(result, cfg, tmp_path)
     saved = json.loads((tmp_path / train.METRICS_FILE).read_text())
