@@ -6,6 +6,7 @@ Boxes are in pixels of the image as displayed (EXIF orientation applied).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -57,6 +58,7 @@ class MTCNNDetector:
         self.max_side = max_side
         self.min_score = min_score
         self.min_side = min_side
+        self._lock = threading.Lock()  # one MTCNN per service worker, shared by its threads
 
     def detect(self, image: Image.Image) -> list[Face]:
         rgb = image.convert("RGB")
@@ -66,14 +68,15 @@ class MTCNNDetector:
             scale = self.min_side / longer
         if scale != 1.0:
             rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.BILINEAR)
-        found = self._mtcnn.detect_faces(
-            np.asarray(rgb),
-            min_face_size=self.min_face_size,
-            scale_factor=self.scale_factor,
-            threshold_pnet=self.thresholds[0],
-            threshold_rnet=self.thresholds[1],
-            threshold_onet=self.thresholds[2],
-        )
+        with self._lock:
+            found = self._mtcnn.detect_faces(
+                np.asarray(rgb),
+                min_face_size=self.min_face_size,
+                scale_factor=self.scale_factor,
+                threshold_pnet=self.thresholds[0],
+                threshold_rnet=self.thresholds[1],
+                threshold_onet=self.thresholds[2],
+            )
         faces = []
         for result in found:
             if result["confidence"] < self.min_score:
