@@ -156,3 +156,19 @@ def iou(a, b) -> float:
     from maskdetect.scenes import box_iou
 
     return box_iou(a, b)
+
+
+def test_detect_command_prints_the_answer_and_writes_the_annotated_image(scene, model_file, tmp_path, capsys):
+    import json
+
+    from maskdetect.cli import main
+
+    path = tmp_path / "scene.jpg"
+    path.write_bytes(scene)
+    out = tmp_path / "annotated.png"
+    assert main(["detect", str(path), "--model", str(model_file), "--out", str(out)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["total"] >= 2 and len(answer["faces"]) == answer["total"]
+    assert Image.open(out).size == Image.open(path).size
+    assert main(["detect", str(tmp_path / "missing.jpg"), "--model", str(model_file)]) == 1
+    assert "no such file" in capsys.readouterr().err
