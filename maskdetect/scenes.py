@@ -6,7 +6,7 @@ Detections are matched to labelled faces greedily, highest IoU first, at IoU >= 
 box and a labeller's box around the same small face rarely agree better). The metrics:
 
 * ``recall``: matched labelled faces / labelled faces, overall and by the labelled box's
-  longer side (``<24``, ``24-48``, ``>48`` px);
+  longer side (``<24``, ``24-48``, ``>48`` px), and by label (does the detector miss masked faces?);
 * ``unmatched_detection_share``: detections matching no labelled face / detections (labelling
   is not exhaustive, so some of these are real, unlabelled faces);
 * ``label_accuracy``: on matched faces labelled with_mask or without_mask, the share the
@@ -120,6 +120,8 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU) -> dict:
     """The metrics of the module docstring from per-image results (labels None: detection only)."""
     found = {bucket: 0 for bucket in SIZE_BUCKETS}
     faces = {bucket: 0 for bucket in SIZE_BUCKETS}
+    found_by_label = {label: 0 for label in LABELS}
+    faces_by_label = {label: 0 for label in LABELS}
     detections = unmatched = labels_right = labels_checked = 0
     errors, without_detection = [], 0
     classified = any(d.label is not None for r in results for d in r.detected)
@@ -127,9 +129,11 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU) -> dict:
         pairs = match([d.box for d in result.detected], [t.box for t in result.labelled], min_iou)
         for truth in result.labelled:
             faces[size_bucket(truth.box)] += 1
+            faces_by_label[truth.label] += 1
         for i, j in pairs:
             truth, guess = result.labelled[j], result.detected[i]
             found[size_bucket(truth.box)] += 1
+            found_by_label[truth.label] += 1
             if classified and truth.label in ("with_mask", "without_mask"):
                 labels_checked += 1
                 labels_right += guess.label == truth.label
@@ -149,6 +153,10 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU) -> dict:
         "iou_threshold": min_iou,
         "recall": _ratio(total_found, total_faces),
         "recall_by_size": {b: {"recall": _ratio(found[b], faces[b]), "faces": faces[b]} for b in SIZE_BUCKETS},
+        "recall_by_label": {
+            label: {"recall": _ratio(found_by_label[label], faces_by_label[label]), "faces": faces_by_label[label]}
+            for label in LABELS
+        },
         "unmatched_detection_share": _ratio(unmatched, detections),
         "label_accuracy": _ratio(labels_right, labels_checked),
         "label_accuracy_faces": labels_checked,

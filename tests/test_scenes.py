@@ -67,6 +67,11 @@ def test_metric_arithmetic():
         "24-48": {"recall": 0.5, "faces": 2},
         ">48": {"recall": 1.0, "faces": 2},
     }
+    assert metrics["recall_by_label"] == {
+        "with_mask": {"recall": 2 / 3, "faces": 3},
+        "without_mask": {"recall": 0.5, "faces": 2},
+        "incorrect": {"recall": 1.0, "faces": 1},
+    }
     assert metrics["unmatched_detection_share"] == pytest.approx(1 / 5)
     assert metrics["label_accuracy"] == pytest.approx(2 / 3) and metrics["label_accuracy_faces"] == 3
     # a.jpg: truth 2/4 unmasked (without_mask + incorrect), guess 3/4; b.jpg: 0 and 0; c.jpg has no detection.
