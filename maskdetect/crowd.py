@@ -135,13 +135,6 @@ class CrowdAnalyzer:
     close_distance_m: float = config.CLOSE_DISTANCE_M
     camera: Camera = field(default_factory=Camera)
 
-    @classmethod
-    def load(cls, model_path=None, **settings) -> CrowdAnalyzer:
-        """The deployment classifier ($MODEL_PATH) and the tuned detector (config.DETECTOR)."""
-        from .faces import MTCNNDetector
-
-        return cls(MTCNNDetector(**config.DETECTOR), Predictor.load(model_path), **settings)
-
     def analyze(self, source: ImageSource) -> CrowdAnalysis:
         image = decode_image(source).convert("RGB")
         found = self.detector.detect(image)
