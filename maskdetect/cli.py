@@ -118,7 +118,9 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
         detector, settings = _detector(args)
         predictor = None if args.detection_only else Predictor.load(args.model)
-        report = evaluate_scenes(args.images, args.labels, detector, predictor, args.limit, progress=not args.quiet)
+        report = evaluate_scenes(
+            args.images, args.labels, detector, predictor, args.limit, progress=not args.quiet, list_missed=args.missed
+        )
         report["detector"] = settings
         report["model"] = predictor.name if predictor else None
     print(json.dumps(report, indent=2))
@@ -243,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     scenes_parser.add_argument("--model", type=Path, help=model_help)
     scenes_parser.add_argument("--detection-only", action="store_true", help="no classifier: detection metrics only")
     scenes_parser.add_argument("--limit", type=int, help="only the first N images (by name), for quick checks")
+    scenes_parser.add_argument(
+        "--missed", action="store_true", help="also list every missed labelled face, with the best IoU a detection reached on it"
+    )
     scenes_parser.add_argument("--quiet", action="store_true", help="no progress bar")
     _detector_options(scenes_parser)
     faces_parser = targets.add_parser("faces", help="face crops in DIR/with_mask and DIR/without_mask")

@@ -116,14 +116,18 @@ def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU) -> dict:
-    """The metrics of the module docstring from per-image results (labels None: detection only)."""
+def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_missed: bool = False) -> dict:
+    """The metrics of the module docstring from per-image results (labels None: detection only).
+
+    ``list_missed`` adds ``missed``: every unmatched labelled face with the best IoU any detection
+    reached on it (near 0: the face was not seen; 0.1-0.4: seen, but boxed differently).
+    """
     found = {bucket: 0 for bucket in SIZE_BUCKETS}
     faces = {bucket: 0 for bucket in SIZE_BUCKETS}
     found_by_label = {label: 0 for label in LABELS}
     faces_by_label = {label: 0 for label in LABELS}
     detections = unmatched = labels_right = labels_checked = 0
-    errors, without_detection = [], 0
+    errors, without_detection, missed = [], 0, []
     classified = any(d.label is not None for r in results for d in r.detected)
     for result in results:
         pairs = match([d.box for d in result.detected], [t.box for t in result.labelled], min_iou)
@@ -137,6 +141,11 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU) -> dict:
             if classified and truth.label in ("with_mask", "without_mask"):
                 labels_checked += 1
                 labels_right += guess.label == truth.label
+        matched = {j for _, j in pairs}
+        for j, truth in enumerate(result.labelled):
+            if list_missed and j not in matched:
+                best = max((box_iou(d.box, truth.box) for d in result.detected), default=0.0)
+                missed.append({"image": result.image, "box": list(truth.box), "label": truth.label, "best_iou": round(best, 3)})
         detections += len(result.detected)
         unmatched += len(result.detected) - len(pairs)
         if not result.detected:
@@ -146,7 +155,7 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU) -> dict:
             guess_share = sum(d.label == "without_mask" for d in result.detected) / len(result.detected)
             errors.append(abs(truth_share - guess_share))
     total_faces, total_found = sum(faces.values()), sum(found.values())
-    return {
+    report = {
         "images": len(results),
         "labelled_faces": total_faces,
         "detections": detections,
@@ -165,6 +174,9 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU) -> dict:
         "images_without_detection": without_detection,
         "seconds_per_image": sum(r.seconds for r in results) / len(results) if results else None,
     }
+    if list_missed:
+        report["missed"] = missed
+    return report
 
 
 def evaluate_scenes(
@@ -174,6 +186,7 @@ def evaluate_scenes(
     predictor: Predictor | None = None,
     limit: int | None = None,
     progress: bool = True,
+    list_missed: bool = False,
 ) -> dict:
     """Run the detector (and, given a predictor, the classifier) over every labelled image."""
     from tqdm import tqdm
@@ -194,4 +207,4 @@ def evaluate_scenes(
         else:
             detected = [Detected(f.box, None) for f in detector.detect(decode_image(images / name).convert("RGB"))]
         results.append(SceneResult(name, scenes[name], detected, time.perf_counter() - started))
-    return scene_metrics(results)
+    return scene_metrics(results, list_missed=list_missed)

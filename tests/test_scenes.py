@@ -78,6 +78,11 @@ def test_metric_arithmetic():
     assert metrics["unmasked_share_mae"] == pytest.approx((0.25 + 0.0) / 2)
     assert (metrics["images_with_detection"], metrics["images_without_detection"]) == (2, 1)
     assert metrics["seconds_per_image"] == pytest.approx(0.3)
+    assert "missed" not in metrics
+    assert scene_metrics(results, list_missed=True)["missed"] == [
+        {"image": "a.jpg", "box": [300, 0, 310, 10], "label": "with_mask", "best_iou": 0.0},
+        {"image": "c.jpg", "box": [0, 0, 30, 30], "label": "without_mask", "best_iou": 0.0},
+    ]
 
 
 def test_detection_only_has_no_label_metrics():
@@ -109,7 +114,9 @@ def test_evaluate_scenes_command_prints_json(tmp_path, model_file, capsys):
         "image,xmin,ymin,xmax,ymax,label\none.jpg,10,10,40,40,with_mask\n"
         "one.jpg,100,20,160,80,without_mask\ntwo.jpg,5,5,20,20,incorrect\n"
     )
-    code = main(["evaluate", "scenes", "--images", str(images), "--labels", str(labels), "--model", str(model_file), "--quiet"])
+    code = main(
+        ["evaluate", "scenes", "--images", str(images), "--labels", str(labels), "--model", str(model_file), "--quiet", "--missed"]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     # Synthetic shapes hold no face MTCNN would find: every labelled face is missed.
@@ -119,6 +126,7 @@ def test_evaluate_scenes_command_prints_json(tmp_path, model_file, capsys):
     assert report["unmasked_share_mae"] is None and report["images_without_detection"] == 2
     assert report["seconds_per_image"] > 0 and report["model"] == "maskdetect.h5"
     assert report["detector"]["min_face_size"] > 0
+    assert [(m["image"], m["best_iou"]) for m in report["missed"]] == [("one.jpg", 0.0), ("one.jpg", 0.0), ("two.jpg", 0.0)]
 
 
 def test_evaluate_faces_command_prints_json(tmp_path, model_file, capsys):
