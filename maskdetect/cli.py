@@ -90,6 +90,73 @@ def command_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _detector(args: argparse.Namespace):
+    """The MTCNN detector: config.DETECTOR with any settings given on the command line."""
+    from .faces import MTCNNDetector
+
+    settings = dict(config.DETECTOR)
+    for name in ("min_face_size", "scale_factor", "min_score", "min_side", "max_side"):
+        if getattr(args, name, None) is not None:
+            settings[name] = getattr(args, name)
+    if getattr(args, "thresholds", None) is not None:
+        settings["thresholds"] = tuple(args.thresholds)
+    return MTCNNDetector(**settings), settings
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    """Print the metrics as JSON on stdout."""
+    import json
+
+    from .inference import Predictor
+
+    if args.target == "faces":
+        from .evaluate import evaluate_face_folder
+
+        report = evaluate_face_folder(args.directory, Predictor.load(args.model), progress=not args.quiet)
+    else:
+        from .scenes import evaluate_scenes
+
+        detector, settings = _detector(args)
+        predictor = None if args.detection_only else Predictor.load(args.model)
+        report = evaluate_scenes(
+            args.images, args.labels, detector, predictor, args.limit, progress=not args.quiet, list_missed=args.missed
+        )
+        report["detector"] = settings
+        report["model"] = predictor.name if predictor else None
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def command_detect(args: argparse.Namespace) -> int:
+    """The /detect answer for one image as JSON on stdout; --out writes the annotated image."""
+    import json
+
+    from .crowd import CrowdAnalyzer, annotate
+    from .images import decode_image
+    from .inference import Predictor
+
+    if not args.image.is_file():
+        raise FileNotFoundError(f"no such file: {args.image}")
+    detector, _ = _detector(args)
+    image = decode_image(args.image)
+    analysis = CrowdAnalyzer(detector, Predictor.load(args.model)).analyze(image)
+    print(json.dumps(analysis.as_dict(), indent=2))
+    if args.out:
+        annotate(image, analysis).save(args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _detector_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("detector settings (default: maskdetect.config.DETECTOR)")
+    group.add_argument("--min-face-size", type=int, help="smallest face MTCNN looks for, in px of the (resized) image")
+    group.add_argument("--scale-factor", type=float, help="MTCNN's image pyramid step (closer to 1: more scales, slower)")
+    group.add_argument("--thresholds", type=float, nargs=3, metavar=("PNET", "RNET", "ONET"), help="MTCNN's stage thresholds")
+    group.add_argument("--min-score", type=float, help="keep faces with at least this confidence")
+    group.add_argument("--min-side", type=int, help="enlarge images whose longer side is under this, first")
+    group.add_argument("--max-side", type=int, help="shrink images whose longer side is over this, first")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskdetect", description="Face-mask detection.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -149,18 +216,59 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", type=Path, help="the model file (default: $MODEL_PATH, else deployment/maskdetect.h5)"
     )
     predict_parser.set_defaults(run=command_predict)
+
+    model_help = "the model file (default: $MODEL_PATH, else deployment/maskdetect.h5)"
+    detect_parser = commands.add_parser(
+        "detect",
+        help="find every face in a photo, say who is unmasked and who stands close",
+        description="Print the POST /detect answer for IMAGE as JSON: every face's box (pixels of the image as "
+        "displayed), detector score, label and p(with_mask), the counts, the unmasked share and the close pairs "
+        "of unmasked people (see documentation/crowd.md for the distance assumptions).",
+    )
+    detect_parser.add_argument("image", type=Path, help="an image file")
+    detect_parser.add_argument("--out", type=Path, help="also write the annotated image here (PNG, JPEG... by suffix)")
+    detect_parser.add_argument("--model", type=Path, help=model_help)
+    _detector_options(detect_parser)
+    detect_parser.set_defaults(run=command_detect)
+
+    evaluate_parser = commands.add_parser(
+        "evaluate",
+        help="measure crowd analysis on labelled scenes, or the classifier on face crops",
+        description="Print JSON metrics. 'scenes': face recall (overall and by size), unmatched detections, label "
+        "accuracy, unmasked-share error, seconds per image (see maskdetect.scenes). 'faces': accuracy, "
+        "balanced accuracy, ROC AUC and confusion matrix on DIR/with_mask and DIR/without_mask.",
+    )
+    targets = evaluate_parser.add_subparsers(dest="target", required=True)
+    scenes_parser = targets.add_parser("scenes", help="photos with a labelled box on every face")
+    scenes_parser.add_argument("--images", type=Path, required=True, help="the folder of scene images")
+    scenes_parser.add_argument("--labels", type=Path, required=True, help="CSV image,xmin,ymin,xmax,ymax,label")
+    scenes_parser.add_argument("--model", type=Path, help=model_help)
+    scenes_parser.add_argument("--detection-only", action="store_true", help="no classifier: detection metrics only")
+    scenes_parser.add_argument("--limit", type=int, help="only the first N images (by name), for quick checks")
+    scenes_parser.add_argument(
+        "--missed", action="store_true", help="also list every missed labelled face, with the best IoU a detection reached on it"
+    )
+    scenes_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _detector_options(scenes_parser)
+    faces_parser = targets.add_parser("faces", help="face crops in DIR/with_mask and DIR/without_mask")
+    faces_parser.add_argument("directory", type=Path, metavar="DIR")
+    faces_parser.add_argument("--model", type=Path, help=model_help)
+    faces_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    evaluate_parser.set_defaults(run=command_evaluate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .fetch import FetchError
+    from .images import ImageDecodeError
     from .inference import ModelError
+    from .scenes import ScenesError
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DataError, FetchError, ModelError) as error:
+    except (DataError, FetchError, ModelError, ScenesError, ImageDecodeError, FileNotFoundError) as error:
         print(f"maskdetect: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

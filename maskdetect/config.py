@@ -97,3 +97,26 @@ def allow_private_urls() -> bool:
     the network behind it. Tests and local experiments serving images from 127.0.0.1 turn it on.
     """
     return os.environ.get("MASKDETECT_ALLOW_PRIVATE_URLS", "").strip().lower() in ("1", "true", "yes")
+
+
+# ---------------------------------------------------------------------------- crowd analysis
+# `maskdetect detect`, `POST /detect` and `maskdetect evaluate scenes` read these; the numbers
+# behind them are in documentation/crowd.md.
+
+# The face detector's settings (keyword arguments of maskdetect.faces.MTCNNDetector), tuned for
+# recall on scenes-dev (documentation/crowd.md): masked faces get low MTCNN confidences, so
+# lower stage thresholds found far more of them; more scales or enlarging small images did not.
+DETECTOR = {
+    "min_face_size": 20,
+    "scale_factor": 0.709,
+    "thresholds": (0.4, 0.5, 0.5),
+    "min_score": 0.5,
+    "max_side": 640,
+    "min_side": 0,
+}
+FACE_CROP_MARGIN = 0.2  # each face box grows by this share per side before classifying (as in training)
+
+# The pinhole model behind close_pairs (see maskdetect.crowd): assumptions, not measurements.
+FACE_WIDTH_M = 0.15  # a typical adult face is about 15 cm wide
+CAMERA_FOV_DEG = 60.0  # assumed horizontal field of view of the camera
+CLOSE_DISTANCE_M = 1.5  # unmasked people estimated closer than this are listed in close_pairs

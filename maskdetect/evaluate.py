@@ -33,3 +33,33 @@ def classification_metrics(labels: np.ndarray, with_mask: np.ndarray, threshold:
         "f1": float(f1_score(labels, predicted, zero_division=0)),
         "confusion_matrix": confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
     }
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+
+
+def evaluate_face_folder(directory, predictor, batch_size: int = 64, progress: bool = True) -> dict:
+    """:func:`classification_metrics` of ``predictor`` on DIR/with_mask/* and DIR/without_mask/*.
+
+    The files are classified as they are (they should be face crops, e.g. ``realworld-dev``),
+    through the one inference path, :meth:`maskdetect.inference.Predictor.predict_batch`.
+    """
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    directory = Path(directory)
+    files, labels = [], []
+    for label, name in ((1, "with_mask"), (0, "without_mask")):
+        folder = directory / name
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} is missing: the folder must hold with_mask/ and without_mask/")
+        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files += found
+        labels += [label] * len(found)
+    if not files:
+        raise FileNotFoundError(f"no images in {directory}/with_mask or {directory}/without_mask")
+    with_mask = []
+    for start in tqdm(range(0, len(files), batch_size), desc="faces", disable=not progress):
+        with_mask += [p.with_mask for p in predictor.predict_batch(files[start : start + batch_size])]
+    return {**classification_metrics(np.array(labels), np.array(with_mask), predictor.threshold), "model": predictor.name}

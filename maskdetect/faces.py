@@ -6,6 +6,7 @@ Boxes are in pixels of the image as displayed (EXIF orientation applied).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,7 +32,13 @@ class FaceDetector(Protocol):
 
 
 class MTCNNDetector:
-    """MTCNN with settings that can be tuned; images are shrunk to ``max_side`` first."""
+    """MTCNN with settings that can be tuned.
+
+    Images with a longer side over ``max_side`` are shrunk to it first (speed). Images with a
+    longer side under ``min_side`` are enlarged to it first: MTCNN's first stage looks at
+    12 px windows, so at scale 1 it cannot see faces under about 12 px; enlarging a 400 px
+    street scene 2x lets it find 6-12 px faces, at about 4x the time.
+    """
 
     def __init__(
         self,
@@ -40,6 +47,7 @@ class MTCNNDetector:
         scale_factor: float = 0.709,
         max_side: int = 640,
         min_score: float = 0.9,
+        min_side: int = 0,
     ):
         from mtcnn import MTCNN
 
@@ -49,20 +57,26 @@ class MTCNNDetector:
         self.scale_factor = scale_factor
         self.max_side = max_side
         self.min_score = min_score
+        self.min_side = min_side
+        self._lock = threading.Lock()  # one MTCNN per service worker, shared by its threads
 
     def detect(self, image: Image.Image) -> list[Face]:
         rgb = image.convert("RGB")
-        scale = min(1.0, self.max_side / max(rgb.size))
-        if scale < 1.0:
+        longer = max(rgb.size)
+        scale = min(1.0, self.max_side / longer)
+        if longer < self.min_side:
+            scale = self.min_side / longer
+        if scale != 1.0:
             rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.BILINEAR)
-        found = self._mtcnn.detect_faces(
-            np.asarray(rgb),
-            min_face_size=self.min_face_size,
-            scale_factor=self.scale_factor,
-            threshold_pnet=self.thresholds[0],
-            threshold_rnet=self.thresholds[1],
-            threshold_onet=self.thresholds[2],
-        )
+        with self._lock:
+            found = self._mtcnn.detect_faces(
+                np.asarray(rgb),
+                min_face_size=self.min_face_size,
+                scale_factor=self.scale_factor,
+                threshold_pnet=self.thresholds[0],
+                threshold_rnet=self.thresholds[1],
+                threshold_onet=self.thresholds[2],
+            )
         faces = []
         for result in found:
             if result["confidence"] < self.min_score:

@@ -46,7 +46,7 @@ class TrainConfig:
     mask_recolour: float = 0.7  # share of with_mask images whose mask is repainted
     recolour_every_class: bool = False  # repaint the same colours in without_mask images too
     face_crops: bool = True  # also train on a crop around each training photo's face
-    crop_margin: float = 0.2
+    crop_margin: float = config.FACE_CROP_MARGIN
     painted_masks: float = 0.5  # share of with_mask training images given a synthetic mask
     paint_unmasked: bool = False  # paint on without_mask faces too (they become with_mask)
     validate_on_crops: bool = False  # validation = validation photos + their face crops

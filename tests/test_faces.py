@@ -33,3 +33,22 @@ def test_no_face_in_a_blank_image(detector):
     from PIL import Image
 
     assert detector.detect(Image.new("RGB", (200, 200), (128, 128, 128))) == []
+
+
+def test_enlarged_small_images_give_boxes_in_the_original_pixels(detector):
+    # Enlarging a 512 px scene 2x first (min_side) finds its faces at the same places.
+    from conftest import SHARED, _require
+    from maskdetect.images import decode_image
+
+    scene = decode_image(_require(SHARED / "scenes-dev" / "images") / "scene000.jpg")
+    enlarged = MTCNNDetector(min_side=1024).detect(scene)
+    plain = detector.detect(scene)
+    assert plain and enlarged
+    for face in plain:
+        assert any(_iou(face.box, other.box) > 0.6 for other in enlarged), (face, enlarged)
+
+
+def _iou(a, b):
+    from maskdetect.scenes import box_iou
+
+    return box_iou(a, b)

@@ -2,7 +2,7 @@
 
 ``gunicorn -c deployment/gunicorn.conf.py`` calls :func:`create_app` once in every worker,
 so each worker loads the model once (after the fork: TensorFlow is not fork-safe).
-The routes live in blueprints: :mod:`.api` (``/predict``, ``/health``, ``/openapi.json``)
+The routes live in blueprints: :mod:`.api` (``/predict``, ``/detect``, ``/health``, ``/openapi.json``)
 and :mod:`.page` (the web page at ``/``); :mod:`.errors` turns every failure into JSON.
 """
 
@@ -12,6 +12,8 @@ from flask import Flask
 
 from .. import config
 from ..fetch import Limits
+from ..crowd import CrowdAnalyzer
+from ..faces import MTCNNDetector
 from ..inference import Predictor
 
 
@@ -34,7 +36,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.update(test_config)
 
     # Loaded here, once per worker, so /health answers "ok" only with a model in memory.
-    app.extensions["maskdetect.predictor"] = Predictor.load(app.config["MODEL_PATH"])
+    predictor = Predictor.load(app.config["MODEL_PATH"])
+    app.extensions["maskdetect.predictor"] = predictor
+    # The face detector for POST /detect, with the tuned settings (config.DETECTOR).
+    app.extensions["maskdetect.analyzer"] = CrowdAnalyzer(MTCNNDetector(**config.DETECTOR), predictor)
 
     from . import api, errors, page
 

@@ -1,10 +1,15 @@
-"""The JSON API: ``POST /predict``, ``GET /health``, ``GET /openapi.json``."""
+"""The JSON API: ``POST /predict``, ``POST /detect``, ``GET /health``, ``GET /openapi.json``."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+import io
+
+from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..crowd import CrowdAnalyzer, annotate
+from ..fetch import fetch_bytes
+from ..images import decode_image
 from ..inference import Predictor
 from .errors import ApiError
 from .openapi import openapi_document
@@ -19,6 +24,10 @@ HOW_TO_SEND = (
 
 def predictor() -> Predictor:
     return current_app.extensions["maskdetect.predictor"]
+
+
+def analyzer() -> CrowdAnalyzer:
+    return current_app.extensions["maskdetect.analyzer"]
 
 
 @bp.before_request
@@ -62,6 +71,16 @@ def _image_from_request() -> bytes | str:
     return data
 
 
+def _image_bytes_from_request() -> bytes:
+    """The image's bytes from any of the three forms; a URL is fetched under the service's rules."""
+    image = _image_from_request()
+    if isinstance(image, str):
+        return fetch_bytes(
+            image, allow_private=current_app.config["ALLOW_PRIVATE_URLS"], limits=current_app.config["URL_LIMITS"]
+        )
+    return image
+
+
 @bp.post("/predict")
 def predict():
     image = _image_from_request()
@@ -74,6 +93,22 @@ def predict():
     else:
         prediction = predictor().predict(image)
     return jsonify(prediction.as_dict())
+
+
+@bp.post("/detect")
+def detect():
+    """Every face, its label, the counts and close unmasked pairs; ``?format=png`` draws them."""
+    answer_format = request.args.get("format", "json")
+    if answer_format not in ("json", "png"):
+        raise ApiError(400, f"format={answer_format} is not offered; leave it out for JSON, or ask format=png")
+    image = decode_image(_image_bytes_from_request())
+    analysis = analyzer().analyze(image)
+    if answer_format == "json":
+        return jsonify(analysis.as_dict())
+    buffer = io.BytesIO()
+    annotate(image, analysis).save(buffer, "PNG")
+    buffer.seek(0)
+    return send_file(buffer, mimetype="image/png", download_name="detected.png")
 
 
 @bp.get("/health")

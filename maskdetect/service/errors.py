@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 from ..fetch import BodyTooLarge, FetchError, FetchTimeout, URLRefused
 from ..images import ImageDecodeError, ImageTooLarge
 
-ROUTES = "POST /predict, GET /health, GET /openapi.json, and the web page at GET /"
+ROUTES = "POST /predict, POST /detect, GET /health, GET /openapi.json, and the web page at GET /"
 
 
 class ApiError(Exception):

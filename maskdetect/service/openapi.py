@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the service, served at ``GET /openapi.json``.
 
-Written out by hand (the API is four routes) and checked by the tests against the
+Written out by hand (the API is five routes) and checked by the tests against the
 OpenAPI schema and against the routes the application really has.
 """
 
@@ -25,12 +25,41 @@ def openapi_document(app: Flask) -> dict:
     except metadata.PackageNotFoundError:
         version = "0"
     binary = {"type": "string", "format": "binary"}
+    image_body = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/UrlRequest"},
+                "example": {"url": "https://example.com/photo.jpg"},
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {"image": {**binary, "description": "the image file"}},
+                }
+            },
+            "image/*": {"schema": {**binary, "description": "the image file's bytes"}},
+        },
+    }
+    input_errors = {
+        "400": _error("invalid JSON, no url or image, an empty image, or a refused URL"),
+        "413": _error(f"the request body is over {body_mb:g} MB"),
+        "415": _error("the Content-Type is none of application/json, multipart/form-data, image/*"),
+        "422": _error(
+            "the bytes (uploaded or fetched) are not a readable image, the image is over the "
+            "pixel limit, or the image at the URL is over the size limit"
+        ),
+        "500": _error("a fault of the service itself (logged)"),
+        "502": _error("the URL could not be fetched: no such host, refused connection, TLS failure, an HTTP error status, too many redirects"),
+        "504": _error("the URL's host did not connect or answer in time"),
+    }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "maskdetect",
             "version": version,
-            "summary": "Does the face in a photo wear a mask?",
+            "summary": "Does the face in a photo wear a mask? Who in a crowd does not?",
             "description": (
                 "A Keras classifier (with_mask / without_mask) for photos of one face. "
                 "Send the image itself or an http(s) URL of it. Every error answers "
@@ -53,38 +82,51 @@ def openapi_document(app: Flask) -> dict:
                         f"the image may be {limits.max_bytes / 1024 / 1024:g} MB at most. Images over "
                         f"{config.MAX_IMAGE_PIXELS / 1e6:g} megapixels are refused before decoding."
                     ),
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/UrlRequest"},
-                                "example": {"url": "https://example.com/photo.jpg"},
-                            },
-                            "multipart/form-data": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["image"],
-                                    "properties": {"image": {**binary, "description": "the image file"}},
-                                }
-                            },
-                            "image/*": {"schema": {**binary, "description": "the image file's bytes"}},
-                        },
-                    },
+                    "requestBody": image_body,
                     "responses": {
                         "200": {
                             "description": "the answer",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Prediction"}}},
                         },
-                        "400": _error("invalid JSON, no url or image, an empty image, or a refused URL"),
-                        "413": _error(f"the request body is over {body_mb:g} MB"),
-                        "415": _error("the Content-Type is none of application/json, multipart/form-data, image/*"),
-                        "422": _error(
-                            "the bytes (uploaded or fetched) are not a readable image, the image is over the "
-                            "pixel limit, or the image at the URL is over the size limit"
-                        ),
-                        "500": _error("a fault of the service itself (logged)"),
-                        "502": _error("the URL could not be fetched: no such host, refused connection, TLS failure, an HTTP error status, too many redirects"),
-                        "504": _error("the URL's host did not connect or answer in time"),
+                        **input_errors,
+                    },
+                }
+            },
+            "/detect": {
+                "post": {
+                    "operationId": "detect",
+                    "summary": "Find every face, label each, count the unmasked and the close pairs",
+                    "description": (
+                        "The image comes in the same three forms as for `/predict`, under the same limits. Every face "
+                        "MTCNN finds is classified; boxes are `[xmin, ymin, xmax, ymax]` in pixels of the image as "
+                        "displayed (EXIF orientation applied). `unmasked_ratio` is without_mask / total, null "
+                        "when no face is found. `close_pairs` lists pairs of unmasked faces (indices into `faces`) "
+                        f"estimated closer than {config.CLOSE_DISTANCE_M:g} m, from a pinhole camera model that "
+                        f"assumes every face is {config.FACE_WIDTH_M * 100:g} cm wide and a "
+                        f"{config.CAMERA_FOV_DEG:g} degree horizontal field of view: rough estimates. "
+                        "With `format=png` the answer is the image with the boxes drawn (green with_mask, red "
+                        "without_mask, labelled with the face's index and p(with_mask))."
+                    ),
+                    "parameters": [
+                        {
+                            "name": "format",
+                            "in": "query",
+                            "required": False,
+                            "description": "`json` (default) or `png` (the annotated image)",
+                            "schema": {"type": "string", "enum": ["json", "png"], "default": "json"},
+                        }
+                    ],
+                    "requestBody": image_body,
+                    "responses": {
+                        "200": {
+                            "description": "the faces and counts, or the annotated PNG with format=png",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Detection"}},
+                                "image/png": {"schema": {**binary, "description": "the annotated image"}},
+                            },
+                        },
+                        **input_errors,
+                        "400": _error("an unknown format, invalid JSON, no url or image, an empty image, or a refused URL"),
                     },
                 }
             },
@@ -132,6 +174,60 @@ def openapi_document(app: Flask) -> dict:
                         "model": {"type": "string", "description": "the model's name and version"},
                     },
                     "example": {"label": "with_mask", "with_mask": 0.97, "without_mask": 0.03, "model": "cnn2-1a2b3c4d-seed1"},
+                },
+                "Detection": {
+                    "type": "object",
+                    "required": ["faces", "total", "with_mask", "without_mask", "unmasked_ratio", "close_pairs", "model"],
+                    "properties": {
+                        "faces": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["box", "score", "label", "with_mask"],
+                                "properties": {
+                                    "box": {
+                                        "type": "array",
+                                        "items": {"type": "integer", "minimum": 0},
+                                        "minItems": 4,
+                                        "maxItems": 4,
+                                        "description": "xmin, ymin, xmax, ymax in displayed pixels (max exclusive)",
+                                    },
+                                    "score": {"type": "number", "minimum": 0, "maximum": 1, "description": "the detector's confidence"},
+                                    "label": {"type": "string", "enum": list(config.CLASSES)},
+                                    "with_mask": {"type": "number", "minimum": 0, "maximum": 1, "description": "p(with_mask)"},
+                                },
+                            },
+                        },
+                        "total": {"type": "integer", "minimum": 0},
+                        "with_mask": {"type": "integer", "minimum": 0},
+                        "without_mask": {"type": "integer", "minimum": 0},
+                        "unmasked_ratio": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                        "close_pairs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["a", "b", "distance_m"],
+                                "properties": {
+                                    "a": {"type": "integer", "minimum": 0, "description": "index into faces"},
+                                    "b": {"type": "integer", "minimum": 0, "description": "index into faces"},
+                                    "distance_m": {"type": "number", "minimum": 0, "description": "estimated distance"},
+                                },
+                            },
+                        },
+                        "model": {"type": "string", "description": "the classifier's name and version"},
+                    },
+                    "example": {
+                        "faces": [
+                            {"box": [79, 100, 108, 137], "score": 0.9987, "label": "without_mask", "with_mask": 0.03},
+                            {"box": [120, 98, 150, 134], "score": 0.9921, "label": "without_mask", "with_mask": 0.11},
+                        ],
+                        "total": 2,
+                        "with_mask": 0,
+                        "without_mask": 2,
+                        "unmasked_ratio": 1.0,
+                        "close_pairs": [{"a": 0, "b": 1, "distance_m": 0.64}],
+                        "model": "cnn2-1a2b3c4d-seed1",
+                    },
                 },
                 "Health": {
                     "type": "object",

@@ -19,6 +19,7 @@ CONTENT_SECURITY_POLICY = (
 @bp.get("/")
 def index():
     predictor = current_app.extensions["maskdetect.predictor"]
-    response = current_app.make_response(render_template("index.html", model=predictor.name))
+    close_m = current_app.extensions["maskdetect.analyzer"].close_distance_m
+    response = current_app.make_response(render_template("index.html", model=predictor.name, close_m=close_m))
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     return response

@@ -1,0 +1,172 @@
+"""Crowd analysis: every face in a photo, who is unmasked, the unmasked share, who stands close.
+
+A :class:`CrowdAnalyzer` runs a :class:`~maskdetect.faces.FaceDetector` over the image (as
+displayed: EXIF orientation applied), crops each face with a margin (the same
+:func:`~maskdetect.faces.expand_box` framing the classifier's training crops use), and classifies
+all crops in one :meth:`~maskdetect.inference.Predictor.predict_batch` call, so every crop goes
+through the shared :func:`~maskdetect.images.preprocess`.
+
+Distances come from a pinhole camera model and these assumptions (stated in
+``documentation/crowd.md`` too; each is a setting in :mod:`maskdetect.config`):
+
+* every face is ``FACE_WIDTH_M`` (15 cm) wide, so a face ``w`` pixels wide stands
+  ``Z = f * 0.15 / w`` metres from the camera;
+* the camera's horizontal field of view is ``CAMERA_FOV_DEG`` (60 degrees, a typical phone or
+  street camera), so the focal length in pixels is ``f = (image width / 2) / tan(fov / 2)``;
+* the optical centre is the image centre, and the detector's box is the face's width
+  (MTCNN's boxes are roughly face-wide; a profile face is narrower and looks farther away).
+
+Each face becomes a point ``((cx - W/2) Z / f, (cy - H/2) Z / f, Z)`` in camera coordinates, and
+two unmasked faces closer than ``CLOSE_DISTANCE_M`` (1.5 m) are listed in ``close_pairs``. These
+are rough estimates: a child's face, a cropped photo or a zoom lens changes them by tens of percent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from PIL import Image, ImageDraw, ImageFont
+
+from . import config
+from .faces import FaceDetector, expand_box
+from .images import ImageSource, decode_image
+from .inference import Predictor
+
+UNMASKED = config.CLASSES[1]  # "without_mask"
+COLOURS = {"with_mask": (30, 170, 80), "without_mask": (220, 40, 40)}  # green / red boxes
+
+
+@dataclass(frozen=True)
+class CrowdFace:
+    box: tuple[int, int, int, int]  # xmin, ymin, xmax, ymax in displayed pixels (exclusive)
+    score: float  # the detector's confidence
+    label: str  # "with_mask" | "without_mask"
+    with_mask: float  # p(with_mask)
+
+    def as_dict(self) -> dict:
+        return {"box": list(self.box), "score": round(self.score, 4), "label": self.label, "with_mask": self.with_mask}
+
+
+@dataclass(frozen=True)
+class ClosePair:
+    a: int  # indices into CrowdAnalysis.faces, a < b
+    b: int
+    distance_m: float
+
+    def as_dict(self) -> dict:
+        return {"a": self.a, "b": self.b, "distance_m": round(self.distance_m, 2)}
+
+
+@dataclass(frozen=True)
+class CrowdAnalysis:
+    faces: list[CrowdFace]
+    close_pairs: list[ClosePair]
+    model: str
+    size: tuple[int, int]  # width, height of the image as displayed
+
+    @property
+    def unmasked(self) -> int:
+        return sum(face.label == UNMASKED for face in self.faces)
+
+    @property
+    def unmasked_ratio(self) -> float | None:
+        """The share of detected faces without a mask; None when no face was found."""
+        return self.unmasked / len(self.faces) if self.faces else None
+
+    def as_dict(self) -> dict:
+        total = len(self.faces)
+        ratio = self.unmasked_ratio
+        return {
+            "faces": [face.as_dict() for face in self.faces],
+            "total": total,
+            "with_mask": total - self.unmasked,
+            "without_mask": self.unmasked,
+            "unmasked_ratio": None if ratio is None else round(ratio, 4),
+            "close_pairs": [pair.as_dict() for pair in self.close_pairs],
+            "model": self.model,
+        }
+
+
+@dataclass(frozen=True)
+class Camera:
+    """The pinhole model's assumptions (see the module docstring)."""
+
+    face_width_m: float = config.FACE_WIDTH_M
+    fov_deg: float = config.CAMERA_FOV_DEG
+
+    def focal_px(self, image_width: int) -> float:
+        return (image_width / 2) / math.tan(math.radians(self.fov_deg) / 2)
+
+    def position(self, box: tuple[int, int, int, int], size: tuple[int, int]) -> tuple[float, float, float]:
+        """The face's centre in camera coordinates (metres): x right, y down, z away."""
+        width, height = size
+        focal = self.focal_px(width)
+        face_px = max(box[2] - box[0], 1)
+        z = focal * self.face_width_m / face_px
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        return ((cx - width / 2) * z / focal, (cy - height / 2) * z / focal, z)
+
+    def distance_m(self, box_a, box_b, size: tuple[int, int]) -> float:
+        return math.dist(self.position(box_a, size), self.position(box_b, size))
+
+
+def close_pairs(
+    faces: list[CrowdFace], size: tuple[int, int], threshold_m: float = config.CLOSE_DISTANCE_M, camera: Camera = Camera()
+) -> list[ClosePair]:
+    """Every pair of unmasked faces estimated closer than ``threshold_m``, nearest first."""
+    unmasked = [i for i, face in enumerate(faces) if face.label == UNMASKED]
+    pairs = []
+    for position, a in enumerate(unmasked):
+        for b in unmasked[position + 1 :]:
+            distance = camera.distance_m(faces[a].box, faces[b].box, size)
+            if distance < threshold_m:
+                pairs.append(ClosePair(a, b, distance))
+    return sorted(pairs, key=lambda pair: pair.distance_m)
+
+
+@dataclass
+class CrowdAnalyzer:
+    """A detector and a classifier, loaded once; :meth:`analyze` answers for one image."""
+
+    detector: FaceDetector
+    predictor: Predictor
+    crop_margin: float = config.FACE_CROP_MARGIN
+    close_distance_m: float = config.CLOSE_DISTANCE_M
+    camera: Camera = field(default_factory=Camera)
+
+    def analyze(self, source: ImageSource) -> CrowdAnalysis:
+        image = decode_image(source).convert("RGB")
+        found = self.detector.detect(image)
+        crops = [image.crop(expand_box(face.box, self.crop_margin, image.width, image.height)) for face in found]
+        predictions = self.predictor.predict_batch(crops)
+        faces = [
+            CrowdFace(face.box, face.score, prediction.label, prediction.with_mask)
+            for face, prediction in zip(found, predictions)
+        ]
+        return CrowdAnalysis(
+            faces=faces,
+            close_pairs=close_pairs(faces, image.size, self.close_distance_m, self.camera),
+            model=self.predictor.name,
+            size=image.size,
+        )
+
+
+def annotate(source: ImageSource, analysis: CrowdAnalysis) -> Image.Image:
+    """The image as displayed with each face boxed (green with_mask, red without) and p(with_mask)."""
+    image = decode_image(source).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    line = max(1, round(max(image.size) / 400))
+    font = ImageFont.load_default(size=max(10, round(max(image.size) / 40)))
+    for index, face in enumerate(analysis.faces):
+        colour = COLOURS[face.label]
+        draw.rectangle(face.box, outline=colour, width=line)
+        text = f"{index}: {face.with_mask:.2f}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        x, y = face.box[0], max(0, face.box[1] - (bottom - top) - 2 * line)
+        draw.rectangle((x, y, x + right - left + 2, y + bottom - top + 2), fill=colour)
+        draw.text((x + 1 - left, y + 1 - top), text, fill="white", font=font)
+    for pair in analysis.close_pairs:
+        a, b = analysis.faces[pair.a].box, analysis.faces[pair.b].box
+        draw.line((((a[0] + a[2]) / 2, (a[1] + a[3]) / 2), ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)), fill=COLOURS[UNMASKED], width=line)
+    return image

@@ -1,0 +1,210 @@
+"""Measuring crowd analysis on labelled scenes (``maskdetect evaluate scenes``).
+
+A labels CSV has one row per labelled face: ``image,xmin,ymin,xmax,ymax,label`` with ``label``
+``with_mask``, ``without_mask`` or ``incorrect`` (a mask below the nose, counted as unmasked).
+Detections are matched to labelled faces greedily, highest IoU first, at IoU >= 0.4 (a detector's
+box and a labeller's box around the same small face rarely agree better). The metrics:
+
+* ``recall``: matched labelled faces / labelled faces, overall and by the labelled box's
+  longer side (``<24``, ``24-48``, ``>48`` px), and by label (does the detector miss masked faces?);
+* ``unmatched_detection_share``: detections matching no labelled face / detections (labelling
+  is not exhaustive, so some of these are real, unlabelled faces);
+* ``label_accuracy``: on matched faces labelled with_mask or without_mask, the share the
+  classifier labels the same;
+* ``unmasked_share_mae``: per image, (without_mask + incorrect) / labelled faces against
+  without_mask / detected faces, averaged over images with at least one detection
+  (``images_without_detection`` counts the others);
+* ``seconds_per_image``: detection and classification, decoding included.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .faces import FaceDetector
+from .images import decode_image
+from .inference import Predictor
+
+LABELS = ("with_mask", "without_mask", "incorrect")
+UNMASKED_LABELS = ("without_mask", "incorrect")
+MIN_IOU = 0.4
+SIZE_BUCKETS = ("<24", "24-48", ">48")
+
+Box = tuple[int, int, int, int]
+
+
+class ScenesError(ValueError):
+    """The labels CSV or the images folder is not usable; the message says why."""
+
+
+@dataclass(frozen=True)
+class Labelled:
+    box: Box
+    label: str  # one of LABELS
+
+
+@dataclass(frozen=True)
+class Detected:
+    box: Box
+    label: str | None  # None when only detecting
+
+
+@dataclass(frozen=True)
+class SceneResult:
+    image: str
+    labelled: list[Labelled]
+    detected: list[Detected]
+    seconds: float
+
+
+def read_labels(path: Path) -> dict[str, list[Labelled]]:
+    """image name -> its labelled faces, in file order."""
+    scenes: dict[str, list[Labelled]] = {}
+    try:
+        with open(path, newline="") as handle:
+            for line, row in enumerate(csv.DictReader(handle), start=2):
+                try:
+                    box = tuple(int(float(row[c])) for c in ("xmin", "ymin", "xmax", "ymax"))
+                    label = row["label"]
+                except (KeyError, TypeError, ValueError) as error:
+                    raise ScenesError(f"{path} line {line}: expected image,xmin,ymin,xmax,ymax,label ({error})") from error
+                if label not in LABELS:
+                    raise ScenesError(f"{path} line {line}: label {label!r} is not one of {', '.join(LABELS)}")
+                scenes.setdefault(row["image"], []).append(Labelled(box, label))
+    except OSError as error:
+        raise ScenesError(f"cannot read the labels {path}: {error}") from error
+    return scenes
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (xmin, ymin, xmax, ymax) boxes."""
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
+
+
+def match(detected: list[Box], labelled: list[Box], min_iou: float = MIN_IOU) -> list[tuple[int, int]]:
+    """Greedy one-to-one matching: (detection index, label index) pairs, highest IoU first."""
+    candidates = sorted(
+        ((box_iou(d, t), i, j) for i, d in enumerate(detected) for j, t in enumerate(labelled)),
+        key=lambda c: (-c[0], c[1], c[2]),
+    )
+    used_detected, used_labelled, pairs = set(), set(), []
+    for overlap, i, j in candidates:
+        if overlap < min_iou:
+            break
+        if i not in used_detected and j not in used_labelled:
+            used_detected.add(i)
+            used_labelled.add(j)
+            pairs.append((i, j))
+    return pairs
+
+
+def size_bucket(box: Box) -> str:
+    longer = max(box[2] - box[0], box[3] - box[1])
+    return "<24" if longer < 24 else "24-48" if longer <= 48 else ">48"
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_missed: bool = False) -> dict:
+    """The metrics of the module docstring from per-image results (labels None: detection only).
+
+    ``list_missed`` adds ``missed``: every unmatched labelled face with the best IoU any detection
+    reached on it (near 0: the face was not seen; 0.1-0.4: seen, but boxed differently).
+    """
+    found = {bucket: 0 for bucket in SIZE_BUCKETS}
+    faces = {bucket: 0 for bucket in SIZE_BUCKETS}
+    found_by_label = {label: 0 for label in LABELS}
+    faces_by_label = {label: 0 for label in LABELS}
+    detections = unmatched = labels_right = labels_checked = 0
+    errors, without_detection, missed = [], 0, []
+    classified = any(d.label is not None for r in results for d in r.detected)
+    for result in results:
+        pairs = match([d.box for d in result.detected], [t.box for t in result.labelled], min_iou)
+        for truth in result.labelled:
+            faces[size_bucket(truth.box)] += 1
+            faces_by_label[truth.label] += 1
+        for i, j in pairs:
+            truth, guess = result.labelled[j], result.detected[i]
+            found[size_bucket(truth.box)] += 1
+            found_by_label[truth.label] += 1
+            if classified and truth.label in ("with_mask", "without_mask"):
+                labels_checked += 1
+                labels_right += guess.label == truth.label
+        matched = {j for _, j in pairs}
+        for j, truth in enumerate(result.labelled):
+            if list_missed and j not in matched:
+                best = max((box_iou(d.box, truth.box) for d in result.detected), default=0.0)
+                missed.append({"image": result.image, "box": list(truth.box), "label": truth.label, "best_iou": round(best, 3)})
+        detections += len(result.detected)
+        unmatched += len(result.detected) - len(pairs)
+        if not result.detected:
+            without_detection += 1
+        elif classified and result.labelled:
+            truth_share = sum(t.label in UNMASKED_LABELS for t in result.labelled) / len(result.labelled)
+            guess_share = sum(d.label == "without_mask" for d in result.detected) / len(result.detected)
+            errors.append(abs(truth_share - guess_share))
+    total_faces, total_found = sum(faces.values()), sum(found.values())
+    report = {
+        "images": len(results),
+        "labelled_faces": total_faces,
+        "detections": detections,
+        "iou_threshold": min_iou,
+        "recall": _ratio(total_found, total_faces),
+        "recall_by_size": {b: {"recall": _ratio(found[b], faces[b]), "faces": faces[b]} for b in SIZE_BUCKETS},
+        "recall_by_label": {
+            label: {"recall": _ratio(found_by_label[label], faces_by_label[label]), "faces": faces_by_label[label]}
+            for label in LABELS
+        },
+        "unmatched_detection_share": _ratio(unmatched, detections),
+        "label_accuracy": _ratio(labels_right, labels_checked),
+        "label_accuracy_faces": labels_checked,
+        "unmasked_share_mae": sum(errors) / len(errors) if errors else None,
+        "images_with_detection": len(results) - without_detection,
+        "images_without_detection": without_detection,
+        "seconds_per_image": sum(r.seconds for r in results) / len(results) if results else None,
+    }
+    if list_missed:
+        report["missed"] = missed
+    return report
+
+
+def evaluate_scenes(
+    images: Path,
+    labels: Path,
+    detector: FaceDetector,
+    predictor: Predictor | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    list_missed: bool = False,
+) -> dict:
+    """Run the detector (and, given a predictor, the classifier) over every labelled image."""
+    from tqdm import tqdm
+
+    from .crowd import CrowdAnalyzer
+
+    scenes = read_labels(labels)
+    names = sorted(scenes)[:limit]
+    missing = [name for name in names if not (images / name).is_file()]
+    if missing:
+        raise ScenesError(f"{len(missing)} labelled images are not in {images}, e.g. {missing[0]}")
+    analyzer = CrowdAnalyzer(detector, predictor) if predictor is not None else None
+    results = []
+    for name in tqdm(names, desc="scenes", disable=not progress):
+        started = time.perf_counter()
+        if analyzer is not None:
+            detected = [Detected(f.box, f.label) for f in analyzer.analyze(images / name).faces]
+        else:
+            detected = [Detected(f.box, None) for f in detector.detect(decode_image(images / name).convert("RGB"))]
+        results.append(SceneResult(name, scenes[name], detected, time.perf_counter() - started))
+    return scene_metrics(results, list_missed=list_missed)

@@ -1,0 +1,49 @@
+"""The web page in crowd mode: real Chromium, the real /detect, boxes drawn over a real scene."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from conftest import SHARED, _require
+from test_deployment import browser  # noqa: F401 - the headless Chromium fixture
+
+
+@pytest.fixture(scope="module")
+def live_app(app):
+    """The test app on 127.0.0.1 (one process: lighter than the gunicorn of test_deployment)."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_crowd_mode_draws_boxes_and_counts(browser, live_app, tmp_path):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    scene = _require(SHARED / "scenes-dev" / "images") / "scene000.jpg"
+    browser.get(f"{live_app}/")
+    browser.find_element(By.CSS_SELECTOR, 'input[name="mode"][value="detect"]').click()
+    browser.find_element(By.ID, "file").send_keys(str(scene))
+    result = browser.find_element(By.ID, "result")
+    WebDriverWait(browser, 60).until(lambda d: result.get_attribute("data-total"))
+    total = int(result.get_attribute("data-total"))
+    assert total >= 2 and result.text.startswith(f"{total} faces:"), result.text
+    assert "pair" not in result.text or "closer than 1.5 m" in result.text
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return document.getElementById('preview').naturalWidth") == 512)
+    drawn = browser.execute_script(
+        """const c = document.getElementById('overlay');
+        const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < data.length; i += 4) if (data[i] > 0) n++;
+        return [c.width, n];"""
+    )
+    assert drawn[0] > 0 and drawn[1] > 100  # the box outlines and labels
+    browser.save_screenshot(str(os.environ.get("MASKDETECT_SCREENSHOT") or tmp_path / "crowd-page.png"))
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
