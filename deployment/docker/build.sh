@@ -16,14 +16,14 @@ check_build_inputs() {
         printf 'ERROR %s: maskdetect/service (the Flask app) is missing\n' "$(basename "$0")" >&2
         missing=1
     fi
-    for file in deployment/gunicorn.conf.py deployment/maskdetect.h5 \
+    for file in deployment/gunicorn.conf.py deployment/maskdetect.h5 deployment/metrics.json \
                 deployment/docker/requirements.txt; do
         if [[ ! -e "$PROJECT_ROOT/$file" ]]; then
             printf 'ERROR %s: %s is missing\n' "$(basename "$0")" "$file" >&2
             missing=1
         fi
     done
-    ((missing == 0)) || die "the image needs the service (maskdetect/service, deployment/gunicorn.conf.py), the model (deployment/maskdetect.h5: 'make train', or the committed one) and deployment/docker/requirements.txt ('make docker-requirements')"
+    ((missing == 0)) || die "the image needs the service (maskdetect/service, deployment/gunicorn.conf.py), the model and its metrics (deployment/maskdetect.h5 and metrics.json: 'make train', or the committed ones) and deployment/docker/requirements.txt ('make docker-requirements')"
 }
 
 build_image() {
