@@ -197,13 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
         "epoch on validation, evaluate once on test and on the real-photo dev set, and write "
         "deployment/maskdetect.h5 and deployment/metrics.json. Run `make data` first.",
     )
-    train_parser.add_argument("--model", choices=("cnn1", "cnn2", "pretrained"), help="override the model")
+    train_parser.add_argument("--model", choices=("cnn1", "cnn2", "cnn4", "pretrained"), help="override the model")
     train_parser.add_argument("--epochs", type=int, help="override the maximum number of epochs")
     train_parser.add_argument("--seed", type=int, help="override the seed")
     train_parser.add_argument("--out", type=Path, help="folder to write to (default: deployment/)")
     train_parser.add_argument("--quiet", action="store_true", help="no progress output")
     train_parser.set_defaults(run=command_train)
 
+    model_help = "the model file (default: $MODEL_PATH, else deployment/maskdetect.h5)"
     predict_parser = commands.add_parser(
         "predict",
         help="classify image files or URLs with the deployment model",
@@ -212,12 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
         "addresses only unless MASKDETECT_ALLOW_PRIVATE_URLS=1). Exits 1 if any input failed.",
     )
     predict_parser.add_argument("inputs", nargs="+", metavar="PATH_OR_URL", help="an image file or an http(s) URL")
-    predict_parser.add_argument(
-        "--model", type=Path, help="the model file (default: $MODEL_PATH, else deployment/maskdetect.h5)"
-    )
+    predict_parser.add_argument("--model", type=Path, help=model_help)
     predict_parser.set_defaults(run=command_predict)
 
-    model_help = "the model file (default: $MODEL_PATH, else deployment/maskdetect.h5)"
     detect_parser = commands.add_parser(
         "detect",
         help="find every face in a photo, say who is unmasked and who stands close",
