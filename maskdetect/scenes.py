@@ -50,6 +50,8 @@ class Labelled:
 class Detected:
     box: Box
     label: str | None  # None when only detecting
+    with_mask: float | None = None  # p(with_mask), when classified
+    score: float | None = None  # the detector's confidence
 
 
 @dataclass(frozen=True)
@@ -179,16 +181,15 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_mis
     return report
 
 
-def evaluate_scenes(
+def analyze_scenes(
     images: Path,
     labels: Path,
     detector: FaceDetector,
     predictor: Predictor | None = None,
     limit: int | None = None,
     progress: bool = True,
-    list_missed: bool = False,
-) -> dict:
-    """Run the detector (and, given a predictor, the classifier) over every labelled image."""
+) -> list[SceneResult]:
+    """Per labelled image: its labelled faces and what the detector (and classifier) found."""
     from tqdm import tqdm
 
     from .crowd import CrowdAnalyzer
@@ -203,8 +204,24 @@ def evaluate_scenes(
     for name in tqdm(names, desc="scenes", disable=not progress):
         started = time.perf_counter()
         if analyzer is not None:
-            detected = [Detected(f.box, f.label) for f in analyzer.analyze(images / name).faces]
+            faces = analyzer.analyze(images / name).faces
+            detected = [Detected(f.box, f.label, f.with_mask, f.score) for f in faces]
         else:
-            detected = [Detected(f.box, None) for f in detector.detect(decode_image(images / name).convert("RGB"))]
+            found = detector.detect(decode_image(images / name).convert("RGB"))
+            detected = [Detected(f.box, None, None, f.score) for f in found]
         results.append(SceneResult(name, scenes[name], detected, time.perf_counter() - started))
+    return results
+
+
+def evaluate_scenes(
+    images: Path,
+    labels: Path,
+    detector: FaceDetector,
+    predictor: Predictor | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    list_missed: bool = False,
+) -> dict:
+    """Run the detector (and, given a predictor, the classifier) over every labelled image."""
+    results = analyze_scenes(images, labels, detector, predictor, limit, progress)
     return scene_metrics(results, list_missed=list_missed)
