@@ -29,6 +29,10 @@ errorlog = "-"
 # No control socket: tests, `make serve` and a container may run side by side, and they
 # would all claim the same default socket path; the service needs no runtime control.
 control_socket_disable = True
+# Each worker's heartbeat file: in /dev/shm (a tmpfs in every container, writable under a
+# read-only root filesystem) rather than /tmp, which may be disk-backed or absent; gunicorn
+# blocks on disk-backed heartbeats. Where there is no /dev/shm (macOS), the temporary folder.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 
 

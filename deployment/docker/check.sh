@@ -8,8 +8,19 @@
 # first 200 and the image size. Exits non-zero, with the container's log, on any failure; the
 # container is removed in every case. Settings: MASKDETECT_IMAGE (default maskdetect:latest),
 # MASKDETECT_ENGINE (docker or podman), MASKDETECT_CHECK_WAIT (seconds for /health, default 180).
+#
+# The container runs as Kubernetes runs it (deployment/kubernetes/deployment.yaml; the tests
+# check that the two agree): a read-only root filesystem with a tmpfs at /tmp only, every
+# capability dropped, no privilege escalation. The check proves the root is read-only and sends
+# an upload large enough (over 500 KB) for Flask to spool it to /tmp.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/build.sh"
+
+# The Deployment's securityContext and its emptyDir at /tmp (sizeLimit 64Mi), as run flags.
+RESTRICTED_RUN=(--read-only --tmpfs /tmp:rw,nosuid,nodev,size=64m --cap-drop ALL --security-opt no-new-privileges)
+# podman would add tmpfs mounts of its own at /tmp, /var/tmp and /run under --read-only;
+# Kubernetes does not, so neither does the check.
+PODMAN_RESTRICTED_RUN=(--read-only-tmpfs=false)
 
 WAIT="${MASKDETECT_CHECK_WAIT:-180}"
 CONTAINER="maskdetect-check-$$"
@@ -57,10 +68,12 @@ main() {
     run_start=$(date +%s.%N)
     log "starting $CONTAINER on 127.0.0.1:$port"
     started=1
-    local run_flags=(--detach --name "$CONTAINER" --publish "127.0.0.1:$port:9696")
+    local run_flags=(--detach --name "$CONTAINER" --publish "127.0.0.1:$port:9696" "${RESTRICTED_RUN[@]}")
     # podman would run the HEALTHCHECK from systemd timers, which this machine may not have:
     # no timer, and the check runs it once below instead.
-    if [[ "$ENGINE" == podman ]]; then run_flags+=("${ULIMITS[@]}" --health-interval disable); fi
+    if [[ "$ENGINE" == podman ]]; then
+        run_flags+=("${PODMAN_RESTRICTED_RUN[@]}" "${ULIMITS[@]}" --health-interval disable)
+    fi
     # (podman 4.3 still complains that it cannot reach systemd for the disabled timer: shown
     # only when the start fails.)
     if ! engine run "${run_flags[@]}" "$IMAGE" >/dev/null 2>"$WORK/run.err"; then
@@ -79,10 +92,24 @@ draw.rectangle((110, 130, 210, 190), fill=(80, 140, 220))
 buffer = io.BytesIO(); image.save(buffer, "JPEG", quality=90)
 sys.stdout.buffer.write(buffer.getvalue())
 ' >"$WORK/smoke.jpg" || die "could not make a test JPEG inside the container"
+    # And one over werkzeug's 500 KB in-memory limit: its upload is spooled to a file in /tmp.
+    engine exec "$CONTAINER" python -c '
+import io, sys
+from PIL import Image
+image = Image.merge("RGB", [Image.effect_noise((900, 700), 60) for _ in range(3)])
+buffer = io.BytesIO(); image.save(buffer, "JPEG", quality=95)
+sys.stdout.buffer.write(buffer.getvalue())
+' >"$WORK/large.jpg" || die "could not make a large test JPEG inside the container"
+    local large_bytes
+    large_bytes="$(wc -c <"$WORK/large.jpg")"
+    ((large_bytes > 512000)) || die "the large test JPEG has $large_bytes bytes, not over 500 KB: it would not be spooled to /tmp"
 
     local user
     user="$(engine exec "$CONTAINER" id -u)"
     [[ "$user" != 0 ]] || die "the service runs as root in the container; the Dockerfile must set USER"
+    if engine exec "$CONTAINER" touch /app/.write-probe 2>/dev/null; then
+        die "the container's root filesystem is writable: it should run with --read-only"
+    fi
 
     # Wait for the first 200 from /health, giving up early when the container stops.
     local smoke=(python3 "$DOCKER_DIR/smoke.py" "http://127.0.0.1:$port" "$WORK/smoke.jpg")
@@ -99,10 +126,14 @@ sys.stdout.buffer.write(buffer.getvalue())
     if ! "${smoke[@]}" --wait 10 | sed 's/^/   /' >&2; then
         die "the service in $IMAGE did not answer as it should"
     fi
+    log "a $((large_bytes / 1024)) KB upload (spooled to /tmp):"
+    if ! python3 "$DOCKER_DIR/smoke.py" "http://127.0.0.1:$port" "$WORK/large.jpg" --wait 10 | sed 's/^/   /' >&2; then
+        die "the service in $IMAGE did not answer a large upload: is /tmp writable?"
+    fi
     run_healthcheck || die "the image's HEALTHCHECK command fails although /health answers"
     log "HEALTHCHECK: healthy"
 
-    log "OK: $IMAGE built in ${BUILD_SECONDS} s ($(image_size "$IMAGE")), first 200 ${first_200} s after run, health and two predictions OK, runs as uid $user"
+    log "OK: $IMAGE built in ${BUILD_SECONDS} s ($(image_size "$IMAGE")), first 200 ${first_200} s after run, health and four predictions OK, runs as uid $user with a read-only root and a tmpfs at /tmp"
 }
 
 main "$@"
