@@ -605,3 +605,32 @@ def test_the_committed_notebook_has_its_run_against_the_stand_in():
     assert not [o for cell in code for o in cell.outputs if o.output_type == "error"]
     markdown = " ".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
     assert "local_api.py" in markdown and "stand-in" in markdown
+
+
+# ---------------------------------------------------------------------------- the benchmark
+
+
+def test_the_handler_benchmark_reports(model_file, tmp_path, monkeypatch, capsys):
+    """A short run of benchmarks/lambda_handler.py (documentation/aws_service.md has a full one).
+
+    In this process, where TensorFlow is already imported (a fresh one would spend most of its
+    time importing it again); the script's settings are undone by monkeypatch afterwards.
+    """
+    import runpy
+
+    script = ROOT / "benchmarks" / "lambda_handler.py"
+    monkeypatch.setenv("MODEL_PATH", "unset")
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "lambda_function", raising=False)
+    monkeypatch.setattr(sys, "argv", [str(script), "--model", str(model_file), "--requests", "3"])
+    with pytest.raises(SystemExit) as exit:
+        runpy.run_path(str(script), run_name="__main__")
+    assert exit.value.code == 0
+    report = json.loads(capsys.readouterr().out)  # the handler's log lines stay out of the report
+    assert report["model"] == "maskdetect.h5" and report["requests"] == 3 and report["image_bytes"] > 1000
+    assert 0 < report["import_s"] and 0 < report["first_event_s"] and 0 < report["p50_ms"] <= report["p95_ms"]
+    assert report["max_rss_mb"] > 50 and report["tensorflow_imported"] is True  # a Keras model needs it
+    missing = subprocess.run([sys.executable, str(script), "--model", str(tmp_path / "none.tflite")],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no model at" in missing.stderr
