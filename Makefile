@@ -77,7 +77,7 @@ docker-run:  ## serve the image at http://localhost:9696 (builds it if needed)
 docker-check:  ## build the image, run it, check /health and /predict, remove the container
 	deployment/docker/check.sh
 
-docker-requirements: env  ## after `make lock`: pin the image's packages (deployment/docker/requirements.txt)
+docker-requirements: env  ## after `make lock`: pin the images' packages (deployment/docker/ and deployment/aws/requirements.txt)
 	$(VENV)/bin/python deployment/docker/requirements.py
 
 clean:  ## remove the environments (data/ stays)

@@ -1,0 +1,636 @@
+"""The AWS Lambda deployment, tested without AWS: the handler with events of both kinds, the lean
+import, the image's inputs, the SAM template (cfn-lint), and the local API Gateway stand-in with
+the test_aws_api notebook end to end.
+
+The handler's answers are compared with the Flask service's for the same requests (the same
+brightness model on both sides, conftest.brightness_model); the deployed model (MODEL) serves the
+handler module, the sample events, the stand-in and the notebook.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import importlib.metadata
+import importlib.util
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from PIL import Image
+
+from conftest import encode, photo
+from maskdetect import config
+from maskdetect.aws_lambda import LambdaApp, http_api_event
+from maskdetect.errors import INTERNAL_ERROR
+from maskdetect.fetch import Limits
+
+ROOT = config.PROJECT_ROOT
+AWS = ROOT / "deployment" / "aws"
+EVENTS = AWS / "events"
+# The model the Lambda image serves is deployment/maskdetect.tflite; the .h5 gives the same answers.
+MODEL = ROOT / "deployment" / "maskdetect.h5"
+
+PHOTO = encode(photo(5, (160, 120)), quality=90)
+WHITE = encode(Image.new("RGB", (40, 30), "white"), "PNG")
+NOT_AN_IMAGE = b"<html>not an image</html>"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def call(app, method="POST", path="/predict", headers=None, body=b"", **kwargs) -> tuple[int, str, dict]:
+    """(status, body text, headers) of the handler's answer to one HTTP API request."""
+    answer = app(http_api_event(method, path, headers, body, **kwargs), None)
+    assert set(answer) == {"statusCode", "headers", "body", "isBase64Encoded"} and answer["isBase64Encoded"] is False
+    return answer["statusCode"], answer["body"], answer["headers"]
+
+
+def as_json(body: bytes | str, content_type="application/json") -> tuple[dict, bytes]:
+    return {"Content-Type": content_type}, body if isinstance(body, bytes) else body.encode()
+
+
+def multipart(fields: dict[str, tuple[str, bytes]]) -> tuple[dict, bytes]:
+    prepared = requests.Request("POST", "http://x/", files=fields).prepare()
+    return {"Content-Type": prepared.headers["Content-Type"]}, prepared.body
+
+
+@pytest.fixture(scope="module")
+def lambda_app(model_file):
+    """The handler with the brightness model, production settings (no private URLs)."""
+    return LambdaApp(model_file, allow_private=False)
+
+
+# ---------------------------------------------------------------------------- the same answers as /predict
+
+# name -> (Flask test-client keyword arguments, handler headers and body or None for the same
+# request as Flask's); the answers must have the same status and, but for NOT_SAME_BODY, the same bytes.
+SAME_ANSWER = {
+    "raw jpeg": (dict(data=PHOTO, content_type="image/jpeg"), ({"Content-Type": "image/jpeg"}, PHOTO)),
+    "raw png, charset parameter": (dict(data=WHITE, content_type="image/png; foo=bar"), ({"content-type": "image/png; foo=bar"}, WHITE)),
+    "form upload": (dict(data={"image": (io.BytesIO(PHOTO), "p.jpg")}), multipart({"image": ("p.jpg", PHOTO)})),
+    "not an image": (dict(data=NOT_AN_IMAGE, content_type="image/jpeg"), ({"Content-Type": "image/jpeg"}, NOT_AN_IMAGE)),
+    "truncated jpeg": (dict(data=PHOTO[:300], content_type="image/jpeg"), ({"Content-Type": "image/jpeg"}, PHOTO[:300])),
+    "empty image": (dict(data=b"", content_type="image/jpeg"), ({"Content-Type": "image/jpeg"}, b"")),
+    "form without the image field": (dict(data={"photo": (io.BytesIO(PHOTO), "p.jpg")}), multipart({"photo": ("p.jpg", PHOTO)})),
+    "text in the form": (dict(data={"image": (io.BytesIO(b"hello"), "a.txt")}), multipart({"image": ("a.txt", b"hello")})),
+    "no url string": (dict(json={"link": "https://example.com/a.jpg"}), None),  # status only: the handler also names "image"
+    "private url": (dict(json={"url": "http://127.0.0.1:9/a.jpg"}), as_json('{"url": "http://127.0.0.1:9/a.jpg"}')),
+    "metadata url": (dict(json={"url": "http://169.254.169.254/latest/"}), as_json('{"url": "http://169.254.169.254/latest/"}')),
+    "ftp url": (dict(json={"url": "ftp://example.com/a.jpg"}), as_json('{"url": "ftp://example.com/a.jpg"}')),
+    "decimal loopback url": (dict(json={"url": "http://2130706433/a.jpg"}), as_json('{"url": "http://2130706433/a.jpg"}')),
+    "GET": (dict(method="GET"), None),
+    "PUT": (dict(method="PUT"), None),
+}
+NOT_SAME_BODY = {"no url string"}  # the handler's message also offers {"image": ...}
+
+
+def _flask(client, method="POST", path="/predict", **kwargs):
+    return client.open(path, method=method, **kwargs)
+
+
+@pytest.mark.parametrize("name", SAME_ANSWER)
+def test_http_events_answer_exactly_what_the_service_answers(name, client, lambda_app):
+    flask_kwargs, handler_request = SAME_ANSWER[name]
+    expected = _flask(client, **flask_kwargs)
+    if handler_request is None:
+        method = flask_kwargs.get("method", "POST")
+        headers, body = as_json(json.dumps(flask_kwargs["json"])) if "json" in flask_kwargs else ({}, b"")
+        status, text, response_headers = call(lambda_app, method, headers=headers, body=body)
+    else:
+        status, text, response_headers = call(lambda_app, headers=handler_request[0], body=handler_request[1])
+    assert status == expected.status_code
+    if name in NOT_SAME_BODY:
+        assert '"url"' in json.loads(text)["error"] and '"image"' in json.loads(text)["error"]
+    else:
+        assert text == expected.get_data(as_text=True)
+    assert response_headers == {"Content-Type": expected.mimetype, "X-Content-Type-Options": "nosniff"}
+    if status != 200:
+        assert list(json.loads(text)) == ["error"] and "Traceback" not in text
+
+
+def test_a_base64_image_in_json_answers_as_the_upload(client, lambda_app):
+    upload = client.post("/predict", data=PHOTO, content_type="image/jpeg").get_data(as_text=True)
+    wrapped = "\n".join(b64(PHOTO)[i : i + 76] for i in range(0, len(b64(PHOTO)), 76))  # MIME line breaks
+    for image in (b64(PHOTO), wrapped, f"data:image/jpeg;base64,{b64(PHOTO)}"):
+        assert call(lambda_app, headers={"Content-Type": "application/json"}, body=json.dumps({"image": image}).encode()) == (
+            200, upload, {"Content-Type": "application/json", "X-Content-Type-Options": "nosniff"})
+
+
+@pytest.mark.parametrize(
+    "headers, body, status, words",
+    [
+        ({"Content-Type": "application/json"}, b'{"image": "not base64!"}', 400, ['"image"', "base64"]),
+        ({"Content-Type": "application/json"}, b'{"image": ""}', 400, ["empty"]),
+        ({"Content-Type": "application/json"}, json.dumps({"image": b64(NOT_AN_IMAGE)}).encode(), 422, ["not an image"]),
+        ({"Content-Type": "application/json"}, json.dumps({"url": "https://a.example/x.jpg", "image": b64(PHOTO)}).encode(), 400, ["both"]),
+        ({"Content-Type": "application/json"}, b"{}", 400, ['"url"', '"image"']),
+        ({"Content-Type": "application/json"}, b'{"url": 7}', 400, ['"url"']),
+        ({"Content-Type": "application/json"}, b"[1, 2]", 400, ["not a valid JSON object"]),
+        ({"Content-Type": "application/json"}, b"{broken", 400, ["not a valid JSON object"]),
+        ({"Content-Type": "text/plain"}, b"https://example.com/a.jpg", 415, ["text/plain", "application/json", "image/*"]),
+        ({}, PHOTO, 415, ["no Content-Type"]),
+    ],
+)
+def test_bad_requests_answer_a_json_error(headers, body, status, words, lambda_app):
+    got, text, _ = call(lambda_app, headers=headers, body=body)
+    error = json.loads(text)
+    assert got == status and list(error) == ["error"], text
+    for word in words:
+        assert word in error["error"]
+
+
+def test_wrong_routes_and_a_body_over_the_limit(client, lambda_app):
+    status, text, _ = call(lambda_app, "GET", "/nope")
+    assert status == 404 and "/nope" in json.loads(text)["error"] and "POST /predict" in json.loads(text)["error"]
+    assert call(lambda_app, "POST", "/predict/")[0] == 404
+    too_big = b"\xff\xd8" + b"\0" * (10 * 1024 * 1024)
+    expected = client.post("/predict", data=too_big, content_type="image/jpeg")
+    assert expected.status_code == 413
+    assert call(lambda_app, headers={"Content-Type": "image/jpeg"}, body=too_big)[:2] == (413, expected.get_data(as_text=True))
+
+
+def test_url_answers_match_the_service(app, client, lambda_app, http_server, monkeypatch):
+    """Fetched from 127.0.0.1 with the address rule lifted on both sides, and short time limits."""
+    limits = Limits(connect_timeout=1, read_timeout=1, total_timeout=1.5, max_bytes=100_000)
+    monkeypatch.setitem(app.config, "ALLOW_PRIVATE_URLS", True)
+    monkeypatch.setitem(app.config, "URL_LIMITS", limits)
+    handler = LambdaApp(lambda_app.model, allow_private=True, limits=limits)
+    handler._predictor = lambda_app.predictor()  # the same loaded model
+    base = http_server.base_url
+    http_server["/photo.jpg"] = (200, PHOTO)
+    http_server["/text"] = (200, NOT_AN_IMAGE, None, {"Content-Type": "text/html"})
+    http_server["/big.jpg"] = (200, b"\xff" * 200_000)
+    http_server["/slow.jpg"] = (200, lambda write: time.sleep(2.5), 10)
+    expected_statuses = {"photo.jpg": 200, "missing.jpg": 502, "text": 422, "big.jpg": 422, "slow.jpg": 504}
+    for path, status in expected_statuses.items():
+        url = f"{base}/{path}"
+        expected = client.post("/predict", json={"url": url})
+        got = call(handler, headers={"Content-Type": "application/json"}, body=json.dumps({"url": url}).encode())
+        assert (got[0], got[1]) == (expected.status_code, expected.get_data(as_text=True)) and got[0] == status, path
+
+
+# ---------------------------------------------------------------------------- direct invocations
+
+
+def test_direct_invocation_answers_the_predict_dict(client, lambda_app, http_server, monkeypatch):
+    """The original project's event {"url": ...}; private addresses only with the variable set."""
+    http_server["/photo.jpg"] = (200, PHOTO)
+    expected = client.post("/predict", data=PHOTO, content_type="image/jpeg").get_json()
+    url = f"{http_server.base_url}/photo.jpg"
+    refused = lambda_app({"url": url}, None)
+    assert refused["status"] == 400 and refused["error"].startswith("refused URL") and http_server.requests == []
+    monkeypatch.setenv("MASKDETECT_ALLOW_PRIVATE_URLS", "1")
+    app = LambdaApp(lambda_app.model)  # allow_private from the environment, on each request
+    app._predictor = lambda_app.predictor()
+    assert app({"url": url}, None) == expected
+    assert [path for path, _ in http_server.requests] == ["/photo.jpg"]
+    assert app({"image": b64(PHOTO)}, None) == expected
+    assert list(expected) == ["label", "with_mask", "without_mask", "model"]
+
+
+@pytest.mark.parametrize(
+    "event, status, words",
+    [
+        ({"image": "%%%"}, 400, ["base64"]),
+        ({"image": b64(NOT_AN_IMAGE)}, 422, ["not an image"]),
+        ({}, 400, ['"url"', '"image"']),
+        ({"url": ""}, 400, ['"url"']),
+        ({"url": "file:///etc/passwd"}, 400, ["refused URL", "http"]),
+        ("https://example.com/a.jpg", 400, ["not a JSON object", '{"url"']),
+        (None, 400, ["not a JSON object"]),
+    ],
+)
+def test_direct_invocation_errors(event, status, words, lambda_app):
+    answer = lambda_app(event, None)
+    assert set(answer) == {"error", "status"} and answer["status"] == status
+    for word in words:
+        assert word in answer["error"]
+
+
+# ---------------------------------------------------------------------------- faults, the model, logs
+
+
+def test_a_fault_is_a_500_without_a_trace_and_is_logged(lambda_app, monkeypatch, capsys):
+    predictor = lambda_app.predictor()
+
+    def broken(batch):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(predictor.backend, "predict", broken)
+    status, text, _ = call(lambda_app, headers={"Content-Type": "image/png"}, body=WHITE)
+    assert (status, json.loads(text)) == (500, {"error": INTERNAL_ERROR})
+    assert lambda_app({"image": b64(WHITE)}, None) == {"error": INTERNAL_ERROR, "status": 500}
+    log = capsys.readouterr().out
+    assert "Traceback" in log and "secret internal detail" in log  # the details go to the log (stdout)
+
+
+def test_payload_format_1_is_a_deployment_fault(lambda_app, capsys):
+    event = {"version": "1.0", "httpMethod": "POST", "path": "/predict", "headers": {}, "body": "{}", "requestContext": {}}
+    answer = lambda_app(event, None)
+    assert answer["statusCode"] == 500 and json.loads(answer["body"]) == {"error": INTERNAL_ERROR}
+    assert "PayloadFormatVersion" in capsys.readouterr().out
+
+
+def test_a_named_stage_in_the_path_and_a_base64_body_marked_as_such(lambda_app):
+    event = http_api_event("POST", "/prod/predict", {"Content-Type": "image/png"}, WHITE)
+    event["requestContext"]["stage"] = "prod"
+    assert lambda_app(event, None)["statusCode"] == 200
+    event = http_api_event("POST", "/predict", {"Content-Type": "image/png"}, WHITE)
+    assert event["isBase64Encoded"] is True
+    event["body"] = "*not base64*"
+    answer = lambda_app(event, None)
+    assert answer["statusCode"] == 400 and "isBase64Encoded" in json.loads(answer["body"])["error"]
+
+
+def test_the_model_is_loaded_once_and_a_missing_model_is_retried(model_file, tmp_path, capsys):
+    path = tmp_path / "maskdetect.h5"
+    app = LambdaApp(path)
+    assert app.warm_up() is False
+    assert app({"image": b64(WHITE)}, None) == {"error": INTERNAL_ERROR, "status": 500}
+    assert f"no model at {path}" in capsys.readouterr().out
+    shutil.copy(model_file, path)
+    first, second = app({"image": b64(WHITE)}, None), app({"image": b64(PHOTO)}, None)
+    assert first["label"] == "with_mask" and second["model"] == "maskdetect.h5"
+    log = capsys.readouterr().out
+    assert log.count("loaded the model") == 1
+    lines = [json.loads(line.split(" ", 2)[2]) for line in log.splitlines() if '"status"' in line]
+    assert [(line["event"], line["status"]) for line in lines] == [("direct", 200), ("direct", 200)]
+
+
+def _load_handler_module(monkeypatch, **env):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location("lambda_function_under_test", AWS / "lambda_function.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_handler_loads_the_model_in_the_init_phase_and_answers_the_sample_events(monkeypatch, http_server, capsys):
+    module = _load_handler_module(monkeypatch, MODEL_PATH=str(MODEL), AWS_LAMBDA_FUNCTION_NAME="maskdetect-test")
+    assert "loaded the model" in capsys.readouterr().out  # at import, before any event
+    expected = module.app.predictor().predict(encode(Image.new("RGB", (32, 32), (250, 250, 250)), "PNG")).as_dict()
+    photo_expected = module.app.predictor().predict(PHOTO).as_dict()
+    http_server["/photo.jpg"] = (200, PHOTO)
+    monkeypatch.setenv("MASKDETECT_ALLOW_PRIVATE_URLS", "1")
+    answers = {}
+    for path in sorted(EVENTS.glob("*.json")):
+        event = json.loads(path.read_text().replace(_sample_url(), f"{http_server.base_url}/photo.jpg"))
+        answer = module.lambda_handler(event, None)
+        if path.stem.startswith("http-api"):
+            assert answer["statusCode"] == 200, (path.name, answer)
+            answers[path.stem] = json.loads(answer["body"])
+        else:
+            assert "error" not in answer, (path.name, answer)
+            answers[path.stem] = answer
+    assert set(answers) == {"direct-url", "direct-image", "http-api-url", "http-api-image", "http-api-raw-image"}
+    assert answers["direct-image"] == answers["http-api-image"] == answers["http-api-raw-image"] == expected
+    assert answers["direct-url"] == answers["http-api-url"] == photo_expected
+    assert expected["model"] == json.loads((MODEL.parent / "metrics.json").read_text())["model"]
+
+
+def _sample_url() -> str:
+    return json.loads((EVENTS / "direct-url.json").read_text())["url"]
+
+
+def test_the_sample_events_are_what_api_gateway_sends():
+    for name in ("http-api-url", "http-api-image", "http-api-raw-image"):
+        event = json.loads((EVENTS / f"{name}.json").read_text())
+        reference = http_api_event("POST", "/predict", {"Content-Type": "application/json"}, b"{}")
+        assert set(reference) <= set(event) and set(reference["requestContext"]) == set(event["requestContext"])
+        assert event["routeKey"] == event["requestContext"]["routeKey"] == "POST /predict"
+        assert event["requestContext"]["http"]["method"] == "POST" and event["rawPath"] == "/predict"
+        assert all(key == key.lower() for key in event["headers"])
+    raw = json.loads((EVENTS / "http-api-raw-image.json").read_text())
+    assert raw["isBase64Encoded"] is True and raw["headers"]["content-type"] == "image/png"
+    assert _sample_url().startswith("https://raw.githubusercontent.com/prajnasb/observations/")
+
+
+# ---------------------------------------------------------------------------- the lean image
+
+HEAVY = ("flask", "werkzeug", "jinja2", "gunicorn", "tensorflow", "keras", "h5py", "mtcnn", "cv2", "matplotlib",
+         "pandas", "sklearn", "scipy", "jax", "torch", "onnx", "onnxruntime", "tf2onnx", "requests")
+
+# Prints the modules that loading the handler imports (not those the interpreter started with).
+LEAN_IMPORT = """
+import importlib.util, json, sys
+before = set(sys.modules)
+spec = importlib.util.spec_from_file_location("lambda_function", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+assert callable(module.lambda_handler)
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def _requirement_names(path: Path) -> set[str]:
+    from packaging.utils import canonicalize_name
+
+    return {canonicalize_name(line.split("==")[0]) for line in path.read_text().splitlines() if line and not line.startswith("#")}
+
+
+def test_importing_the_handler_loads_only_the_lean_runtime(tmp_path):
+    """Loading the module only (outside Lambda the model loads on the first event)."""
+    from packaging.utils import canonicalize_name
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "LAMBDA_"))}
+    env.update(PYTHONPATH=str(ROOT), MODEL_PATH=str(tmp_path / "none.tflite"))
+    result = subprocess.run([sys.executable, "-c", LEAN_IMPORT, str(AWS / "lambda_function.py")],
+                            capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    modules = json.loads(result.stdout)
+    tops = {name.split(".")[0] for name in modules}
+    assert not tops & set(HEAVY), tops & set(HEAVY)
+    # Every third-party module it imports is installed by the image's requirements.
+    installed = _requirement_names(AWS / "requirements.txt")
+    distributions = importlib.metadata.packages_distributions()
+    third_party = {top for top in tops if top in distributions and top != "maskdetect"}
+    assert third_party, "numpy and PIL at least"
+    for top in third_party:
+        assert {canonicalize_name(d) for d in distributions[top]} & installed, f"{top} is imported but not in deployment/aws/requirements.txt"
+    # ...and every module of the package it imports is copied into the image, nothing more.
+    package = {name.split(".", 1)[1] for name in modules if name.startswith("maskdetect.")}
+    assert package | {"__init__"} == _copied_package_modules()
+
+
+def _dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", path.read_text())
+    rows = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            rows.append((keyword.upper(), rest.strip()))
+    return rows
+
+
+def _copies() -> list[tuple[list[str], str]]:
+    rows = []
+    for keyword, rest in _dockerfile_instructions(AWS / "Dockerfile"):
+        if keyword == "COPY":
+            words = [word for word in rest.split() if not word.startswith("--")]
+            rows.append((words[:-1], words[-1]))
+    return rows
+
+
+def _copied_package_modules() -> set[str]:
+    return {Path(source).stem for sources, _ in _copies() for source in sources if source.startswith("maskdetect/")}
+
+
+def test_the_lambda_dockerfile():
+    from maskdetect.aws_lambda import MODEL_FILE
+
+    instructions = _dockerfile_instructions(AWS / "Dockerfile")
+    assert instructions[0] == ("ARG", "LAMBDA_IMAGE=public.ecr.aws/lambda/python:3.12")
+    assert ("FROM", "${LAMBDA_IMAGE}") in instructions
+    assert dict(instructions)["CMD"] == '["lambda_function.lambda_handler"]'
+    install = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
+    assert "--require-hashes" in install and "--no-deps" in install and "-r /tmp/requirements.txt" in install
+    sources = [source for sources, _ in _copies() for source in sources]
+    assert "deployment/aws/requirements.txt" in sources and "deployment/aws/lambda_function.py" in sources
+    assert f"deployment/{MODEL_FILE}" in sources and "deployment/metrics.json" in sources
+    for source in sources:
+        # The .tflite comes from `maskdetect export` (committed beside the .h5).
+        assert (ROOT / source).exists() or source == f"deployment/{MODEL_FILE}", f"COPY {source}: no such file"
+    assert not [s for s in sources if s.rstrip("/") in ("maskdetect", "deployment", ".")], "copy files, not folders"
+    destinations = {destination for _, destination in _copies()}
+    assert destinations >= {"${LAMBDA_TASK_ROOT}/", "${LAMBDA_TASK_ROOT}/maskdetect/"}
+    # `sam build` uses the repository root as the context: .dockerignore must let these in.
+    allowed = [line.strip()[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")]
+    for source in sources:
+        if not source.startswith("/tmp"):
+            assert any(source == pattern or source.startswith(pattern + "/") for pattern in allowed), f"{source} not in .dockerignore"
+
+
+def test_lambda_requirements_match_pipfile_lock_and_stay_lean():
+    spec = importlib.util.spec_from_file_location("docker_requirements", ROOT / "deployment" / "docker" / "requirements.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    target = module.TARGETS["aws"]
+    assert target.output == AWS / "requirements.txt" and target.environment["python_version"] == "3.12"
+    assert target.output.read_text() == module.render(top_level=target.top_level, environment=target.environment), (
+        "deployment/aws/requirements.txt is out of date with Pipfile.lock or its requirements.in: run `make docker-requirements`"
+    )
+    names = _requirement_names(target.output)
+    assert {"ai-edge-litert", "numpy", "pillow", "tqdm"} <= names
+    assert not names & {"tensorflow", "keras", "h5py", "flask", "gunicorn", "mtcnn", "jax"}
+    assert all("--hash=sha256:" in line for line in target.output.read_text().splitlines() if not line.startswith("#"))
+
+
+# ---------------------------------------------------------------------------- the SAM template
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """Reads the short forms (!Ref, !Sub, !If...) as {"Ref": ...} / {"Fn::Sub": ...}."""
+
+
+def _tag(loader, suffix, node):
+    value = loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else loader.construct_scalar(node)
+    return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _tag)
+
+
+def test_the_template_passes_cfn_lint_and_cfn_lint_catches_a_broken_one(tmp_path):
+    template = AWS / "template.yaml"
+    lint = [str(Path(sys.executable).with_name("cfn-lint"))]
+    clean = subprocess.run([*lint, str(template)], capture_output=True, text=True, timeout=300)
+    assert (clean.returncode, clean.stdout + clean.stderr) == (0, ""), clean.stdout + clean.stderr  # no error, no warning
+    broken = tmp_path / "template.yaml"
+    broken.write_text(template.read_text().replace("      Timeout: 25", "      Timeoutt: 25"))
+    failed = subprocess.run([*lint, str(broken)], capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0 and "E3002" in failed.stdout
+
+
+def _references(node) -> set[str]:
+    found = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref":
+                found.add(value)
+            elif key == "Fn::Sub":
+                text = value if isinstance(value, str) else value[0]
+                found |= {name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", text)}
+            elif key == "Fn::GetAtt":
+                found.add(value.split(".")[0] if isinstance(value, str) else value[0])
+            found |= _references(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _references(item)
+    return found
+
+
+def test_the_template_routes_post_predict_to_the_image_function_within_the_limits():
+    template = yaml.load((AWS / "template.yaml").read_text(), Loader=_CloudFormationLoader)
+    resources = template["Resources"]
+    function = resources["PredictFunction"]
+    properties = function["Properties"]
+    assert function["Type"] == "AWS::Serverless::Function" and properties["PackageType"] == "Image"
+    context = (AWS / function["Metadata"]["DockerContext"]).resolve()
+    assert context == ROOT and (context / function["Metadata"]["Dockerfile"]) == AWS / "Dockerfile"
+    event = properties["Events"]["Predict"]
+    assert event["Type"] == "HttpApi"
+    assert (event["Properties"]["Method"], event["Properties"]["Path"], event["Properties"]["PayloadFormatVersion"]) == (
+        "POST", "/predict", "2.0")
+    assert event["Properties"]["ApiId"] == {"Ref": "PredictApi"} and resources["PredictApi"]["Type"] == "AWS::Serverless::HttpApi"
+    # A URL fetch may take URL_TOTAL_TIMEOUT; the function stops before the API's integration timeout.
+    assert config.URL_TOTAL_TIMEOUT < properties["Timeout"] < event["Properties"]["TimeoutInMillis"] / 1000 <= 30
+    throttling = resources["PredictApi"]["Properties"]["DefaultRouteSettings"]
+    assert set(throttling) == {"ThrottlingRateLimit", "ThrottlingBurstLimit"}
+    assert "ReservedConcurrentExecutions" in properties and properties["MemorySize"] == {"Ref": "MemorySize"}
+    assert "/predict" in template["Outputs"]["PredictUrl"]["Value"]["Fn::Sub"]
+    known = set(resources) | set(template["Parameters"]) | {"AWS::Region", "AWS::URLSuffix", "AWS::StackName", "AWS::NoValue"}
+    assert _references(template) <= known, _references(template) - known
+
+
+# ---------------------------------------------------------------------------- the stand-in and the notebook
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("aws-images")
+    photo(11, (240, 320)).save(folder / "photo.jpg", quality=90)
+    Image.new("RGB", (60, 80), "white").save(folder / "white.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def image_site(images):
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(images))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def local_api(tmp_path_factory):
+    """`python deployment/aws/local_api.py --port 0` with the deployed model; URLs to 127.0.0.1 allowed."""
+    log = tmp_path_factory.mktemp("local-api") / "local_api.log"
+    env = {key: value for key, value in os.environ.items() if key not in ("MODEL_PATH",) and not key.startswith("AWS_")}
+    env.update(PYTHONPATH=str(ROOT), MASKDETECT_ALLOW_PRIVATE_URLS="1", PYTHONUNBUFFERED="1")
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, str(AWS / "local_api.py"), "--port", "0", "--model", str(MODEL)],
+                                   env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 180
+        while not (found := re.search(r"POST (http://127\.0\.0\.1:\d+/predict)", log.read_text())):
+            assert process.poll() is None, f"local_api.py exited: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "local_api.py did not start within 180 s"
+            time.sleep(0.2)
+        yield found.group(1), log
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_the_stand_in_turns_http_requests_into_events(local_api, images, image_site):
+    api_url, log = local_api
+    data = (images / "photo.jpg").read_bytes()
+    by_url = requests.post(api_url, json={"url": f"{image_site}/photo.jpg"}, timeout=30)
+    by_base64 = requests.post(api_url, json={"image": b64(data)}, timeout=30)
+    raw = requests.post(api_url, data=data, headers={"Content-Type": "image/jpeg"}, timeout=30)
+    form = requests.post(api_url, files={"image": ("photo.jpg", data)}, timeout=30)
+    chunked = requests.post(api_url, data=iter([data[:1000], data[1000:]]), headers={"Content-Type": "image/jpeg"}, timeout=30)
+    answers = [r.json() for r in (by_url, by_base64, raw, form, chunked)]
+    assert all(r.status_code == 200 for r in (by_url, by_base64, raw, form, chunked))
+    assert all(answer == answers[0] for answer in answers) and answers[0]["label"] in config.CLASSES
+    assert by_url.headers["Content-Type"] == "application/json" and by_url.headers["X-Content-Type-Options"] == "nosniff"
+    wrong = requests.get(api_url, timeout=10)
+    assert wrong.status_code == 405 and wrong.json() == {"error": "GET is not allowed on /predict; use POST"}
+    missing = requests.post(api_url.replace("/predict", "/nope"), json={}, timeout=10)
+    assert missing.status_code == 404
+    lines = [json.loads(line.split(" ", 2)[2]) for line in log.read_text().splitlines() if line.startswith("INFO") and '"status"' in line]
+    assert [line["status"] for line in lines[-7:]] == [200, 200, 200, 200, 200, 405, 404]
+    assert all(line["event"] == "http" and line["request_id"] for line in lines)
+
+
+def test_the_notebook_calls_the_api_by_url_and_base64_and_shows_the_answers(local_api, images, image_site, tmp_path):
+    import nbformat
+    import papermill
+
+    api_url, _ = local_api
+    executed = tmp_path / "test_aws_api.ipynb"
+    papermill.execute_notebook(
+        str(ROOT / "deployment" / "test_aws_api.ipynb"),
+        str(executed),
+        parameters={
+            "api_url": api_url,
+            "image_url": f"{image_site}/photo.jpg",
+            "image_file": str(images / "photo.jpg"),
+        },
+        cwd=str(ROOT / "deployment"),
+        progress_bar=False,
+        kernel_name="python3",
+    )
+    notebook = nbformat.read(executed, as_version=4)
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    results = [json.loads(line) for line in text.splitlines() if line.startswith('{"sent"')]
+    assert [(r["sent"], r["status"]) for r in results] == [("url", 200), ("image", 200)]
+    assert {k: v for k, v in results[0].items() if k not in ("sent", "input")} == {
+        k: v for k, v in results[1].items() if k not in ("sent", "input")}  # the same photo, two ways
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert "400 {'error': 'refused URL" in text and "400 {'error': 'the \"image\" field is not valid base64" in text
+
+
+def test_the_committed_notebook_has_its_run_against_the_stand_in():
+    import nbformat
+
+    notebook = nbformat.read(ROOT / "deployment" / "test_aws_api.ipynb", as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    parameters = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
+    assert len(parameters) == 1 and "api_url" in parameters[0].source and "image_url" in parameters[0].source
+    run = [cell for cell in code if not {"parameters", "injected-parameters"} & set(cell.metadata.get("tags", []))]
+    assert run and all(cell.get("outputs") for cell in run), "run it against the stand-in and commit the outputs"
+    assert not [o for cell in code for o in cell.outputs if o.output_type == "error"]
+    markdown = " ".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    assert "local_api.py" in markdown and "stand-in" in markdown
+
+
+# ---------------------------------------------------------------------------- the benchmark
+
+
+def test_the_handler_benchmark_reports(model_file, tmp_path, monkeypatch, capsys):
+    """A short run of benchmarks/lambda_handler.py (documentation/aws_service.md has a full one).
+
+    In this process, where TensorFlow is already imported (a fresh one would spend most of its
+    time importing it again); the script's settings are undone by monkeypatch afterwards.
+    """
+    import runpy
+
+    script = ROOT / "benchmarks" / "lambda_handler.py"
+    monkeypatch.setenv("MODEL_PATH", "unset")
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "lambda_function", raising=False)
+    monkeypatch.setattr(sys, "argv", [str(script), "--model", str(model_file), "--requests", "3"])
+    with pytest.raises(SystemExit) as exit:
+        runpy.run_path(str(script), run_name="__main__")
+    assert exit.value.code == 0
+    report = json.loads(capsys.readouterr().out)  # the handler's log lines stay out of the report
+    assert report["model"] == "maskdetect.h5" and report["requests"] == 3 and report["image_bytes"] > 1000
+    assert 0 < report["import_s"] and 0 < report["first_event_s"] and 0 < report["p50_ms"] <= report["p95_ms"]
+    assert report["max_rss_mb"] > 50 and report["tensorflow_imported"] is True  # a Keras model needs it
+    missing = subprocess.run([sys.executable, str(script), "--model", str(tmp_path / "none.tflite")],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no model at" in missing.stderr
