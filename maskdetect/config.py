@@ -84,6 +84,14 @@ URL_TOTAL_TIMEOUT = 10.0  # seconds for the whole fetch: DNS, redirects and body
 URL_MAX_REDIRECTS = 3
 
 
+# Threads of LiteRT's interpreter for a .tflite model (maskdetect.inference.TFLiteBackend). One:
+# gunicorn runs WORKERS=2 single-threaded sync workers on the 2 cores, so a second interpreter
+# thread only helps while the other worker is idle, and competes with it for a core when both
+# answer. The gain it can bring is small: ~1.2 against ~1.8 ms for the model call on an idle core,
+# of a ~15 ms request (documentation/local_service.md, "The lean runtime").
+TFLITE_THREADS = 1
+
+
 def model_path() -> Path:
     """The model the service and `maskdetect predict` load: $MODEL_PATH, else deployment/maskdetect.h5."""
     value = os.environ.get("MODEL_PATH")
