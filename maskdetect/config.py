@@ -85,10 +85,10 @@ URL_MAX_REDIRECTS = 3
 
 
 # Threads of LiteRT's interpreter for a .tflite model (maskdetect.inference.TFLiteBackend). One:
-# gunicorn runs WORKERS=2 single-threaded sync workers on the 2 cores, so a second interpreter
-# thread only helps while the other worker is idle, and competes with it for a core when both
-# answer. The gain it can bring is small: ~1.2 against ~1.8 ms for the model call on an idle core,
-# of a ~15 ms request (documentation/local_service.md, "The lean runtime").
+# gunicorn runs WORKERS=2 single-threaded sync workers on the 2 cores, so with both answering a
+# second interpreter thread per worker can only take a core from the other worker; and alone, 2
+# threads were not measurably faster than 1 for this 100x100 CNN (fastest call 1.7-2.3 ms against
+# 1.9-2.8 ms, same CPU per call; documentation/local_service.md, "The lean runtime").
 TFLITE_THREADS = 1
 
 
