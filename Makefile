@@ -16,7 +16,7 @@ export PIPENV_NOSPIN := 1
 export PIPENV_YES := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help env serve test data split faces data-files train notebooks lock clean
+.PHONY: help env serve test data split faces data-files train export notebooks lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ faces: env  ## recompute data/faces.csv (MTCNN face boxes for training crops, ~6
 
 train: data  ## train the deployment model into deployment/ (maskdetect.train.DEPLOYED)
 	$(VENV)/bin/maskdetect train
+
+export: data  ## convert the deployment model to deployment/maskdetect.tflite, checked on data/test (ONNX too: ONNX=1)
+	$(VENV)/bin/maskdetect export $(if $(ONNX),--onnx)
 
 NOTEBOOKS := $(sort $(wildcard notebooks/nb*.ipynb))
 notebooks: data  ## re-run every notebook in full, in place (long: it trains every model)

@@ -90,6 +90,21 @@ def command_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def command_export(args: argparse.Namespace) -> int:
+    """Progress on stderr; one line per export kept on stdout."""
+    from .export import export_model
+
+    formats = ("tflite", "onnx") if args.onnx else ("tflite",)
+    say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    checks = {} if args.images is None else {"images": args.images}
+    for export in export_model(args.model or config.model_path(), formats=formats, say=say, **checks):
+        print(
+            f"wrote {export.path} ({export.bytes / 1e6:.2f} MB, sha256 {export.sha256[:12]}): max |p - p_keras| "
+            f"{export.max_abs_diff:.2g} on {export.images} test images"
+        )
+    return 0
+
+
 def _detector(args: argparse.Namespace):
     """The MTCNN detector: config.DETECTOR with any settings given on the command line."""
     from .faces import MTCNNDetector
@@ -229,6 +244,21 @@ def build_parser() -> argparse.ArgumentParser:
     _detector_options(detect_parser)
     detect_parser.set_defaults(run=command_detect)
 
+    export_parser = commands.add_parser(
+        "export",
+        help="convert the deployment model to TFLite (and ONNX), checked against it",
+        description="Convert the Keras model to float32 TFLite (MODEL.tflite beside it, served by the lean "
+        "runtime without TensorFlow) and, with --onnx, to ONNX (MODEL.onnx). Each export is run next to the "
+        "Keras model on test images (data/test: run `maskdetect data` first) and refused, with no file written, "
+        "if any p(with_mask) differs by more than 1e-5. The checks are recorded in metrics.json beside the model.",
+    )
+    export_parser.add_argument("--model", type=Path, help="the Keras model file (default: $MODEL_PATH, else deployment/maskdetect.h5)")
+    export_parser.add_argument("--onnx", action="store_true", help="also export ONNX (MODEL.onnx; not committed)")
+    export_parser.add_argument(
+        "--images", type=int, metavar="N", help="test images to check each export on (default: 256, the whole test split)"
+    )
+    export_parser.set_defaults(run=command_export)
+
     evaluate_parser = commands.add_parser(
         "evaluate",
         help="measure crowd analysis on labelled scenes, or the classifier on face crops",
@@ -258,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
+    from .export import ExportError
     from .fetch import FetchError
     from .images import ImageDecodeError
     from .inference import ModelError
@@ -266,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DataError, FetchError, ModelError, ScenesError, ImageDecodeError, FileNotFoundError) as error:
+    except (DataError, ExportError, FetchError, ModelError, ScenesError, ImageDecodeError, FileNotFoundError) as error:
         print(f"maskdetect: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -84,6 +84,14 @@ URL_TOTAL_TIMEOUT = 10.0  # seconds for the whole fetch: DNS, redirects and body
 URL_MAX_REDIRECTS = 3
 
 
+# Threads of LiteRT's interpreter for a .tflite model (maskdetect.inference.TFLiteBackend). One:
+# gunicorn runs WORKERS=2 single-threaded sync workers on the 2 cores, so with both answering a
+# second interpreter thread per worker can only take a core from the other worker; and alone, 2
+# threads were not measurably faster than 1 for this 100x100 CNN (fastest call 1.7-2.3 ms against
+# 1.9-2.8 ms, same CPU per call; documentation/local_service.md, "The lean runtime").
+TFLITE_THREADS = 1
+
+
 def model_path() -> Path:
     """The model the service and `maskdetect predict` load: $MODEL_PATH, else deployment/maskdetect.h5."""
     value = os.environ.get("MODEL_PATH")

@@ -49,9 +49,7 @@ class MTCNNDetector:
         min_score: float = 0.9,
         min_side: int = 0,
     ):
-        from mtcnn import MTCNN
-
-        self._mtcnn = MTCNN(device="CPU:0")
+        self._mtcnn = None  # built by load(), at the latest by the first detect()
         self.min_face_size = min_face_size
         self.thresholds = thresholds
         self.scale_factor = scale_factor
@@ -59,6 +57,19 @@ class MTCNNDetector:
         self.min_score = min_score
         self.min_side = min_side
         self._lock = threading.Lock()  # one MTCNN per service worker, shared by its threads
+
+    def load(self) -> MTCNNDetector:
+        """Build MTCNN now, if not built yet.
+
+        MTCNN imports TensorFlow (seconds, hundreds of MB), so it is built when first needed: a
+        service serving a .tflite model builds it on its first ``POST /detect``, never before.
+        """
+        with self._lock:
+            if self._mtcnn is None:
+                from mtcnn import MTCNN
+
+                self._mtcnn = MTCNN(device="CPU:0")
+        return self
 
     def detect(self, image: Image.Image) -> list[Face]:
         rgb = image.convert("RGB")
@@ -68,6 +79,7 @@ class MTCNNDetector:
             scale = self.min_side / longer
         if scale != 1.0:
             rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.BILINEAR)
+        self.load()
         with self._lock:
             found = self._mtcnn.detect_faces(
                 np.asarray(rgb),

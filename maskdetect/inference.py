@@ -6,12 +6,16 @@ batch call, and :func:`Prediction.as_dict` for the answer's shape.
 
 Keras ``model.predict`` builds a dataset and a progress machinery on every call (measured
 ~40-190 ms for one image here); ``predict_on_batch`` reuses the compiled function (~2-6 ms).
-The model file's suffix picks a *backend*: an object with ``input_size``, ``channels`` and
-``predict(batch) -> p(with_mask)``; a ``.tflite`` one can be added to :data:`BACKENDS`.
+The model file's suffix picks a *backend* (:data:`BACKENDS`): an object with ``input_size``,
+``channels`` and ``predict(batch) -> p(with_mask)``. ``.h5`` / ``.keras`` files run on Keras
+(TensorFlow); a ``.tflite`` file (``maskdetect export``) runs on LiteRT's interpreter alone
+(``ai-edge-litert``), so a service or handler serving it never imports TensorFlow or Keras:
+this module imports neither at the top, and each backend imports its runtime when it loads.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from dataclasses import asdict, dataclass
@@ -51,7 +55,40 @@ class KerasBackend:
         return np.asarray(self.model.predict_on_batch(batch), dtype=np.float64).reshape(len(batch))
 
 
-BACKENDS: dict[str, type] = {".h5": KerasBackend, ".keras": KerasBackend}
+class TFLiteBackend:
+    """A .tflite file run by LiteRT's interpreter (``ai-edge-litert``): no TensorFlow, no Keras.
+
+    The interpreter is not thread-safe; :class:`Predictor` calls it under its lock.
+    """
+
+    def __init__(self, path: Path, num_threads: int | None = config.TFLITE_THREADS):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(f"the model has {len(inputs)} inputs and {len(outputs)} outputs, not one image in and one probability out")
+        shape = tuple(int(n) for n in inputs[0]["shape_signature"])
+        if len(shape) != 4 or shape[1] != shape[2] or shape[3] not in (1, 3) or inputs[0]["dtype"] != np.float32:
+            raise ValueError(f"the model's input is {inputs[0]['dtype'].__name__} {shape}, not float32 (batch, size, size, 1 or 3)")
+        _, self.input_size, _, self.channels = shape
+        self._input, self._output = inputs[0]["index"], outputs[0]["index"]
+        self._shape: tuple[int, ...] | None = None
+        self.predict(np.zeros((1, self.input_size, self.input_size, self.channels), np.float32))  # allocate now
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.shape != self._shape:  # the batch size changed: resize the input, re-plan the tensors
+            self.interpreter.resize_tensor_input(self._input, batch.shape)
+            self.interpreter.allocate_tensors()
+            self._shape = batch.shape
+        self.interpreter.set_tensor(self._input, batch)
+        self.interpreter.invoke()
+        return np.asarray(self.interpreter.get_tensor(self._output), dtype=np.float64).reshape(len(batch))
+
+
+KERAS_SUFFIXES = (".h5", ".keras")
+BACKENDS: dict[str, type] = {".h5": KerasBackend, ".keras": KerasBackend, ".tflite": TFLiteBackend}
 
 
 @dataclass(frozen=True)
@@ -68,8 +105,12 @@ class Prediction:
 def model_name(path: Path) -> tuple[str, float]:
     """(name, threshold) from the metrics JSON written beside the model, else (file name, 0.5).
 
-    The JSON is trusted only when it describes this file (its recorded size matches), so a
-    model copied next to another model's metrics is not served under the wrong name.
+    The JSON is trusted only when it describes this file, so a model copied next to another
+    model's metrics is not served under the wrong name: for the trained Keras file its recorded
+    size (``model_bytes``) matches; for an export (``maskdetect export``: a .tflite) its entry
+    under ``exports`` gives this file's size and sha256, recorded after the export was checked
+    against the Keras file. Retraining rewrites the JSON without ``exports``, so a stale export
+    falls back to its file name.
     """
     metrics = path.with_name(config.METRICS_FILE)
     try:
@@ -78,10 +119,21 @@ def model_name(path: Path) -> tuple[str, float]:
         return path.name, THRESHOLD
     if not isinstance(report, dict) or not report.get("model"):
         return path.name, THRESHOLD
-    recorded = report.get("model_bytes")
-    if recorded and recorded != path.stat().st_size:
-        return path.name, THRESHOLD
+    if path.suffix.lower() in KERAS_SUFFIXES:
+        recorded = report.get("model_bytes")
+        if recorded and recorded != path.stat().st_size:
+            return path.name, THRESHOLD
+    else:
+        exports = report.get("exports")
+        entry = exports.get(path.name) if isinstance(exports, dict) else None
+        if not isinstance(entry, dict) or entry.get("bytes") != path.stat().st_size or entry.get("sha256") != file_sha256(path):
+            return path.name, THRESHOLD
     return str(report["model"]), float(report.get("threshold", THRESHOLD))
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 class Predictor:
@@ -91,7 +143,9 @@ class Predictor:
         self.backend = backend
         self.name = name
         self.threshold = threshold
-        self._lock = threading.Lock()  # Keras models are not documented as safe to call concurrently
+        # One call at a time: Keras models are not documented as safe to call concurrently, and
+        # LiteRT interpreters are not thread-safe (one set of input and output tensors).
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Predictor:

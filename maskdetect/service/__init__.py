@@ -1,12 +1,15 @@
 """The prediction service: a Flask application factory, served by gunicorn.
 
 ``gunicorn -c deployment/gunicorn.conf.py`` calls :func:`create_app` once in every worker,
-so each worker loads the model once (after the fork: TensorFlow is not fork-safe).
+so each worker loads the model once (after the fork: TensorFlow is not fork-safe). Serving a
+``.tflite`` model, the app imports neither TensorFlow nor Keras unless ``POST /detect`` is called.
 The routes live in blueprints: :mod:`.api` (``/predict``, ``/detect``, ``/health``, ``/openapi.json``)
 and :mod:`.page` (the web page at ``/``); :mod:`.errors` turns every failure into JSON.
 """
 
 from __future__ import annotations
+
+import sys
 
 from flask import Flask
 
@@ -38,8 +41,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     # Loaded here, once per worker, so /health answers "ok" only with a model in memory.
     predictor = Predictor.load(app.config["MODEL_PATH"])
     app.extensions["maskdetect.predictor"] = predictor
-    # The face detector for POST /detect, with the tuned settings (config.DETECTOR).
-    app.extensions["maskdetect.analyzer"] = CrowdAnalyzer(MTCNNDetector(**config.DETECTOR), predictor)
+    # The face detector for POST /detect, with the tuned settings (config.DETECTOR). MTCNN imports
+    # TensorFlow: with a Keras model TensorFlow is in memory already, so MTCNN is built now, not on
+    # the first /detect; with a .tflite model (the lean runtime, no TensorFlow) only /detect builds it.
+    detector = MTCNNDetector(**config.DETECTOR)
+    if "tensorflow" in sys.modules:
+        detector.load()
+    app.extensions["maskdetect.analyzer"] = CrowdAnalyzer(detector, predictor)
 
     from . import api, errors, page
 

@@ -1,0 +1,251 @@
+"""``maskdetect export``: the trained Keras model as float32 TFLite (and ONNX), checked against it.
+
+The TFLite file (``deployment/maskdetect.tflite`` beside ``maskdetect.h5``) is what the lean
+runtime serves: :class:`maskdetect.inference.TFLiteBackend` runs it on LiteRT's interpreter
+without TensorFlow. The ONNX file is for other runtimes (onnxruntime, ...); it is not committed.
+
+Both are plain float32 conversions (no quantization, no optimisations), so they must give the
+Keras model's probabilities: every export is run, before it is kept, on real images of the test
+split (``data/test``, through :func:`maskdetect.images.preprocess`, like every other input) next
+to the Keras model, and refused when p(with_mask) differs anywhere by more than ``TOLERANCE``.
+
+- TFLite: ``tf.lite.TFLiteConverter.from_keras_model``, which exports the Keras 3 model to a
+  temporary SavedModel and converts that.
+- ONNX: ``tf2onnx.convert.from_keras`` fails on Keras 3 models, so the model is wrapped in a
+  ``tf.function`` with an input signature (input ``image``, output ``with_mask``) and converted
+  with ``tf2onnx.convert.from_function``.
+
+Every file is written atomically (a temporary file beside the target, then a rename), and only
+once every requested export has passed its check: a refused export leaves no file and keeps any
+previous one. The checks are recorded in ``metrics.json`` beside the model, under ``exports``
+(every other key kept): per file its bytes, sha256, max_abs_diff and the number of images
+checked. :func:`maskdetect.inference.model_name` reads that entry to serve the export under the
+Keras model's name and threshold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from . import config
+from .data import natural_key
+from .images import preprocess
+from .inference import KERAS_SUFFIXES, Predictor, TFLiteBackend, file_sha256
+
+TOLERANCE = 1e-5  # the largest |p_export - p_keras| accepted on any checked image
+DEFAULT_IMAGES = 256  # the whole test split
+CHUNK = 64  # images per call when checking (bounds the memory of a large check)
+ONNX_OPSET = 17
+
+
+class ExportError(RuntimeError):
+    """An export was refused or cannot be made; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Export:
+    """One export that passed its check."""
+
+    format: str  # "tflite" | "onnx"
+    path: Path
+    bytes: int
+    sha256: str
+    max_abs_diff: float
+    images: int
+    converter: str
+
+    def entry(self, source: Path) -> dict:
+        """The record kept in metrics.json under ``exports[<file name>]``."""
+        return {
+            "format": self.format,
+            "source": source.name,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "max_abs_diff": self.max_abs_diff,
+            "images": self.images,
+            "tolerance": TOLERANCE,
+            "converter": self.converter,
+        }
+
+
+def check_images(n: int, root: Path | None = None) -> list[Path]:
+    """The first ``n`` images of the test split, alternating with_mask / without_mask."""
+    root = root or config.data_dir() / "test"
+    per_class = [
+        sorted((p for p in (root / label).glob("*") if p.is_file()), key=lambda p: natural_key(p.name))
+        for label in config.CLASSES
+    ]
+    if not any(per_class):
+        raise ExportError(f"no test images under {root}: lay out the split first with `make data` (or `maskdetect data`)")
+    mixed = [p for pair in itertools.zip_longest(*per_class) for p in pair if p is not None]
+    return mixed[:n]
+
+
+# ---------------------------------------------------------------------------- converters
+
+
+def to_tflite(model) -> bytes:
+    """A Keras model as a float32 .tflite flatbuffer (no quantization, no optimisations)."""
+    import tensorflow as tf
+
+    # Keras prints where it wrote its temporary SavedModel: not something the caller can use.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def to_onnx(model) -> bytes:
+    """A Keras model as an ONNX model: input ``image`` (n, size, size, channels), output ``with_mask``."""
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="image")
+
+    @tf.function(input_signature=[spec])
+    def serve(image):
+        return {"with_mask": model(image, training=False)}
+
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=ONNX_OPSET)
+    return proto.SerializeToString()
+
+
+def onnx_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """p(with_mask) from an ONNX file, by onnxruntime (the check's runner; the service reads .tflite)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(session.run(None, {name: batch.astype(np.float32)})[0], dtype=np.float64).reshape(len(batch))
+
+    return predict
+
+
+def tflite_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """p(with_mask) from a .tflite file, by the backend the service uses."""
+    return TFLiteBackend(path).predict
+
+
+def _version(package: str) -> str:
+    try:
+        return f"{package} {metadata.version(package)}"
+    except metadata.PackageNotFoundError:
+        return package
+
+
+# format -> (convert(keras model) -> bytes, runner(path) -> predict(batch), converter description)
+FORMATS: dict[str, tuple[Callable, Callable, Callable[[], str]]] = {
+    "tflite": (to_tflite, tflite_predictor, lambda: _version("tensorflow")),
+    "onnx": (to_onnx, onnx_predictor, lambda: f"{_version('tf2onnx')}, opset {ONNX_OPSET}"),
+}
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def _in_chunks(predict: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndarray:
+    return np.concatenate([predict(batch[i : i + CHUNK]) for i in range(0, len(batch), CHUNK)])
+
+
+def _read_metrics(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ExportError(f"{path} is not readable JSON ({error}); fix or remove it, then export again") from error
+    if not isinstance(report, dict):
+        raise ExportError(f"{path} holds no JSON object; fix or remove it, then export again")
+    return report
+
+
+def _write_temporary(content: bytes, target: Path) -> Path:
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(content)
+        os.chmod(temporary, 0o644)  # mkstemp makes files private
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return Path(temporary)
+
+
+def export_model(
+    model_path: Path | str | None = None,
+    *,
+    formats: tuple[str, ...] = ("tflite",),
+    images: int = DEFAULT_IMAGES,
+    say: Callable[[str], None] = lambda message: None,
+) -> list[Export]:
+    """Convert the Keras model at ``model_path`` (default: the deployment model) and keep each export
+    (``<model>.tflite``, ``<model>.onnx`` beside it) only if it gives the model's probabilities
+    within :data:`TOLERANCE` on ``images`` test images. Raises ExportError (nothing written) if not,
+    or if the model is missing; ModelError if it cannot be loaded. ``say`` receives progress lines.
+    """
+    path = Path(model_path or config.model_path())
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ExportError(f"cannot export to {', '.join(unknown) or 'nothing'}; the formats are {', '.join(FORMATS)}")
+    if path.suffix.lower() not in KERAS_SUFFIXES:
+        raise ExportError(f"{path} is not a Keras model file ({', '.join(KERAS_SUFFIXES)}): export converts the trained model")
+    if not path.is_file():
+        raise ExportError(f"no model at {path}: train one with `make train`, or give --model FILE.h5")
+    if images < 1:
+        raise ExportError(f"--images must be at least 1, not {images}")
+    metrics_path = path.with_name(config.METRICS_FILE)
+    report = _read_metrics(metrics_path)  # before converting: a broken file stops the export early
+    files = check_images(images)
+
+    started = time.perf_counter()
+    say(f"loading {path}")
+    backend = Predictor.load(path).backend  # ModelError when missing or unreadable
+    say(f"checking on {len(files)} test images from {files[0].parent.parent}")
+    batch = np.stack([preprocess(f, size=backend.input_size, channels=backend.channels) for f in files])
+    expected = _in_chunks(backend.predict, batch)
+
+    checked: list[tuple[Path, Export]] = []  # (temporary file, its export) until all have passed
+    try:
+        for name in formats:
+            convert, runner, converter = FORMATS[name]
+            target = path.with_suffix(f".{name}")
+            say(f"converting to {name}")
+            temporary = _write_temporary(convert(backend.model), target)
+            checked.append((temporary, None))
+            got = _in_chunks(runner(temporary), batch)
+            difference = float(np.max(np.abs(got - expected)))
+            if not difference <= TOLERANCE:  # NaN fails too
+                raise ExportError(
+                    f"refused: the {name} export differs from {path.name} by up to {difference:.3g} in p(with_mask) "
+                    f"on {len(files)} test images (tolerance {TOLERANCE:g}); no file written"
+                )
+            content = temporary.stat().st_size
+            export = Export(name, target, content, file_sha256(temporary), difference, len(files), converter())
+            checked[-1] = (temporary, export)
+            say(f"  {name}: {content / 1e6:.2f} MB, max |p - p_keras| = {difference:.2g} on {len(files)} images")
+        for temporary, export in checked:
+            os.replace(temporary, export.path)
+    except BaseException:
+        for temporary, _ in checked:
+            temporary.unlink(missing_ok=True)
+        raise
+
+    from .train import write_json  # the project's atomic JSON writer (train imports scikit-learn: only now)
+
+    exports = report.get("exports") if isinstance(report.get("exports"), dict) else {}
+    exports.update({export.path.name: export.entry(path) for _, export in checked})
+    write_json({**report, "exports": exports}, metrics_path)
+    say(f"recorded the checks in {metrics_path} ({time.perf_counter() - started:.1f} s)")
+    return [export for _, export in checked]

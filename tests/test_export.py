@@ -1,0 +1,249 @@
+"""`maskdetect export` (TFLite, ONNX) against the Keras model on real test images, and the lean runtime.
+
+Conversions take seconds each: the deployment model is converted once per format for the whole
+module (the `exported` fixture); the other tests reuse the result or the committed .tflite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import SHARED, _require
+from maskdetect import config, export
+from maskdetect.images import preprocess
+from maskdetect.inference import ModelError, Predictor, file_sha256
+
+DEPLOYMENT = config.PROJECT_ROOT / "deployment"
+H5 = DEPLOYMENT / config.MODEL_FILE
+TFLITE = DEPLOYMENT / "maskdetect.tflite"
+CHECKED = 64  # test images each export of the module is checked on
+
+
+@pytest.fixture(scope="module")
+def test_split(observations, tmp_path_factory):
+    """The real split laid out outside the checkout; MASKDETECT_DATA_DIR points at it for the module."""
+    from maskdetect import data
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MASKDETECT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+        patch.setenv("MASKDETECT_DATA_SOURCE", str(observations))
+        data.prepare_data(progress=False)
+        yield config.data_dir() / "test"
+
+
+@pytest.fixture(scope="module")
+def keras_model():
+    return Predictor.load(H5)
+
+
+@pytest.fixture(scope="module")
+def exported(test_split, keras_model, tmp_path_factory):
+    """The committed .h5 and metrics.json copied to a folder, exported there to TFLite and ONNX."""
+    folder = tmp_path_factory.mktemp("deployment")
+    model = shutil.copy(H5, folder / config.MODEL_FILE)
+    shutil.copy(DEPLOYMENT / config.METRICS_FILE, folder / config.METRICS_FILE)
+    said = []
+    results = export.export_model(model, formats=("tflite", "onnx"), images=CHECKED, say=said.append)
+    return folder, results, said
+
+
+@pytest.fixture(scope="module")
+def real_batch(test_split, keras_model) -> tuple[list, np.ndarray, np.ndarray]:
+    """128 test images (both classes, more than the export checked), preprocessed, and the .h5's answers."""
+    files = export.check_images(128)
+    batch = np.stack([preprocess(f) for f in files])
+    return files, batch, keras_model.backend.predict(batch)
+
+
+def test_exports_give_the_keras_probabilities_on_real_test_images(exported, keras_model, real_batch):
+    import onnxruntime
+
+    folder, results, said = exported
+    _, batch, expected = real_batch
+    assert expected.min() < 0.1 and expected.max() > 0.9  # real faces of both classes, not a flat answer
+
+    tflite = Predictor.load(folder / "maskdetect.tflite")
+    assert type(tflite.backend).__name__ == "TFLiteBackend"
+    assert (tflite.backend.input_size, tflite.backend.channels) == (100, 3)
+    assert np.abs(tflite.backend.predict(batch) - expected).max() <= 1e-5  # 128 images, not only the 64 checked
+    session = onnxruntime.InferenceSession(str(folder / "maskdetect.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"] and [o.name for o in session.get_outputs()] == ["with_mask"]
+    onnx = session.run(None, {"image": batch})[0].ravel()
+    assert np.abs(onnx - expected).max() <= 1e-5
+
+    assert [(r.format, r.path) for r in results] == [("tflite", folder / "maskdetect.tflite"), ("onnx", folder / "maskdetect.onnx")]
+    assert all(r.images == CHECKED and 0 <= r.max_abs_diff <= 1e-5 for r in results)
+    assert said[0] == f"loading {folder / config.MODEL_FILE}" and any("converting to onnx" in line for line in said)
+    assert sorted(p.name for p in folder.iterdir()) == ["maskdetect.h5", "maskdetect.onnx", "maskdetect.tflite", "metrics.json"]
+
+
+def test_each_export_is_recorded_in_metrics_keeping_every_other_key(exported):
+    folder, results, _ = exported
+    before = json.loads((DEPLOYMENT / config.METRICS_FILE).read_text())
+    after = json.loads((folder / config.METRICS_FILE).read_text())
+    assert {k: v for k, v in after.items() if k != "exports"} == {k: v for k, v in before.items() if k != "exports"}
+    assert set(after["exports"]) == {"maskdetect.tflite", "maskdetect.onnx"}
+    for result in results:
+        entry = after["exports"][result.path.name]
+        assert entry["bytes"] == result.path.stat().st_size == result.bytes
+        assert entry["sha256"] == file_sha256(result.path) == result.sha256
+        assert entry["images"] == CHECKED and entry["max_abs_diff"] == result.max_abs_diff <= entry["tolerance"] == 1e-5
+        assert entry["source"] == "maskdetect.h5" and entry["format"] == result.format
+
+
+def test_the_export_is_served_under_the_models_name_only_while_it_is_that_file(exported, tmp_path):
+    folder, _, _ = exported
+    metrics = json.loads((folder / config.METRICS_FILE).read_text())
+    loaded = Predictor.load(folder / "maskdetect.tflite")
+    assert (loaded.name, loaded.threshold) == (metrics["model"], metrics["threshold"])
+
+    # The same metrics beside a different .tflite of the same size (one weight byte changed): not this model.
+    shutil.copy(folder / config.METRICS_FILE, tmp_path / config.METRICS_FILE)
+    content = bytearray((folder / "maskdetect.tflite").read_bytes())
+    content[len(content) // 2] ^= 0x01
+    (tmp_path / "maskdetect.tflite").write_bytes(bytes(content))
+    assert Predictor.load(tmp_path / "maskdetect.tflite").name == "maskdetect.tflite"
+    # A .tflite with no entry under "exports" (renamed): its file name.
+    shutil.copy(folder / "maskdetect.tflite", tmp_path / "other.tflite")
+    assert Predictor.load(tmp_path / "other.tflite").name == "other.tflite"
+
+
+def test_the_committed_tflite_is_the_committed_h5_converted(keras_model, real_batch):
+    _, batch, expected = real_batch
+    metrics = json.loads((DEPLOYMENT / config.METRICS_FILE).read_text())
+    entry = metrics["exports"]["maskdetect.tflite"]
+    assert entry["bytes"] == TFLITE.stat().st_size and entry["sha256"] == file_sha256(TFLITE)
+    assert entry["source"] == config.MODEL_FILE and metrics["model_bytes"] == H5.stat().st_size
+    assert entry["images"] == 256 and entry["max_abs_diff"] <= 1e-5
+    committed = Predictor.load(TFLITE)
+    assert committed.name == metrics["model"] == keras_model.name
+    assert np.abs(committed.backend.predict(batch) - expected).max() <= 1e-5
+
+
+def test_a_failing_check_writes_nothing_and_keeps_the_previous_export(test_split, model_file, tmp_path, monkeypatch):
+    """A converter that gives another model (the committed classifier for the brightness model) is refused."""
+    model = shutil.copy(model_file, tmp_path / "maskdetect.h5")
+    metrics = tmp_path / config.METRICS_FILE
+    metrics.write_text('{"model": "brightness", "model_bytes": %d}' % os.path.getsize(model))
+    previous = tmp_path / "maskdetect.tflite"
+    previous.write_bytes(b"the previous export")
+    wrong = TFLITE.read_bytes()
+    monkeypatch.setitem(export.FORMATS, "tflite", (lambda keras_model: wrong, *export.FORMATS["tflite"][1:]))
+    with pytest.raises(export.ExportError, match=r"refused: the tflite export differs from maskdetect.h5 by up to 0\.\d+"):
+        export.export_model(model, images=8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maskdetect.h5", "maskdetect.tflite", "metrics.json"]
+    assert previous.read_bytes() == b"the previous export"
+    assert json.loads(metrics.read_text()) == {"model": "brightness", "model_bytes": os.path.getsize(model)}
+
+
+# ---------------------------------------------------------------------------- the lean runtime
+
+LEAN = textwrap.dedent(
+    """
+    import json, sys
+
+    HEAVY = {"tensorflow", "keras", "tf_keras", "mtcnn"}
+
+    def heavy():
+        return sorted(HEAVY & {name.split(".")[0] for name in sys.modules})
+
+    import maskdetect.config, maskdetect.fetch, maskdetect.images, maskdetect.inference
+    from maskdetect.inference import Predictor
+    from maskdetect.service import create_app
+    steps = {"imports": heavy()}
+    model, image, scene = sys.argv[1], open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read()
+    answer = Predictor.load(model).predict(image)
+    steps["Predictor.predict"] = heavy()
+    client = create_app({"TESTING": True, "MODEL_PATH": model}).test_client()
+    predicted = client.post("/predict", data=image, content_type="image/jpeg").get_json()
+    health = client.get("/health").get_json()
+    page = client.get("/").status_code
+    steps["/predict, /health, /"] = heavy()
+    detected = client.post("/detect", data=scene, content_type="image/jpeg")
+    steps["/detect"] = heavy()
+    print(json.dumps({"steps": steps, "answer": answer.as_dict(), "predicted": predicted, "health": health,
+                      "page": page, "detect": [detected.status_code, detected.get_json()]}))
+    """
+)
+
+
+def test_the_lean_path_never_imports_tensorflow_until_detect(real_batch):
+    files, _, expected = real_batch
+    image = files[0]
+    scene = _require(SHARED / "scenes-dev" / "images" / "scene000.jpg")
+    env = {**os.environ, "PYTHONPATH": str(config.PROJECT_ROOT)}
+    env.pop("MODEL_PATH", None)
+    run = subprocess.run(
+        [sys.executable, "-c", LEAN, str(TFLITE), str(image), str(scene)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    steps = result["steps"]
+    assert steps["imports"] == steps["Predictor.predict"] == steps["/predict, /health, /"] == [], steps
+    assert "tensorflow" in steps["/detect"] and "mtcnn" in steps["/detect"]  # MTCNN is built on the first /detect
+
+    name = json.loads((DEPLOYMENT / config.METRICS_FILE).read_text())["model"]
+    assert result["health"] == {"status": "ok", "model": name} and result["page"] == 200
+    assert result["predicted"] == result["answer"] and result["answer"]["model"] == name
+    assert result["answer"]["with_mask"] == pytest.approx(expected[0], abs=2e-5)  # rounded to 6 places in the answer
+    status, detected = result["detect"]
+    assert status == 200 and detected["total"] >= 2 and detected["model"] == name
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [(b"", "empty"), (b"not a flatbuffer at all", "garbage"), (H5.open("rb").read(4096), "an .h5 renamed")],
+    ids=["empty", "garbage", "h5-renamed"],
+)
+def test_an_unreadable_tflite_is_a_model_error(tmp_path, content, why):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(content)
+    with pytest.raises(ModelError, match=rf"could not load the model {path} \(ValueError: .+\)"):
+        Predictor.load(path)
+
+
+def run_export(*args: str) -> int:
+    from maskdetect.cli import main
+
+    return main(["export", *args])
+
+
+def test_cli_errors_exit_non_zero_with_a_message(tmp_path, data_dir, capsys):
+    assert run_export("--model", str(tmp_path / "none.h5")) == 1
+    assert f"no model at {tmp_path / 'none.h5'}: train one with `make train`" in capsys.readouterr().err
+    assert run_export("--model", str(TFLITE)) == 1
+    assert "not a Keras model file (.h5, .keras)" in capsys.readouterr().err
+    assert run_export("--model", str(H5), "--images", "0") == 1
+    assert "--images must be at least 1" in capsys.readouterr().err
+    assert run_export("--model", str(H5)) == 1  # data_dir is empty: no test split laid out
+    assert "no test images under" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy(H5, broken / "maskdetect.h5")
+    (broken / config.METRICS_FILE).write_text("{not json")
+    assert run_export("--model", str(broken / "maskdetect.h5")) == 1
+    assert "metrics.json is not readable JSON" in capsys.readouterr().err
+    assert sorted(p.name for p in broken.iterdir()) == ["maskdetect.h5", "metrics.json"]
+
+
+def test_the_command_exits_non_zero_for_a_missing_model(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "maskdetect.cli", "export", "--model", str(tmp_path / "missing.h5")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(config.PROJECT_ROOT)},
+        timeout=120,
+    )
+    assert run.returncode == 1 and run.stdout == ""
+    assert f"maskdetect: error: no model at {tmp_path / 'missing.h5'}: train one with `make train`" in run.stderr
