@@ -41,5 +41,5 @@ RUN python -m pip install --no-deps --require-hashes --root-user-action=ignore -
     && rm /tmp/requirements.txt
 
 COPY maskdetect/ maskdetect/
-COPY deployment/gunicorn.conf.py deployment/maskdetect.h5 deployment/metrics.json deployment/
+COPY deployment/gunicorn.conf.py deployment/maskdetect.h5 deployment/maskdetect.tflite deployment/metrics.json deployment/
 USER maskdetect

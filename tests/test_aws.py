@@ -39,8 +39,8 @@ from maskdetect.fetch import Limits
 ROOT = config.PROJECT_ROOT
 AWS = ROOT / "deployment" / "aws"
 EVENTS = AWS / "events"
-# The model the Lambda image serves is deployment/maskdetect.tflite; the .h5 gives the same answers.
-MODEL = ROOT / "deployment" / "maskdetect.h5"
+# The model the Lambda image serves: the committed export of deployment/maskdetect.h5.
+MODEL = ROOT / "deployment" / "maskdetect.tflite"
 
 PHOTO = encode(photo(5, (160, 120)), quality=90)
 WHITE = encode(Image.new("RGB", (40, 30), "white"), "PNG")
@@ -403,8 +403,7 @@ def test_the_lambda_dockerfile():
     assert "deployment/aws/requirements.txt" in sources and "deployment/aws/lambda_function.py" in sources
     assert f"deployment/{MODEL_FILE}" in sources and "deployment/metrics.json" in sources
     for source in sources:
-        # The .tflite comes from `maskdetect export` (committed beside the .h5).
-        assert (ROOT / source).exists() or source == f"deployment/{MODEL_FILE}", f"COPY {source}: no such file"
+        assert (ROOT / source).exists(), f"COPY {source}: no such file"
     assert not [s for s in sources if s.rstrip("/") in ("maskdetect", "deployment", ".")], "copy files, not folders"
     destinations = {destination for _, destination in _copies()}
     assert destinations >= {"${LAMBDA_TASK_ROOT}/", "${LAMBDA_TASK_ROOT}/maskdetect/"}
