@@ -118,6 +118,20 @@ def _detector(args: argparse.Namespace):
     return MTCNNDetector(**settings), settings
 
 
+def command_calibrate(args: argparse.Namespace) -> int:
+    """Choose and record the crowd threshold; print the choice as JSON."""
+    import json
+
+    from .evaluate import calibrate_crowd_threshold
+
+    faces = args.faces or config.realworld_dir()
+    if faces is None:
+        raise FileNotFoundError("no real-photo folder: give --faces DIR (with with_mask/ and without_mask/)")
+    chosen = calibrate_crowd_threshold(args.model or config.model_path(), faces, progress=not args.quiet)
+    print(json.dumps(chosen, indent=2))
+    return 0
+
+
 def command_evaluate(args: argparse.Namespace) -> int:
     """Print the metrics as JSON on stdout."""
     import json
@@ -258,6 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--images", type=int, metavar="N", help="test images to check each export on (default: 256, the whole test split)"
     )
     export_parser.set_defaults(run=command_export)
+
+    calibrate_parser = commands.add_parser(
+        "calibrate",
+        help="choose the threshold crowd analysis (/detect) uses, on real photos, and record it",
+        description="Classify the real photos in DIR/with_mask and DIR/without_mask (default: realworld-dev), "
+        "choose the p(with_mask) threshold with the best balanced accuracy (also cross-fitted on halves, for an "
+        "honest estimate) and write it as crowd_threshold into the metrics.json beside the model. `maskdetect "
+        "train` does this by itself; use this for a model trained before, or to choose on other photos.",
+    )
+    calibrate_parser.add_argument("--model", type=Path, help=model_help)
+    calibrate_parser.add_argument("--faces", type=Path, metavar="DIR", help="real face photos (default: realworld-dev)")
+    calibrate_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    calibrate_parser.set_defaults(run=command_calibrate)
 
     evaluate_parser = commands.add_parser(
         "evaluate",

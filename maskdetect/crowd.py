@@ -139,7 +139,7 @@ class CrowdAnalyzer:
         image = decode_image(source).convert("RGB")
         found = self.detector.detect(image)
         crops = [image.crop(expand_box(face.box, self.crop_margin, image.width, image.height)) for face in found]
-        predictions = self.predictor.predict_batch(crops)
+        predictions = self.predictor.predict_batch(crops, threshold=self.predictor.crowd_threshold)
         faces = [
             CrowdFace(face.box, face.score, prediction.label, prediction.with_mask)
             for face, prediction in zip(found, predictions)

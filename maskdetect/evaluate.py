@@ -38,8 +38,8 @@ def classification_metrics(labels: np.ndarray, with_mask: np.ndarray, threshold:
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
-def evaluate_face_folder(directory, predictor, batch_size: int = 64, progress: bool = True) -> dict:
-    """:func:`classification_metrics` of ``predictor`` on DIR/with_mask/* and DIR/without_mask/*.
+def predict_face_folder(directory, predictor, batch_size: int = 64, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, p(with_mask)) for DIR/with_mask/* (label 1) and DIR/without_mask/* (label 0).
 
     The files are classified as they are (they should be face crops, e.g. ``realworld-dev``),
     through the one inference path, :meth:`maskdetect.inference.Predictor.predict_batch`.
@@ -62,4 +62,81 @@ def evaluate_face_folder(directory, predictor, batch_size: int = 64, progress: b
     with_mask = []
     for start in tqdm(range(0, len(files), batch_size), desc="faces", disable=not progress):
         with_mask += [p.with_mask for p in predictor.predict_batch(files[start : start + batch_size])]
-    return {**classification_metrics(np.array(labels), np.array(with_mask), predictor.threshold), "model": predictor.name}
+    return np.array(labels), np.array(with_mask)
+
+
+def evaluate_face_folder(directory, predictor, batch_size: int = 64, progress: bool = True) -> dict:
+    """:func:`classification_metrics` of ``predictor`` on DIR/with_mask/* and DIR/without_mask/*."""
+    labels, with_mask = predict_face_folder(directory, predictor, batch_size, progress)
+    return {**classification_metrics(labels, with_mask, predictor.threshold), "model": predictor.name}
+
+
+THRESHOLD_GRID = np.round(np.arange(0.02, 0.981, 0.01), 2)
+
+
+def _best_threshold(labels: np.ndarray, with_mask: np.ndarray) -> float:
+    """The grid threshold nearest 0.5 whose balanced accuracy is within one standard error of the best.
+
+    The curve is flat near its top and its very best point sits where few photos decide it;
+    the one-standard-error rule keeps the choice from chasing that noise.
+    """
+    scores = np.array([balanced_accuracy_score(labels, with_mask >= t) for t in THRESHOLD_GRID])
+    best = scores.max()
+    standard_error = np.sqrt(best * (1 - best) / len(labels))
+    near_best = THRESHOLD_GRID[scores >= best - standard_error]
+    return float(near_best[np.argmin(np.abs(near_best - THRESHOLD))])
+
+
+def choose_threshold(labels: np.ndarray, with_mask: np.ndarray, seed: int = 0) -> dict:
+    """The p(with_mask) threshold with (nearly) the best balanced accuracy on labelled real photos.
+
+    Chosen on all of them, and also cross-fitted (chosen on one random half, scored on the
+    other, both ways) so the report carries an estimate that did not see its own answers:
+    ``balanced_accuracy`` is optimistic, ``cross_fitted_balanced_accuracy`` is not.
+    """
+    labels = np.asarray(labels).astype(int).ravel()
+    with_mask = np.asarray(with_mask, dtype=float).ravel()
+    if len(np.unique(labels)) != 2:
+        raise ValueError("choosing a threshold needs faces of both classes")
+    order = np.random.default_rng(seed).permutation(len(labels))
+    halves = (order[::2], order[1::2])
+    held_out = []
+    for chosen_on, scored_on in (halves, halves[::-1]):
+        t = _best_threshold(labels[chosen_on], with_mask[chosen_on])
+        held_out.append(balanced_accuracy_score(labels[scored_on], with_mask[scored_on] >= t))
+    threshold = _best_threshold(labels, with_mask)
+    return {
+        "threshold": threshold,
+        "n": int(len(labels)),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, with_mask >= threshold)),
+        "cross_fitted_balanced_accuracy": float(np.mean(held_out)),
+        "balanced_accuracy_at_0.5": float(balanced_accuracy_score(labels, with_mask >= 0.5)),
+    }
+
+
+def calibrate_crowd_threshold(model_path, faces, progress: bool = True) -> dict:
+    """Choose the crowd threshold of a trained model on FACES (real photos) and record it.
+
+    Writes ``crowd_threshold`` (:func:`choose_threshold`'s report plus the folder it was chosen
+    on) into the metrics JSON beside the model, atomically, keeping every other key. The model
+    must be the one that JSON describes (see :func:`maskdetect.inference.model_report`).
+    """
+    import json
+    from pathlib import Path
+
+    from .inference import Predictor, model_report
+    from .train import write_json
+
+    model_path = Path(model_path)
+    predictor = Predictor.load(model_path)
+    report = model_report(model_path)
+    if report is None:
+        raise FileNotFoundError(
+            f"{model_path.with_name('metrics.json')} does not describe {model_path}: "
+            "calibrate the model `maskdetect train` wrote, beside its metrics.json"
+        )
+    labels, with_mask = predict_face_folder(faces, predictor, progress=progress)
+    chosen = {**choose_threshold(labels, with_mask), "chosen_on": Path(faces).name}
+    current = json.loads(model_path.with_name("metrics.json").read_text())
+    write_json({**current, "crowd_threshold": chosen}, model_path.with_name("metrics.json"))
+    return chosen

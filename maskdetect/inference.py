@@ -102,33 +102,49 @@ class Prediction:
         return asdict(self)
 
 
-def model_name(path: Path) -> tuple[str, float]:
-    """(name, threshold) from the metrics JSON written beside the model, else (file name, 0.5).
+def model_report(path: Path) -> dict | None:
+    """The metrics JSON written beside the model, if it describes this very file, else None.
 
     The JSON is trusted only when it describes this file, so a model copied next to another
-    model's metrics is not served under the wrong name: for the trained Keras file its recorded
-    size (``model_bytes``) matches; for an export (``maskdetect export``: a .tflite) its entry
-    under ``exports`` gives this file's size and sha256, recorded after the export was checked
-    against the Keras file. Retraining rewrites the JSON without ``exports``, so a stale export
-    falls back to its file name.
+    model's metrics is not served under the wrong name or thresholds: for the trained Keras file
+    its recorded size (``model_bytes``) matches; for an export (``maskdetect export``: a .tflite)
+    its entry under ``exports`` gives this file's size and sha256, recorded after the export was
+    checked against the Keras file. Retraining rewrites the JSON without ``exports``, so a stale
+    export falls back to its file name.
     """
     metrics = path.with_name(config.METRICS_FILE)
     try:
         report = json.loads(metrics.read_text())
     except (OSError, ValueError):
-        return path.name, THRESHOLD
+        return None
     if not isinstance(report, dict) or not report.get("model"):
-        return path.name, THRESHOLD
+        return None
     if path.suffix.lower() in KERAS_SUFFIXES:
         recorded = report.get("model_bytes")
         if recorded and recorded != path.stat().st_size:
-            return path.name, THRESHOLD
+            return None
     else:
         exports = report.get("exports")
         entry = exports.get(path.name) if isinstance(exports, dict) else None
         if not isinstance(entry, dict) or entry.get("bytes") != path.stat().st_size or entry.get("sha256") != file_sha256(path):
-            return path.name, THRESHOLD
+            return None
+    return report
+
+
+def model_name(path: Path) -> tuple[str, float]:
+    """(name, threshold) from :func:`model_report`, else (file name, 0.5)."""
+    report = model_report(path)
+    if report is None:
+        return path.name, THRESHOLD
     return str(report["model"]), float(report.get("threshold", THRESHOLD))
+
+
+def crowd_threshold(report: dict | None, threshold: float) -> float:
+    """The threshold for faces found in scenes: chosen on real photos (``crowd_threshold``), else ``threshold``."""
+    chosen = (report or {}).get("crowd_threshold")
+    if isinstance(chosen, dict) and isinstance(chosen.get("threshold"), (int, float)):
+        return float(chosen["threshold"])
+    return threshold
 
 
 def file_sha256(path: Path) -> str:
@@ -139,10 +155,12 @@ def file_sha256(path: Path) -> str:
 class Predictor:
     """One loaded model; thread-safe, so one per process is enough."""
 
-    def __init__(self, backend: Backend, name: str, threshold: float = THRESHOLD):
+    def __init__(self, backend: Backend, name: str, threshold: float = THRESHOLD, crowd_threshold: float | None = None):
         self.backend = backend
         self.name = name
-        self.threshold = threshold
+        self.threshold = threshold  # /predict: photos framed like the training set's
+        # /detect: crops of faces in real scenes; see documentation/crowd.md, "Two thresholds"
+        self.crowd_threshold = threshold if crowd_threshold is None else crowd_threshold
         # One call at a time: Keras models are not documented as safe to call concurrently, and
         # LiteRT interpreters are not thread-safe (one set of input and output tensors).
         self._lock = threading.Lock()
@@ -153,7 +171,8 @@ class Predictor:
         path = Path(path or config.model_path())
         if not path.is_file():
             raise ModelError(
-                f"no model at {path}: train one with `make train`, or point MODEL_PATH at a model file"
+                f"no model at {path}: train one with `make train` (then `make export` for a .tflite), "
+                "or point MODEL_PATH at a model file"
             )
         backend = BACKENDS.get(path.suffix.lower())
         if backend is None:
@@ -162,18 +181,24 @@ class Predictor:
             loaded = backend(path)
         except Exception as error:  # noqa: BLE001 - h5py, Keras and TF raise many kinds
             raise ModelError(f"could not load the model {path} ({error.__class__.__name__}: {error})") from error
-        name, threshold = model_name(path)
-        return cls(loaded, name, threshold)
+        report = model_report(path)
+        if report is None:
+            return cls(loaded, path.name, THRESHOLD)
+        threshold = float(report.get("threshold", THRESHOLD))
+        return cls(loaded, str(report["model"]), threshold, crowd_threshold(report, threshold))
 
-    def predict_batch(self, images: list[ImageSource]) -> list[Prediction]:
-        """Answers for several images at once (raises ImageDecodeError for a bad one)."""
+    def predict_batch(self, images: list[ImageSource], threshold: float | None = None) -> list[Prediction]:
+        """Answers for several images at once (raises ImageDecodeError for a bad one).
+
+        ``threshold`` overrides :attr:`threshold` (crowd analysis passes :attr:`crowd_threshold`).
+        """
         if not images:
             return []
         size, channels = self.backend.input_size, self.backend.channels
         batch = np.stack([preprocess(image, size=size, channels=channels) for image in images])
         with self._lock:
             probabilities = self.backend.predict(batch)
-        return [self._answer(float(p)) for p in probabilities]
+        return [self._answer(float(p), threshold) for p in probabilities]
 
     def predict(self, image: ImageSource) -> Prediction:
         """The answer for one image: bytes, a path or a PIL image."""
@@ -188,7 +213,7 @@ class Predictor:
 
         return self.predict(fetch_bytes(url, allow_private=allow_private, limits=limits or Limits()))
 
-    def _answer(self, p: float) -> Prediction:
+    def _answer(self, p: float, threshold: float | None = None) -> Prediction:
         p = min(max(p, 0.0), 1.0)
-        label = config.CLASSES[0] if p >= self.threshold else config.CLASSES[1]
+        label = config.CLASSES[0] if p >= (self.threshold if threshold is None else threshold) else config.CLASSES[1]
         return Prediction(label=label, with_mask=round(p, 6), without_mask=round(1.0 - p, 6), model=self.name)

@@ -233,6 +233,7 @@ class Result:
     metrics: dict
     predictions: dict  # set name -> p(with_mask)
     seconds: float
+    labels: dict = field(default_factory=dict)  # set name -> true labels (1 = with_mask)
 
 
 def run(cfg: TrainConfig, sets: dict | None = None, progress: bool = True) -> Result:
@@ -259,7 +260,7 @@ def run(cfg: TrainConfig, sets: dict | None = None, progress: bool = True) -> Re
     scored = [name for name in ("validation", "test", "realworld-dev") if name in sets]
     predictions = {name: predict(model, sets[name][0]) for name in scored}
     metrics = {name: classification_metrics(sets[name][1], predictions[name]) for name in scored}
-    return Result(model, history, metrics, predictions, seconds)
+    return Result(model, history, metrics, predictions, seconds, {name: sets[name][1] for name in scored})
 
 
 def best_epoch(history: dict, monitor: str = "val_loss") -> int:
@@ -291,6 +292,11 @@ def save_result(result: Result, cfg: TrainConfig, out_dir: Path | None = None) -
         "model_bytes": model_path.stat().st_size,
         "packages": package_versions(),
     }
+    if "realworld-dev" in result.predictions:  # the threshold crowd analysis uses, chosen on real photos
+        from .evaluate import choose_threshold
+
+        chosen = choose_threshold(result.labels["realworld-dev"], result.predictions["realworld-dev"])
+        report["crowd_threshold"] = {**chosen, "chosen_on": "realworld-dev"}
     write_json(report, out_dir / METRICS_FILE)
     return report
 

@@ -153,3 +153,20 @@ def test_the_committed_deployment_model_is_served():
         assert answer.status_code == 200
         body = answer.get_json()
         assert body["model"] == metrics["model"] and 0 <= body["with_mask"] <= 1
+
+
+def test_the_crowd_threshold_comes_from_the_metrics_and_defaults_to_the_threshold(model_file, tmp_path):
+    model = shutil.copy(model_file, tmp_path / "maskdetect.h5")
+    metrics = tmp_path / "metrics.json"
+    base = {"model": "cnn2-x", "threshold": 0.5, "model_bytes": os.path.getsize(model)}
+    metrics.write_text(json.dumps(base))
+    assert Predictor.load(model).crowd_threshold == 0.5
+    metrics.write_text(json.dumps(base | {"crowd_threshold": {"threshold": 0.12, "n": 10}}))
+    loaded = Predictor.load(model)
+    assert (loaded.threshold, loaded.crowd_threshold) == (0.5, 0.12)
+    # The override labels by it; the probability is the same.
+    grey = Image.new("RGB", (100, 100), (120, 120, 120))
+    p = loaded.predict(grey).with_mask
+    assert loaded.predict_batch([grey], threshold=p - 0.001)[0].label == "with_mask"
+    assert loaded.predict_batch([grey], threshold=p + 0.001)[0].label == "without_mask"
+    assert loaded.predict_batch([grey], threshold=p - 0.001)[0].with_mask == p

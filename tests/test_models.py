@@ -117,6 +117,18 @@ def test_save_result_writes_model_and_metrics(tmp_path):
     assert saved["metrics"]["test"]["confusion_matrix"] and saved["split_sha256"] == train.split_hash()
     assert saved["packages"]["tensorflow"].startswith("2.21")
     assert saved["model_bytes"] == (tmp_path / train.MODEL_FILE).stat().st_size
+    assert "crowd_threshold" not in saved  # no real photos scored: nothing to choose it on
+
+
+def test_save_result_chooses_the_crowd_threshold_on_real_photos(tmp_path):
+    cfg = train.TrainConfig(input_size=32, filters=4, inner=8, epochs=1, batch_size=8, painted_masks=0.0)
+    sets = _tiny_sets()
+    sets["realworld-dev"] = sets["test"]
+    result = train.run(cfg, sets, progress=False)
+    saved = train.save_result(result, cfg, tmp_path)
+    chosen = saved["crowd_threshold"]
+    assert chosen["chosen_on"] == "realworld-dev" and chosen["n"] == 16 and 0 < chosen["threshold"] < 1
+    assert chosen["balanced_accuracy"] >= chosen["balanced_accuracy_at_0.5"]
 
 
 def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_epochs():
