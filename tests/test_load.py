@@ -37,7 +37,7 @@ CONCURRENCY = 16
 WORKERS = 2
 CHECKPOINT = 1_000  # RSS is compared from here to the end: start-up and warm-up are over by then
 MAX_RSS_GROWTH = 0.10
-TIME_LIMIT_S = 300  # the whole drive; about 70 s here (2 cores shared with other work)
+TIME_LIMIT_S = 300  # the whole drive; 86-127 s here (2 cores shared with other jobs, documentation/testing.md)
 
 
 def jpeg(width: int, height: int, seed: int) -> bytes:
