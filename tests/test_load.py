@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import itertools
 import os
-import statistics
 import threading
 import time
 from pathlib import Path
