@@ -78,7 +78,9 @@ class MTCNNDetector:
         if longer < self.min_side:
             scale = self.min_side / longer
         if scale != 1.0:
-            rgb = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.BILINEAR)
+            # At least 1 px per side: a 10000x1 strip shrunk to 640 px wide would round to 0 px tall.
+            size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+            rgb = rgb.resize(size, Image.Resampling.BILINEAR)
         self.load()
         with self._lock:
             found = self._mtcnn.detect_faces(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -109,7 +110,7 @@ class _Routes(dict):
 def http_server():
     """A server on 127.0.0.1 that answers the routes a test sets.
 
-    ``routes[path] = (status, body[, length[, headers]])``: ``body`` is bytes, or a function
+    ``routes[path] = (status, body[, length[, headers]])`` (path ``"*"``: every other path): ``body`` is bytes, or a function
     that gets ``write(bytes)`` and streams (slowly, endlessly...); ``length`` None sends no
     Content-Length (the body then ends when the connection closes); ``headers`` is a dict.
     """
@@ -122,7 +123,7 @@ def http_server():
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             routes.requests.append((self.path, dict(self.headers)))
-            status, body, *rest = routes.get(self.path, (404, b"not found"))
+            status, body, *rest = routes.get(self.path) or routes.get("*", (404, b"not found"))
             length = rest[0] if rest else (len(body) if isinstance(body, bytes) else None)
             headers = rest[1] if len(rest) > 1 else {}
             try:
@@ -203,6 +204,147 @@ def encode(image: Image.Image, format: str = "JPEG", **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format, **options)
     return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------- gunicorn
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_env(**settings) -> dict:
+    """The environment of a child process: this checkout's package first."""
+    env = {key: value for key, value in os.environ.items() if key not in ("MODEL_PATH", "HOST", "PORT", "WORKERS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(config.PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update({key: str(value) for key, value in settings.items()})
+    return env
+
+
+def wait_for_health(base_url: str, process, seconds: float = 90) -> dict:
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"gunicorn exited with {process.returncode}")
+        try:
+            return requests.get(f"{base_url}/health", timeout=5).json()
+        except (requests.ConnectionError, requests.Timeout):  # bound, but the workers still boot
+            time.sleep(0.2)
+    raise AssertionError(f"no /health answer from {base_url} within {seconds} s")
+
+
+@contextlib.contextmanager
+def gunicorn(log: Path, **settings):
+    """``gunicorn -c deployment/gunicorn.conf.py`` on 127.0.0.1 and a free port, as people run it.
+
+    ``settings`` become environment variables (MODEL_PATH, WORKERS...); yields (base URL, the
+    master process) once /health answers, and stops gunicorn afterwards. Output goes to ``log``.
+    """
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = service_env(PORT=port, HOST="127.0.0.1", **settings)
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(config.PROJECT_ROOT / "deployment" / "gunicorn.conf.py")],
+            cwd=config.PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(base_url, process)
+        yield base_url, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ---------------------------------------------------------------------------- a network that stays here
+
+
+class OfflineNetwork:
+    """What :func:`offline_network` saw: the names looked up and the connections refused."""
+
+    def __init__(self):
+        self.names_resolve_to: str | None = None
+        self.every_host_is: int | None = None  # the port of a server on 127.0.0.1
+        self.lookups: list[str] = []
+        self.refused: list[str] = []
+
+    @property
+    def attempts(self) -> int:
+        return len(self.lookups) + len(self.refused)
+
+
+@pytest.fixture
+def offline_network(monkeypatch) -> OfflineNetwork:
+    """The URL fetcher on a machine without a network, for tests that feed it generated URLs.
+
+    Name resolution never leaves the machine: numeric hosts resolve to themselves, ``localhost``
+    to 127.0.0.1, and every other name fails as an unknown host does, or, with
+    ``names_resolve_to = ADDRESS``, resolves to that address. Connections to anything but
+    loopback are refused at once (ECONNREFUSED), where the guard above would fail the request
+    with an AssertionError: a generated URL with a public address literal answers like an
+    unreachable host (502), not like a fault of the service.
+
+    With ``every_host_is = PORT`` the network is instead one where every address answers: each
+    connection the fetcher opens, to any address and port, reaches 127.0.0.1:PORT. TLS is not
+    simulated: https:// URLs are served in clear by the same server (test_fetch.py checks TLS).
+    """
+    import errno
+    import ipaddress
+    import socket
+
+    from maskdetect import fetch
+
+    network = OfflineNetwork()
+    numeric = socket.getaddrinfo
+
+    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+        network.lookups.append(str(host))
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name.lower().rstrip(".") == "localhost":
+            name = "127.0.0.1"
+        try:
+            return numeric(name, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+        except socket.gaierror:
+            if network.names_resolve_to is None:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (offline test network)") from None
+            return numeric(network.names_resolve_to, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+
+    open_socket = fetch._PinnedHTTPConnection._open_socket  # the loopback guard above
+
+    def refuse_but_loopback(self):
+        if network.every_host_is is not None:
+            self.address = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", network.every_host_is))
+        address = ipaddress.ip_address(self.address[4][0])
+        if not address.is_loopback:
+            network.refused.append(str(address))
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused (offline test network)")
+        return open_socket(self)
+
+    def in_clear(self):
+        if network.every_host_is is None:
+            return tls_connect(self)
+        self.sock = self._open_socket()
+
+    tls_connect = fetch._PinnedHTTPSConnection.connect
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(fetch._PinnedHTTPConnection, "_open_socket", refuse_but_loopback)
+    monkeypatch.setattr(fetch._PinnedHTTPSConnection, "connect", in_clear)
+    return network
 
 
 @pytest.fixture(scope="session")

@@ -10,11 +10,9 @@ from __future__ import annotations
 import functools
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,25 +20,11 @@ import pytest
 import requests
 from PIL import Image
 
-from conftest import photo
+from conftest import free_port, gunicorn, photo, service_env
 from maskdetect import config
 
 ROOT = config.PROJECT_ROOT
 DEPLOYMENT = ROOT / "deployment"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def service_env(**settings) -> dict:
-    """The environment of a child process: this checkout's package first."""
-    env = {key: value for key, value in os.environ.items() if key not in ("MODEL_PATH", "HOST", "PORT", "WORKERS")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update({key: str(value) for key, value in settings.items()})
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -66,40 +50,12 @@ def image_site(images):
     server.server_close()
 
 
-def wait_for_health(base_url: str, process: subprocess.Popen, seconds: float = 90) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"gunicorn exited with {process.returncode}")
-        try:
-            return requests.get(f"{base_url}/health", timeout=5).json()
-        except (requests.ConnectionError, requests.Timeout):  # bound, but the workers still boot
-            time.sleep(0.2)
-    raise AssertionError(f"no /health answer from {base_url} within {seconds} s")
-
-
 @pytest.fixture(scope="module")
 def service(model_file, tmp_path_factory):
     """gunicorn with the project's config file, two workers, URLs to 127.0.0.1 allowed."""
-    port = free_port()
     log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    env = service_env(MODEL_PATH=model_file, PORT=port, HOST="127.0.0.1", WORKERS=2, MASKDETECT_ALLOW_PRIVATE_URLS=1)
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(DEPLOYMENT / "gunicorn.conf.py")],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(base_url, process)
+    with gunicorn(log, MODEL_PATH=model_file, WORKERS=2, MASKDETECT_ALLOW_PRIVATE_URLS=1) as (base_url, process):
         yield base_url, process, log
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # ---------------------------------------------------------------------------- gunicorn

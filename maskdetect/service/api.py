@@ -48,7 +48,10 @@ def _image_from_request() -> bytes | str:
     """The uploaded bytes, or the URL to fetch, from whichever of the three forms was sent."""
     mimetype = request.mimetype
     if mimetype == "application/json":
-        payload = request.get_json(silent=True)
+        try:
+            payload = request.get_json(silent=True)  # None for invalid JSON
+        except RecursionError:  # not a ValueError, so `silent` lets it through: [[[[... 100,000 deep
+            raise ApiError(400, f"the JSON body is nested too deeply; {HOW_TO_SEND}") from None
         if not isinstance(payload, dict):
             raise ApiError(400, f"the body is not a valid JSON object; {HOW_TO_SEND}")
         url = payload.get("url")

@@ -39,7 +39,11 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http(error: HTTPException):
-        return error_response(error.code or 500, _http_message(error))
+        response = error_response(error.code or 500, _http_message(error))
+        for name, value in error.get_headers():  # e.g. the Allow header a 405 must carry (RFC 9110)
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):  # Flask picks the most specific handler: only faults get here

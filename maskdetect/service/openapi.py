@@ -13,6 +13,9 @@ from flask import Flask
 from .. import config
 
 
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s]+([/?#]\S*)?$"
+
+
 def _error(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
@@ -37,7 +40,8 @@ def openapi_document(app: Flask) -> dict:
                     "type": "object",
                     "required": ["image"],
                     "properties": {"image": {**binary, "description": "the image file"}},
-                }
+                },
+                "encoding": {"image": {"contentType": "image/*"}},
             },
             "image/*": {"schema": {**binary, "description": "the image file's bytes"}},
         },
@@ -162,7 +166,15 @@ def openapi_document(app: Flask) -> dict:
                 "UrlRequest": {
                     "type": "object",
                     "required": ["url"],
-                    "properties": {"url": {"type": "string", "format": "uri", "description": "an http(s) URL of an image"}},
+                    "properties": {
+                        "url": {
+                            "type": "string",
+                            "format": "uri",
+                            # what maskdetect.fetch.parse_url takes: http or https, a host, no user name
+                            "pattern": URL_PATTERN,
+                            "description": "an http(s) URL of an image, without a user name or password",
+                        }
+                    },
                 },
                 "Prediction": {
                     "type": "object",

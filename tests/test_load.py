@@ -1,0 +1,155 @@
+"""Load in CI-sized form: the service as deployed survives 5,000 uploads at concurrency 16.
+
+gunicorn starts with ``deployment/gunicorn.conf.py`` (2 sync workers) and the committed model
+on 127.0.0.1; 16 client threads in this process upload JPEGs of about 20 KB to 1 MB as
+multipart forms, a new connection each (sync workers close every connection). It checks: no
+5xx and no connection error, every answer a prediction and the same one for the same image,
+no worker restarted, and each worker's RSS grown by at most 10% from after the first 1,000
+requests to the end (a leak per request would show). The numbers (requests/s, latency
+percentiles, RSS) are printed so a CI log shows them.
+
+A benchmark this is not (``make bench`` is): the client shares the machine's cores with the
+server. The whole run is bounded (``TIME_LIMIT_S``); past it the test fails and says how far it
+got. ``MASKDETECT_LOAD_MODEL`` serves another model file (e.g. ``deployment/maskdetect.tflite``).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from conftest import encode, gunicorn, photo
+from maskdetect import config
+
+MODEL = Path(os.environ.get("MASKDETECT_LOAD_MODEL") or config.PROJECT_ROOT / "deployment" / config.MODEL_FILE)
+REQUESTS = 5_000
+CONCURRENCY = 16
+WORKERS = 2
+CHECKPOINT = 1_000  # RSS is compared from here to the end: start-up and warm-up are over by then
+MAX_RSS_GROWTH = 0.10
+TIME_LIMIT_S = 300  # the whole drive; 86-127 s here (2 cores shared with other jobs, documentation/testing.md)
+
+
+def jpeg(width: int, height: int, seed: int) -> bytes:
+    """A photo-like JPEG: smooth shapes plus a little noise, so it compresses like a photo."""
+    image = np.asarray(photo(seed, (width, height)), np.int16)
+    noise = np.random.default_rng(seed).integers(-12, 13, image.shape)
+    return encode(Image.fromarray(np.clip(image + noise, 0, 255).astype(np.uint8)), quality=92)
+
+
+@pytest.fixture(scope="module")
+def bodies() -> list[bytes]:
+    """The mix of uploads, in the order they are sent, cycled: mostly small, some large."""
+    sizes = {(320, 240): 4, (640, 480): 3, (1024, 768): 2, (1800, 1350): 1}  # ~20, 90, 270, 1000 KB
+    mix = []
+    for seed, ((width, height), count) in enumerate(sizes.items()):
+        image = jpeg(width, height, seed)
+        mix.extend([image] * count)
+    return mix
+
+
+@pytest.fixture(scope="module")
+def deployed_service(tmp_path_factory):
+    if not MODEL.is_file():
+        pytest.fail(f"no model at {MODEL}: the load test serves the committed model (or MASKDETECT_LOAD_MODEL)")
+    log = tmp_path_factory.mktemp("load") / "gunicorn.log"
+    with gunicorn(log, MODEL_PATH=MODEL, WORKERS=WORKERS) as (base_url, process):
+        yield base_url, process, log
+
+
+def worker_rss(master) -> dict[int, int]:
+    """RSS in bytes of each gunicorn worker, by pid."""
+    return {child.pid: child.memory_info().rss for child in master.children()}
+
+
+def test_5000_uploads_at_concurrency_16(deployed_service, bodies, capsys):
+    import psutil
+
+    base_url, process, log = deployed_service
+    master = psutil.Process(process.pid)
+    assert len(master.children()) == WORKERS
+
+    counter = itertools.count()
+    lock = threading.Lock()
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    failures: list[str] = []  # connection errors, timeouts, answers that are not predictions
+    answers: dict[int, set] = {}  # body index -> the answers it got
+    checkpoint: dict[int, int] = {}
+    stop_at = time.monotonic() + TIME_LIMIT_S
+
+    def client():
+        with requests.Session() as session:
+            while (number := next(counter)) < REQUESTS and time.monotonic() < stop_at:
+                which = number % len(bodies)
+                started = time.perf_counter()
+                try:
+                    response = session.post(
+                        f"{base_url}/predict", files={"image": ("photo.jpg", io.BytesIO(bodies[which]), "image/jpeg")}, timeout=60
+                    )
+                    body = response.json() if response.status_code == 200 else None
+                except (requests.RequestException, ValueError) as error:
+                    with lock:
+                        failures.append(f"request {number}: {error.__class__.__name__}: {error}")
+                    continue
+                elapsed = time.perf_counter() - started
+                with lock:
+                    latencies.append(elapsed)
+                    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                    if body is not None:
+                        answers.setdefault(which, set()).add((body.get("label"), body.get("with_mask")))
+                    if len(latencies) == CHECKPOINT:
+                        checkpoint.update(worker_rss(master))
+
+    def cpu_seconds(process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    me, workers = psutil.Process(), master.children()
+    cpu_before = [cpu_seconds(me)] + [cpu_seconds(worker) for worker in workers]
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, name=f"load-{i}") for i in range(CONCURRENCY)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.monotonic() - started
+    end = worker_rss(master)
+    cpu = [cpu_seconds(process) - before for process, before in zip([me, *workers], cpu_before)]
+
+    done = len(latencies) + len(failures)
+    latency_ms = sorted(1000 * value for value in latencies)
+    percentile = lambda p: latency_ms[min(len(latency_ms) - 1, int(p / 100 * len(latency_ms)))]  # noqa: E731
+    growth = {pid: end[pid] / checkpoint[pid] - 1 for pid in checkpoint if pid in end}
+    with capsys.disabled():
+        print(
+            f"\nload: {done} uploads ({len(bodies)}-image mix, {min(map(len, bodies)) // 1024}-"
+            f"{max(map(len, bodies)) // 1024} KB) at concurrency {CONCURRENCY}, {WORKERS} workers, model {MODEL.name}: "
+            f"{seconds:.1f} s, {done / seconds:.1f} requests/s; latency p50 {percentile(50):.0f} ms, "
+            f"p95 {percentile(95):.0f} ms, p99 {percentile(99):.0f} ms, max {latency_ms[-1]:.0f} ms; "
+            f"statuses {statuses}; connection errors {len(failures)}; CPU seconds: client {cpu[0]:.0f}, "
+            f"workers {' + '.join(f'{value:.0f}' for value in cpu[1:])}; load average {os.getloadavg()[0]:.1f}"
+        )
+        for pid in sorted(end):
+            before = checkpoint.get(pid)
+            shown = f"{before / 2**20:.0f} MB after {CHECKPOINT} requests -> " if before else ""
+            print(f"load: worker {pid} RSS {shown}{end[pid] / 2**20:.0f} MB at the end ({100 * growth.get(pid, 0):+.1f}%)")
+
+    assert done == REQUESTS, (
+        f"only {done} of {REQUESTS} requests within the {TIME_LIMIT_S} s limit ({done / seconds:.1f} requests/s): "
+        "the service is too slow, or the machine too busy to run this test"
+    )
+    assert not failures, f"{len(failures)} requests failed, e.g. {failures[:3]}"
+    assert statuses == {200: REQUESTS}, f"statuses {statuses}; see {log}"
+    assert all(len(seen) == 1 and None not in next(iter(seen)) for seen in answers.values()), answers
+    assert set(end) == set(checkpoint), f"workers changed during the run ({sorted(checkpoint)} -> {sorted(end)}); see {log}"
+    assert all(value <= MAX_RSS_GROWTH for value in growth.values()), f"worker RSS grew by {growth} (limit 10%)"
