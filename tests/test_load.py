@@ -1,7 +1,7 @@
 """Load in CI-sized form: the service as deployed survives 5,000 uploads at concurrency 16.
 
-gunicorn starts with ``deployment/gunicorn.conf.py`` (2 sync workers) and the committed model
-on 127.0.0.1; 16 client threads in this process upload JPEGs of about 20 KB to 1 MB as
+gunicorn starts with ``deployment/gunicorn.conf.py`` (2 sync workers) and the committed LiteRT
+model (``deployment/maskdetect.tflite``, the lean path) on 127.0.0.1; 16 client threads in this process upload JPEGs of about 20 KB to 1 MB as
 multipart forms, a new connection each (sync workers close every connection). It checks: no
 5xx and no connection error, every answer a prediction and the same one for the same image,
 no worker restarted, and each worker's RSS grown by at most 10% from after the first 1,000
@@ -10,7 +10,7 @@ percentiles, RSS) are printed so a CI log shows them.
 
 A benchmark this is not (``make bench`` is): the client shares the machine's cores with the
 server. The whole run is bounded (``TIME_LIMIT_S``); past it the test fails and says how far it
-got. ``MASKDETECT_LOAD_MODEL`` serves another model file (e.g. ``deployment/maskdetect.tflite``).
+got. ``MASKDETECT_LOAD_MODEL`` serves another model file (e.g. ``deployment/maskdetect.h5``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from PIL import Image
 from conftest import encode, gunicorn, photo
 from maskdetect import config
 
-MODEL = Path(os.environ.get("MASKDETECT_LOAD_MODEL") or config.PROJECT_ROOT / "deployment" / config.MODEL_FILE)
+MODEL = Path(os.environ.get("MASKDETECT_LOAD_MODEL") or config.PROJECT_ROOT / "deployment" / "maskdetect.tflite")
 REQUESTS = 5_000
 CONCURRENCY = 16
 WORKERS = 2
