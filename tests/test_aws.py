@@ -10,7 +10,6 @@ handler module, the sample events, the stand-in and the notebook.
 from __future__ import annotations
 
 import base64
-import functools
 import importlib.metadata
 import importlib.util
 import io
@@ -20,9 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -30,7 +27,7 @@ import requests
 import yaml
 from PIL import Image
 
-from conftest import encode, photo
+from conftest import dockerfile_instructions, encode, photo, serve_folder
 from maskdetect import config
 from maskdetect.aws_lambda import LambdaApp, http_api_event
 from maskdetect.errors import INTERNAL_ERROR
@@ -366,20 +363,11 @@ def test_importing_the_handler_loads_only_the_lean_runtime(tmp_path):
     assert package | {"__init__"} == _copied_package_modules()
 
 
-def _dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
-    text = re.sub(r"\\\n", " ", path.read_text())
-    rows = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keyword, _, rest = line.partition(" ")
-            rows.append((keyword.upper(), rest.strip()))
-    return rows
 
 
 def _copies() -> list[tuple[list[str], str]]:
     rows = []
-    for keyword, rest in _dockerfile_instructions(AWS / "Dockerfile"):
+    for keyword, rest in dockerfile_instructions(AWS / "Dockerfile"):
         if keyword == "COPY":
             words = [word for word in rest.split() if not word.startswith("--")]
             rows.append((words[:-1], words[-1]))
@@ -393,7 +381,7 @@ def _copied_package_modules() -> set[str]:
 def test_the_lambda_dockerfile():
     from maskdetect.aws_lambda import MODEL_FILE
 
-    instructions = _dockerfile_instructions(AWS / "Dockerfile")
+    instructions = dockerfile_instructions(AWS / "Dockerfile")
     assert instructions[0] == ("ARG", "LAMBDA_IMAGE=public.ecr.aws/lambda/python:3.12")
     assert ("FROM", "${LAMBDA_IMAGE}") in instructions
     assert dict(instructions)["CMD"] == '["lambda_function.lambda_handler"]'
@@ -510,14 +498,8 @@ def images(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def image_site(images):
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(images))
-    handler.log_message = lambda *args: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_folder(images) as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,17 @@ with images for URL inputs served by a local HTTP server.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 from PIL import Image
 
-from conftest import free_port, gunicorn, photo, service_env
+from conftest import free_port, gunicorn, photo, serve_folder, service_env
 from maskdetect import config
 
 ROOT = config.PROJECT_ROOT
@@ -40,14 +37,8 @@ def images(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def image_site(images):
     """http://127.0.0.1:PORT/ serving the images folder (the URLs the service fetches)."""
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(images))
-    handler.log_message = lambda *args: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_folder(images) as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="module")

@@ -6,25 +6,19 @@ Fast: no container engine, no network.
 from __future__ import annotations
 
 import importlib.util
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from conftest import dockerfile_instructions
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "deployment" / "docker"
 
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:
-    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
-    rows = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keyword, _, rest = line.partition(" ")
-            rows.append((keyword.upper(), rest.strip()))
-    return rows
+    return dockerfile_instructions(ROOT / "Dockerfile")
 
 
 def _copy_sources() -> list[str]:

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kubernetes_validate
 
+from conftest import dockerfile_instructions
 from maskdetect import config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,14 +71,7 @@ def container(deployment) -> dict:
 
 def _dockerfile() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
-    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
-    rows = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keyword, _, rest = line.partition(" ")
-            rows.append((keyword.upper(), rest.strip()))
-    return rows
+    return dockerfile_instructions(ROOT / "Dockerfile")
 
 
 def _dockerfile_env() -> dict[str, str]:
