@@ -684,7 +684,7 @@ def write_report(path: Path, report: str) -> None:
         old = path.read_text()
         if KEEP_MARKER in old:
             kept = old.split(KEEP_MARKER, 1)[1].lstrip("\n")
-    text = report.rstrip("\n") + "\n" + (kept if kept else "")
+    text = report.rstrip("\n") + "\n" + ("\n" + kept if kept else "")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

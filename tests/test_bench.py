@@ -180,7 +180,7 @@ def test_the_report_keeps_the_notes_and_is_replaced_atomically(tmp_path, monkeyp
     assert out.read_text() == "# new\n\n<!-- kept -->\n"
     out.write_text("# new\n\n<!-- kept -->\n\nnotes\n")
     bench.write_report(out, "# newer\n\n<!-- kept -->\n")
-    assert out.read_text() == "# newer\n\n<!-- kept -->\nnotes\n"
+    assert out.read_text() == "# newer\n\n<!-- kept -->\n\nnotes\n"
 
     def broken(*args):
         raise OSError("disk full")
@@ -188,7 +188,7 @@ def test_the_report_keeps_the_notes_and_is_replaced_atomically(tmp_path, monkeyp
     monkeypatch.setattr(bench.os, "replace", broken)
     with pytest.raises(OSError, match="disk full"):
         bench.write_report(out, "# half\n")
-    assert out.read_text() == "# newer\n\n<!-- kept -->\nnotes\n"  # the old report, untouched
+    assert out.read_text() == "# newer\n\n<!-- kept -->\n\nnotes\n"  # the old report, untouched
     assert sorted(path.name for path in tmp_path.iterdir()) == ["RESULTS.md"]
 
 
