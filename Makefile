@@ -1,6 +1,7 @@
 # maskdetect: every target sets up what it needs first.
 #   make serve   serve the committed model at http://localhost:9696 (the main job)
 #   make test    run the whole test suite
+#   make bench   measure the service's latency, throughput, memory and cold start
 #   make data    download, verify and lay out the leakage-safe split under data/
 
 SHELL := /bin/bash
@@ -16,7 +17,7 @@ export PIPENV_NOSPIN := 1
 export PIPENV_YES := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help env serve test data split faces data-files train export notebooks lock clean
+.PHONY: help env serve test bench data split faces data-files train export notebooks lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +40,9 @@ serve: env  ## serve the committed model at http://localhost:9696
 
 test: env  ## run the whole test suite
 	$(VENV)/bin/pytest
+
+bench: env  ## benchmark the service, .h5 and .tflite side by side, into benchmarks/RESULTS.md (~10 min; QUICK=1: ~1 min)
+	$(VENV)/bin/python benchmarks/bench.py $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 data: env  ## verify the source and lay out data/{train,validation,test}/ from data/splits.csv
 	$(VENV)/bin/maskdetect data

@@ -18,7 +18,9 @@ from maskdetect.config import DEFAULT_HOST, DEFAULT_PORT, model_path
 wsgi_app = "maskdetect.service:create_app()"
 bind = f"{os.environ.get('HOST') or DEFAULT_HOST}:{os.environ.get('PORT') or DEFAULT_PORT}"
 workers = int(os.environ.get("WORKERS") or 2)
-worker_class = "sync"  # one request at a time per worker: inference is CPU-bound
+# One request at a time per worker: inference is CPU-bound. gthread (2 workers x 2 threads, or
+# 1 x 4) answered no more requests/s on 2 cores (benchmarks/RESULTS.md, "What changed what").
+worker_class = "sync"
 # No preload: TensorFlow is not fork-safe, so every worker imports it and loads the
 # model itself, once, when gunicorn boots the worker.
 preload_app = False

@@ -68,7 +68,7 @@ class MTCNNDetector:
             if self._mtcnn is None:
                 from mtcnn import MTCNN
 
-                self._mtcnn = MTCNN(device="CPU:0")
+                self._mtcnn = _compiled(MTCNN(device="CPU:0"))
         return self
 
     def detect(self, image: Image.Image) -> list[Face]:
@@ -105,6 +105,29 @@ class MTCNNDetector:
             if box[2] > box[0] and box[3] > box[1]:
                 faces.append(Face(box, float(result["confidence"])))
         return faces
+
+
+# The input of MTCNN's three networks: PNet sees each pyramid level of the image, RNet and ONet
+# batches of 24 px and 48 px candidate crops.
+_NETWORK_INPUTS = ((1, None, None, 3), (None, 24, 24, 3), (None, 48, 48, 3))
+
+
+def _compiled(mtcnn):
+    """``mtcnn`` with its three Keras networks run as TensorFlow graphs (``tf.function``).
+
+    The ``mtcnn`` package calls them eagerly, layer by layer, once per pyramid level: on a 400 px
+    scene most of the ~400 ms of CPU per detection went to Python and Keras dispatch, not to the
+    convolutions (pyinstrument; benchmarks/RESULTS.md). The same layers as graphs give the same
+    boxes and scores (tests/test_faces.py compares them) at about a third of the CPU. Each graph
+    is traced here, once, for inputs of any size, so no request pays for tracing.
+    """
+    import tensorflow as tf
+
+    for stage, shape in zip(mtcnn.stages, _NETWORK_INPUTS):
+        network = tf.function(stage.model, input_signature=[tf.TensorSpec(shape, tf.float32)])
+        network.get_concrete_function()
+        stage._model = network  # noqa: SLF001 - the stages call self._model(batch); mtcnn is pinned
+    return mtcnn
 
 
 def largest_face(detector: FaceDetector, source: ImageSource) -> Face | None:

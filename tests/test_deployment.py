@@ -218,21 +218,3 @@ def test_upload_a_file_and_paste_a_url_in_the_page(browser, service, images, ima
     assert "not an image" in error.text
     console = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert len(console) == 1 and "/predict" in console[0] and "422" in console[0], console  # the refused upload only
-
-
-# ---------------------------------------------------------------------------- the latency benchmark
-
-
-def test_latency_benchmark_runs_and_reports(model_file):
-    """A short run of benchmarks/predict_latency.py (the documented numbers come from a full one)."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "predict_latency.py"), "--model", str(model_file),
-         "--requests", "30", "--warmup", "2", "--workers", "1"],
-        capture_output=True, text=True, timeout=180, env=service_env(),
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout)
-    assert report["requests"] == 30 and report["workers"] == 1 and report["model"] == "maskdetect.h5"
-    assert 90_000 <= report["image_bytes"] <= 110_000
-    assert 0 < report["p50_ms"] <= report["p95_ms"] <= report["max_ms"]
-    assert report["rss_mb_per_worker"][0] > 100
