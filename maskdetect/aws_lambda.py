@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import config
-from .errors import INTERNAL_ERROR, KNOWN_ERRORS, ApiError, body_too_large_message, status_and_message
+from .errors import INTERNAL_ERROR, KNOWN_ERRORS, ApiError, body_too_large_message, no_file_in_form, status_and_message
 from .fetch import Limits
 from .inference import ModelError, Predictor
 
@@ -139,13 +139,15 @@ def file_from_form(content_type: str, body: bytes) -> bytes:
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body
     )
-    files = {}
+    files, fields = {}, []
     for part in message.iter_parts() if message.is_multipart() else ():
         name = part.get_param("name", header="content-disposition")
         if name and part.get_filename() is not None:
             files.setdefault(name, part.get_payload(decode=True) or b"")
+        elif name:
+            fields.append(name)
     if "image" not in files:
-        raise ApiError(400, f'the form has no file in field "image" (fields: {sorted(files) or "none"})')
+        raise ApiError(400, no_file_in_form(list(files), fields))
     return files["image"]
 
 

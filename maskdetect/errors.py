@@ -53,3 +53,11 @@ def status_and_message(error: Exception) -> tuple[int, str]:
 def body_too_large_message(limit: int) -> str:
     """The 413 message for a request body over ``limit`` bytes."""
     return f"the request body is over the {limit / 1024 / 1024:g} MB limit; send a smaller image"
+
+
+def no_file_in_form(files: list[str], fields: list[str]) -> str:
+    """The message for a form upload without a file in field "image" (the service and the Lambda)."""
+    if "image" in fields:
+        return ('the form\'s "image" part is not a file (no filename in its Content-Disposition): '
+                "send the image as a file upload, e.g. curl -F image=@photo.jpg")
+    return f'the form has no file in field "image" (files: {sorted(files) or "none"})'

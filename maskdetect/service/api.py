@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..crowd import CrowdAnalyzer, annotate
+from ..errors import no_file_in_form
 from ..fetch import fetch_bytes
 from ..images import decode_image
 from ..inference import Predictor
@@ -61,7 +62,7 @@ def _image_from_request() -> bytes | str:
     if mimetype == "multipart/form-data":
         upload = request.files.get("image")
         if upload is None:
-            raise ApiError(400, f'the form has no file in field "image" (fields: {sorted(request.files) or "none"})')
+            raise ApiError(400, no_file_in_form(list(request.files), list(request.form)))
         data = upload.read()
     elif mimetype.startswith("image/"):
         data = request.get_data()
