@@ -19,7 +19,7 @@ Every file is written atomically (a temporary file beside the target, then a ren
 once every requested export has passed its check: a refused export leaves no file and keeps any
 previous one. The checks are recorded in ``metrics.json`` beside the model, under ``exports``
 (every other key kept): per file its bytes, sha256, max_abs_diff and the number of images
-checked. :func:`maskdetect.inference.model_name` reads that entry to serve the export under the
+checked. :func:`maskdetect.inference.model_report` reads that entry to serve the export under the
 Keras model's name and threshold.
 """
 

@@ -131,14 +131,6 @@ def model_report(path: Path) -> dict | None:
     return report
 
 
-def model_name(path: Path) -> tuple[str, float]:
-    """(name, threshold) from :func:`model_report`, else (file name, 0.5)."""
-    report = model_report(path)
-    if report is None:
-        return path.name, THRESHOLD
-    return str(report["model"]), float(report.get("threshold", THRESHOLD))
-
-
 def crowd_threshold(report: dict | None, threshold: float) -> float:
     """The threshold for faces found in scenes: chosen on real photos (``crowd_threshold``), else ``threshold``."""
     chosen = (report or {}).get("crowd_threshold")

@@ -228,6 +228,24 @@ def serve_folder(folder: Path):
         server.server_close()
 
 
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """A folder of images (and one text file) for services to fetch by URL."""
+    folder = tmp_path_factory.mktemp("images")
+    Image.new("RGB", (60, 80), "white").save(folder / "white.png")
+    Image.new("RGB", (60, 80), "black").save(folder / "black.jpg")
+    photo(11, (240, 320)).save(folder / "photo.jpg", quality=90)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def image_site(images):
+    """http://127.0.0.1:PORT/ serving the images folder (the URLs a service fetches)."""
+    with serve_folder(images) as base_url:
+        yield base_url
+
+
 def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
     import re

@@ -27,7 +27,7 @@ import requests
 import yaml
 from PIL import Image
 
-from conftest import dockerfile_instructions, encode, photo, serve_folder
+from conftest import dockerfile_instructions, encode, photo
 from maskdetect import config
 from maskdetect.aws_lambda import LambdaApp, http_api_event
 from maskdetect.errors import INTERNAL_ERROR
@@ -485,21 +485,6 @@ def test_the_template_routes_post_predict_to_the_image_function_within_the_limit
 
 
 # ---------------------------------------------------------------------------- the stand-in and the notebook
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("aws-images")
-    photo(11, (240, 320)).save(folder / "photo.jpg", quality=90)
-    Image.new("RGB", (60, 80), "white").save(folder / "white.png")
-    (folder / "notes.txt").write_text("not an image")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def image_site(images):
-    with serve_folder(images) as base_url:
-        yield base_url
 
 
 @pytest.fixture(scope="module")

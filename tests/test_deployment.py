@@ -15,30 +15,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from PIL import Image
 
-from conftest import free_port, gunicorn, photo, serve_folder, service_env
+from conftest import free_port, gunicorn, service_env
 from maskdetect import config
 
 ROOT = config.PROJECT_ROOT
 DEPLOYMENT = ROOT / "deployment"
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("images")
-    Image.new("RGB", (60, 80), "white").save(folder / "white.png")
-    Image.new("RGB", (60, 80), "black").save(folder / "black.jpg")
-    photo(11, (240, 320)).save(folder / "photo.jpg", quality=90)
-    (folder / "notes.txt").write_text("not an image")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def image_site(images):
-    """http://127.0.0.1:PORT/ serving the images folder (the URLs the service fetches)."""
-    with serve_folder(images) as base_url:
-        yield base_url
 
 
 @pytest.fixture(scope="module")
