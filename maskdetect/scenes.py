@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import csv
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .faces import FaceDetector
@@ -179,6 +179,41 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_mis
     if list_missed:
         report["missed"] = missed
     return report
+
+
+def share_error_sources(results: list[SceneResult], min_iou: float = MIN_IOU) -> dict[str, float | None]:
+    """The unmasked-share error as measured, and as it would be with one cause removed.
+
+    ``labels_right``: every matched face labelled as labelled (``incorrect`` as without_mask);
+    ``incorrect_right``: only the matched ``incorrect`` faces (masks under the nose, which a
+    with/without classifier sees as masks); ``no_unmatched``: detections that match no labelled
+    face dropped; ``neither``: both causes removed, so what is left comes from missed faces.
+    """
+
+    def mae(fix_labels: str | None, drop_unmatched: bool) -> float | None:
+        changed = []
+        for result in results:
+            pairs = dict(match([d.box for d in result.detected], [t.box for t in result.labelled], min_iou))
+            kept = []
+            for i, guess in enumerate(result.detected):
+                if i not in pairs:
+                    if not drop_unmatched:
+                        kept.append(guess)
+                    continue
+                truth = result.labelled[pairs[i]].label
+                if fix_labels == "all" or (fix_labels == "incorrect" and truth == "incorrect"):
+                    guess = replace(guess, label="without_mask" if truth in UNMASKED_LABELS else "with_mask")
+                kept.append(guess)
+            changed.append(replace(result, detected=kept))
+        return scene_metrics(changed, min_iou)["unmasked_share_mae"]
+
+    return {
+        "measured": mae(None, False),
+        "incorrect_right": mae("incorrect", False),
+        "labels_right": mae("all", False),
+        "no_unmatched": mae(None, True),
+        "neither": mae("all", True),
+    }
 
 
 def analyze_scenes(

@@ -9,7 +9,17 @@ from PIL import Image
 
 from conftest import photo
 from maskdetect.cli import main
-from maskdetect.scenes import Detected, Labelled, SceneResult, box_iou, match, read_labels, scene_metrics, size_bucket
+from maskdetect.scenes import (
+    Detected,
+    Labelled,
+    SceneResult,
+    box_iou,
+    match,
+    read_labels,
+    scene_metrics,
+    share_error_sources,
+    size_bucket,
+)
 
 
 def test_iou_of_hand_made_boxes():
@@ -85,6 +95,32 @@ def test_metric_arithmetic():
     ]
 
 
+def test_share_error_sources_remove_one_cause_at_a_time():
+    results = [
+        SceneResult(  # truth 2/3 unmasked; guessed 1/4: an incorrect called masked, a stray detection
+            "a.jpg",
+            [Labelled((0, 0, 20, 20), "without_mask"), Labelled((100, 0, 130, 30), "incorrect"), Labelled((200, 0, 230, 30), "with_mask")],
+            [
+                Detected((0, 0, 20, 20), "without_mask"),
+                Detected((100, 0, 130, 30), "with_mask"),
+                Detected((200, 0, 230, 30), "with_mask"),
+                Detected((500, 500, 520, 520), "with_mask"),
+            ],
+            0.1,
+        ),
+        SceneResult(  # truth 0/1; guessed 1/1: a masked face called unmasked
+            "b.jpg", [Labelled((0, 0, 50, 50), "with_mask")], [Detected((0, 0, 50, 50), "without_mask")], 0.1
+        ),
+    ]
+    sources = share_error_sources(results)
+    assert sources["measured"] == pytest.approx((abs(2 / 3 - 1 / 4) + 1) / 2)
+    assert sources["measured"] == scene_metrics(results)["unmasked_share_mae"]
+    assert sources["incorrect_right"] == pytest.approx((abs(2 / 3 - 2 / 4) + 1) / 2)
+    assert sources["labels_right"] == pytest.approx(abs(2 / 3 - 2 / 4) / 2)
+    assert sources["no_unmatched"] == pytest.approx((abs(2 / 3 - 1 / 3) + 1) / 2)
+    assert sources["neither"] == pytest.approx(0.0)
+
+
 def test_detection_only_has_no_label_metrics():
     results = [SceneResult("a.jpg", [Labelled((0, 0, 20, 20), "with_mask")], [Detected((0, 0, 20, 20), None)], 0.1)]
     metrics = scene_metrics(results)
@@ -126,7 +162,14 @@ def test_evaluate_scenes_command_prints_json(tmp_path, model_file, capsys):
     assert report["unmasked_share_mae"] is None and report["images_without_detection"] == 2
     assert report["seconds_per_image"] > 0 and report["model"] == "maskdetect.h5"
     assert report["detector"]["min_face_size"] > 0
+    assert report["detector"]["weights"].endswith("mtcnn-masked.npz")  # the fine-tuned networks by default
     assert [(m["image"], m["best_iou"]) for m in report["missed"]] == [("one.jpg", 0.0), ("one.jpg", 0.0), ("two.jpg", 0.0)]
+
+    arguments = ["evaluate", "scenes", "--images", str(images), "--labels", str(labels), "--model", str(model_file), "--quiet"]
+    assert main([*arguments, "--detector-weights", "package"]) == 0
+    assert json.loads(capsys.readouterr().out)["detector"]["weights"] is None
+    assert main([*arguments, "--detector-weights", str(tmp_path / "absent.npz")]) == 1
+    assert "make detector" in capsys.readouterr().err
 
 
 def test_evaluate_faces_command_prints_json(tmp_path, model_file, capsys):
