@@ -41,5 +41,6 @@ RUN python -m pip install --no-deps --require-hashes --root-user-action=ignore -
     && rm /tmp/requirements.txt
 
 COPY maskdetect/ maskdetect/
-COPY deployment/gunicorn.conf.py deployment/maskdetect.h5 deployment/maskdetect.tflite deployment/metrics.json deployment/
+COPY deployment/gunicorn.conf.py deployment/maskdetect.h5 deployment/maskdetect.tflite deployment/metrics.json \
+     deployment/mtcnn-masked.npz deployment/
 USER maskdetect

@@ -63,6 +63,16 @@ def command_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_train_detector(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .detector_training import DetectorTrainConfig, train_detector
+
+    overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
+    train_detector(dataclasses.replace(DetectorTrainConfig(), **overrides), out=args.out, progress=not args.quiet)
+    return 0
+
+
 def command_predict(args: argparse.Namespace) -> int:
     """One JSON line per input on stdout, in order; a failed input is reported on stderr."""
     import json
@@ -115,6 +125,8 @@ def _detector(args: argparse.Namespace):
             settings[name] = getattr(args, name)
     if getattr(args, "thresholds", None) is not None:
         settings["thresholds"] = tuple(args.thresholds)
+    if getattr(args, "detector_weights", None) is not None:
+        settings["weights"] = None if args.detector_weights == "package" else args.detector_weights
     return MTCNNDetector(**settings), settings
 
 
@@ -184,6 +196,12 @@ def _detector_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-score", type=float, help="keep faces with at least this confidence")
     group.add_argument("--min-side", type=int, help="enlarge images whose longer side is under this, first")
     group.add_argument("--max-side", type=int, help="shrink images whose longer side is over this, first")
+    group.add_argument(
+        "--detector-weights",
+        metavar="NPZ",
+        help="MTCNN weights from `maskdetect train-detector` (default: deployment/mtcnn-masked.npz); "
+        "'package' for the mtcnn package's own",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,6 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--out", type=Path, help="folder to write to (default: deployment/)")
     train_parser.add_argument("--quiet", action="store_true", help="no progress output")
     train_parser.set_defaults(run=command_train)
+
+    detector_parser = commands.add_parser(
+        "train-detector",
+        help="fine-tune MTCNN on masked faces and write deployment/mtcnn-masked.npz",
+        description="Fine-tune copies of MTCNN's three networks on the training split's faces, half "
+        "of them wearing synthetic masks, keeping the original answers everywhere else "
+        "(maskdetect.detector_training). Run `make data` first.",
+    )
+    detector_parser.add_argument("--steps", type=int, help="training steps per network (default: 600)")
+    detector_parser.add_argument("--seed", type=int, help="override the seed")
+    detector_parser.add_argument("--out", type=Path, help="the .npz to write (default: deployment/mtcnn-masked.npz)")
+    detector_parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    detector_parser.set_defaults(run=command_train_detector)
 
     model_help = "the model file (default: $MODEL_PATH, else deployment/maskdetect.h5)"
     predict_parser = commands.add_parser(

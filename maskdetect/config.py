@@ -111,10 +111,16 @@ def allow_private_urls() -> bool:
 # `maskdetect detect`, `POST /detect` and `maskdetect evaluate scenes` read these; the numbers
 # behind them are in documentation/crowd.md.
 
+# MTCNN's three networks fine-tuned on synthetic masked faces (`make detector`,
+# maskdetect.detector_training): the package's own weights miss most large masked faces. Shipped
+# with the code, like the deployment model.
+DETECTOR_WEIGHTS = PROJECT_ROOT / "deployment" / "mtcnn-masked.npz"
+
 # The face detector's settings (keyword arguments of maskdetect.faces.MTCNNDetector), tuned for
 # recall on scenes-dev (documentation/crowd.md): masked faces get low MTCNN confidences, so
 # lower stage thresholds found far more of them; more scales or enlarging small images did not.
 DETECTOR = {
+    "weights": str(DETECTOR_WEIGHTS),
     "min_face_size": 20,
     "scale_factor": 0.709,
     "thresholds": (0.4, 0.5, 0.5),

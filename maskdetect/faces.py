@@ -1,13 +1,15 @@
 """Face detection behind a small interface, so another detector can be swapped in.
 
-The default is MTCNN from the ``mtcnn`` package (weights ship inside it, MIT license).
-Boxes are in pixels of the image as displayed (EXIF orientation applied).
+The default is MTCNN from the ``mtcnn`` package (weights ship inside it, MIT license), with
+its three networks fine-tuned on synthetic masked faces (``config.DETECTOR_WEIGHTS``, made by
+:mod:`maskdetect.detector_training`). Boxes are in pixels of the image as displayed (EXIF orientation applied).
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -48,6 +50,7 @@ class MTCNNDetector:
         max_side: int = 640,
         min_score: float = 0.9,
         min_side: int = 0,
+        weights: str | None = None,
     ):
         self._mtcnn = None  # built by load(), at the latest by the first detect()
         self.min_face_size = min_face_size
@@ -56,6 +59,7 @@ class MTCNNDetector:
         self.max_side = max_side
         self.min_score = min_score
         self.min_side = min_side
+        self.weights = weights  # an .npz from maskdetect.detector_training; None: the package's own
         self._lock = threading.Lock()  # one MTCNN per service worker, shared by its threads
 
     def load(self) -> MTCNNDetector:
@@ -68,7 +72,20 @@ class MTCNNDetector:
             if self._mtcnn is None:
                 from mtcnn import MTCNN
 
-                self._mtcnn = _compiled(MTCNN(device="CPU:0"))
+                mtcnn = MTCNN(device="CPU:0")
+                if self.weights:
+                    from .detector_training import STAGES, load_weights
+
+                    if not Path(self.weights).is_file():
+                        raise FileNotFoundError(
+                            f"MTCNN weights {self.weights} are missing: run `make detector`, or "
+                            "use weights=None for the mtcnn package's own"
+                        )
+
+                    tuned = load_weights(self.weights)
+                    for name, stage in zip(STAGES, mtcnn.stages):
+                        stage.model.set_weights(tuned[name])
+                self._mtcnn = _compiled(mtcnn)
         return self
 
     def detect(self, image: Image.Image) -> list[Face]:
