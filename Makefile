@@ -84,7 +84,7 @@ docker:  ## build the service image (maskdetect:latest)
 docker-run:  ## serve the image at http://localhost:9696 (builds it if needed)
 	deployment/docker/run.sh
 
-docker-check:  ## build the image, run it, check /health and /predict, remove the container
+docker-check:  ## build the image, run it, check /health, /predict and /detect, remove the container
 	deployment/docker/check.sh
 
 docker-requirements: env  ## after `make lock`: pin the images' packages (deployment/docker/ and deployment/aws/requirements.txt)

@@ -1,10 +1,11 @@
 """Smoke-test a running prediction service: /health, then /predict with a JPEG.
 
-    python3 deployment/docker/smoke.py BASE_URL JPEG [--wait SECONDS] [--health-only]
+    python3 deployment/docker/smoke.py BASE_URL JPEG [--wait SECONDS] [--health-only] [--detect]
 
 Waits up to --wait seconds for GET /health to answer 200 {"status": "ok"}, then POSTs the JPEG
 as a multipart upload (field "image") and as a raw image/jpeg body, and checks each answer's
-shape. Standard library only, so it runs on the host without the project's environment.
+shape. With --detect it also POSTs it to /detect, which loads the face detector and its
+fine-tuned weights on first use. Standard library only, so it runs on the host without the project's environment.
 Prints one line per check; exits 1 on the first failure, saying what was wrong.
 """
 
@@ -79,12 +80,21 @@ def predict_raw(base: str, jpeg: bytes) -> tuple[int, dict]:
     return call(urllib.request.Request(f"{base}/predict", data=jpeg, headers=headers, method="POST"))
 
 
+def check_detection(status: int, body: dict) -> None:
+    if status != 200:
+        raise SmokeError(f"POST /detect: HTTP {status} {body}")
+    faces, total = body.get("faces"), body.get("total")
+    if not isinstance(faces, list) or total != len(faces) or body.get("with_mask", 0) + body.get("without_mask", 0) != total:
+        raise SmokeError(f"POST /detect: unexpected answer {body}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base_url")
     parser.add_argument("jpeg")
     parser.add_argument("--wait", type=float, default=180, help="seconds to wait for /health")
     parser.add_argument("--health-only", action="store_true", help="only wait for /health, quietly")
+    parser.add_argument("--detect", action="store_true", help="also POST the JPEG to /detect")
     args = parser.parse_args(argv)
     base = args.base_url.rstrip("/")
     try:
@@ -100,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
             check_prediction(what, status, body)
             print(f"POST /predict ({what}, {len(jpeg)} bytes): 200 in "
                   f"{(time.monotonic() - start) * 1000:.0f} ms {json.dumps(body)}")
+        if args.detect:
+            start = time.monotonic()
+            request = urllib.request.Request(f"{base}/detect", data=jpeg, headers={"Content-Type": "image/jpeg"}, method="POST")
+            status, body = call(request, timeout=120)  # the first /detect builds MTCNN
+            check_detection(status, body)
+            print(f"POST /detect (raw image/jpeg): 200 in {time.monotonic() - start:.1f} s, {body['total']} faces")
     except SmokeError as error:
         if not args.health_only:
             print(f"FAILED: {error}", file=sys.stderr)
