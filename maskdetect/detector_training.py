@@ -125,7 +125,7 @@ def _augment(tf, images, labels, boxes, masked_share):
     unmasked_share = 1 - tf.reduce_mean(labels)
     paint = tf.clip_by_value((masked_share - tf.reduce_mean(labels)) / tf.maximum(unmasked_share, 1e-3), 0.0, 1.0)
     images, painted = augment.paint_masks(images, tf.zeros_like(labels), boxes, paint, on_unmasked=True)
-    images, repainted = augment.paint_masks(images, labels, boxes, 0.5)
+    images, _ = augment.paint_masks(images, labels, boxes, 0.5)  # repaint the pasted graphic
     labels = tf.maximum(labels, painted)
     batch = tf.shape(images)[0]
     images = tf.image.adjust_brightness(images, tf.random.uniform([batch, 1, 1, 1], -0.2, 0.2))
