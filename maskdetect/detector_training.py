@@ -19,7 +19,6 @@ The result is one small ``.npz`` of weights (``deployment/mtcnn-masked.npz``) th
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config
+from .files import atomic_path
 
 STAGES = ("pnet", "rnet", "onet")
 INPUT_SIZES = {"pnet": 12, "rnet": 24, "onet": 48}
@@ -193,16 +193,8 @@ def train_network(stage: str, original, images, boxes, labels, cfg: DetectorTrai
 def save_weights(networks: dict, path: Path) -> Path:
     """All three networks' weights in one .npz, written atomically."""
     arrays = {f"{stage}/{i}": w for stage, network in networks.items() for i, w in enumerate(network.get_weights())}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        np.savez_compressed(temporary, **arrays)
     return path
 
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -23,6 +21,7 @@ import numpy as np
 
 from . import config
 from .evaluate import THRESHOLD
+from .files import atomic_path
 
 
 @dataclass
@@ -166,27 +165,14 @@ def split_hash() -> str:
 
 def save_model(model, path: Path) -> Path:
     """Write the .h5 without optimizer state, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".h5")
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         model.save(temporary, include_optimizer=False)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 
 def write_json(payload: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".json")
-    with os.fdopen(handle, "w") as out:
-        json.dump(payload, out, indent=2)
-        out.write("\n")
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(payload, indent=2) + "\n")
     return path
 
 
