@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from . import config
 from .fetch import download
+from .files import atomic_path
 
 SPLIT_COLUMNS = ("source", "class", "sha256", "group", "split", "file")
 MANIFEST_COLUMNS = ("path", "class", "sha256", "bytes")
@@ -63,18 +64,10 @@ def natural_key(path: str) -> tuple:
 
 
 def _write_csv_atomic(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(handle, "w", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.chmod(temporary, 0o644)  # mkstemp makes files private
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 # -------------------------------------------------------------------------- manifest

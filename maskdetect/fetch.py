@@ -39,11 +39,9 @@ import concurrent.futures
 import contextlib
 import http.client
 import ipaddress
-import os
 import re
 import socket
 import ssl
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -54,6 +52,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import config
+from .files import atomic_path
 
 CHUNK = 1 << 16
 USER_AGENT = "maskdetect (+https://github.com/prajnasb/observations)"
@@ -429,13 +428,11 @@ def download(
     appears only when complete; on any error nothing is left behind.
     """
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
     limits = Limits(connect_timeout=timeout, read_timeout=timeout, total_timeout=None, max_bytes=max_bytes)
     offline = "check the network, or pass a local copy with --source DIR / MASKDETECT_DATA_SOURCE=DIR"
-    handle, partial = tempfile.mkstemp(dir=destination.parent, prefix=".download-")
-    try:
-        with open_url(url, allow_private=True, limits=limits) as (final_url, response, deadline):
-            with os.fdopen(handle, "wb") as out, tqdm(
+    try:  # the file appears only when complete (atomic_path removes a partial one)
+        with atomic_path(destination) as partial, open_url(url, allow_private=True, limits=limits) as (final_url, response, deadline):
+            with open(partial, "wb") as out, tqdm(
                 total=declared_length(response),
                 unit="B",
                 unit_scale=True,
@@ -446,17 +443,10 @@ def download(
                 for chunk in iter_body(final_url, response, deadline, limits):
                     out.write(chunk)
                     bar.update(len(chunk))
-        os.chmod(partial, 0o644)  # mkstemp makes files private
-        os.replace(partial, destination)
     except FetchError as error:
-        os.unlink(partial)
         if isinstance(error, (BodyTooLarge, URLRefused)) or "answered HTTP" in str(error):
             raise
         raise FetchError(f"{error}; {offline}") from error
     except (OSError, http.client.HTTPException) as error:
-        os.unlink(partial)
         raise FetchError(f"download of {url} failed ({error}); try again") from error
-    except BaseException:
-        os.unlink(partial)
-        raise
     return destination
