@@ -10,7 +10,7 @@ box and a labeller's box around the same small face rarely agree better). The me
 * ``unmatched_detection_share``: detections matching no labelled face / detections (labelling
   is not exhaustive, so some of these are real, unlabelled faces);
 * ``label_accuracy``: on matched faces labelled with_mask or without_mask, the share the
-  classifier labels the same;
+  classifier labels the same, overall and by the labelled box's longer side;
 * ``unmasked_share_mae``: per image, (without_mask + incorrect) / labelled faces against
   without_mask / detected faces, averaged over images with at least one detection
   (``images_without_detection`` counts the others);
@@ -128,7 +128,9 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_mis
     faces = {bucket: 0 for bucket in SIZE_BUCKETS}
     found_by_label = {label: 0 for label in LABELS}
     faces_by_label = {label: 0 for label in LABELS}
-    detections = unmatched = labels_right = labels_checked = 0
+    detections = unmatched = 0
+    labels_right = {bucket: 0 for bucket in SIZE_BUCKETS}
+    labels_checked = {bucket: 0 for bucket in SIZE_BUCKETS}
     errors, without_detection, missed = [], 0, []
     classified = any(d.label is not None for r in results for d in r.detected)
     for result in results:
@@ -141,8 +143,8 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_mis
             found[size_bucket(truth.box)] += 1
             found_by_label[truth.label] += 1
             if classified and truth.label in ("with_mask", "without_mask"):
-                labels_checked += 1
-                labels_right += guess.label == truth.label
+                labels_checked[size_bucket(truth.box)] += 1
+                labels_right[size_bucket(truth.box)] += guess.label == truth.label
         matched = {j for _, j in pairs}
         for j, truth in enumerate(result.labelled):
             if list_missed and j not in matched:
@@ -169,8 +171,11 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_mis
             for label in LABELS
         },
         "unmatched_detection_share": _ratio(unmatched, detections),
-        "label_accuracy": _ratio(labels_right, labels_checked),
-        "label_accuracy_faces": labels_checked,
+        "label_accuracy": _ratio(sum(labels_right.values()), sum(labels_checked.values())),
+        "label_accuracy_faces": sum(labels_checked.values()),
+        "label_accuracy_by_size": {
+            b: {"accuracy": _ratio(labels_right[b], labels_checked[b]), "faces": labels_checked[b]} for b in SIZE_BUCKETS
+        },
         "unmasked_share_mae": sum(errors) / len(errors) if errors else None,
         "images_with_detection": len(results) - without_detection,
         "images_without_detection": without_detection,

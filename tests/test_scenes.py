@@ -84,6 +84,11 @@ def test_metric_arithmetic():
     }
     assert metrics["unmatched_detection_share"] == pytest.approx(1 / 5)
     assert metrics["label_accuracy"] == pytest.approx(2 / 3) and metrics["label_accuracy_faces"] == 3
+    assert metrics["label_accuracy_by_size"] == {
+        "<24": {"accuracy": 1.0, "faces": 1},
+        "24-48": {"accuracy": 0.0, "faces": 1},
+        ">48": {"accuracy": 1.0, "faces": 1},  # b.jpg's face; a.jpg's large one is `incorrect`
+    }
     # a.jpg: truth 2/4 unmasked (without_mask + incorrect), guess 3/4; b.jpg: 0 and 0; c.jpg has no detection.
     assert metrics["unmasked_share_mae"] == pytest.approx((0.25 + 0.0) / 2)
     assert (metrics["images_with_detection"], metrics["images_without_detection"]) == (2, 1)
