@@ -595,7 +595,8 @@ def test_the_handler_benchmark_reports(model_file, tmp_path, monkeypatch, capsys
     assert exit.value.code == 0
     report = json.loads(capsys.readouterr().out)  # the handler's log lines stay out of the report
     assert report["model"] == "maskdetect.h5" and report["requests"] == 3 and report["image_bytes"] > 1000
-    assert 0 < report["import_s"] and 0 < report["first_event_s"] and 0 < report["p50_ms"] <= report["p95_ms"]
+    # The package is already imported in this process, so importing the handler can round to 0.000 s.
+    assert 0 <= report["import_s"] < 60 and 0 < report["first_event_s"] and 0 < report["p50_ms"] <= report["p95_ms"]
     assert report["max_rss_mb"] > 50 and report["tensorflow_imported"] is True  # a Keras model needs it
     missing = subprocess.run([sys.executable, str(script), "--model", str(tmp_path / "none.tflite")],
                              capture_output=True, text=True, timeout=60)
