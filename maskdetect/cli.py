@@ -158,12 +158,13 @@ def command_evaluate(args: argparse.Namespace) -> int:
         from .scenes import evaluate_scenes
 
         detector, settings = _detector(args)
-        predictor = None if args.detection_only else Predictor.load(args.model)
+        predictor = None if args.detection_only else _crowd_predictor(args)
         report = evaluate_scenes(
             args.images, args.labels, detector, predictor, args.limit, progress=not args.quiet, list_missed=args.missed
         )
         report["detector"] = settings
         report["model"] = predictor.name if predictor else None
+        report["crowd_threshold"] = predictor.crowd_threshold if predictor else None
     print(json.dumps(report, indent=2))
     return 0
 
@@ -174,18 +175,47 @@ def command_detect(args: argparse.Namespace) -> int:
 
     from .crowd import CrowdAnalyzer, annotate
     from .images import decode_image
-    from .inference import Predictor
 
     if not args.image.is_file():
         raise FileNotFoundError(f"no such file: {args.image}")
     detector, _ = _detector(args)
     image = decode_image(args.image)
-    analysis = CrowdAnalyzer(detector, Predictor.load(args.model)).analyze(image)
+    analysis = CrowdAnalyzer(detector, _crowd_predictor(args)).analyze(image)
     print(json.dumps(analysis.as_dict(), indent=2))
     if args.out:
         annotate(image, analysis).save(args.out)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _crowd_predictor(args: argparse.Namespace):
+    """The classifier for face crops, with --crowd-threshold over the one recorded beside the model."""
+    from .inference import Predictor
+
+    predictor = Predictor.load(args.model)
+    if args.crowd_threshold is not None:
+        predictor.crowd_threshold = args.crowd_threshold
+    return predictor
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # NaN too
+        raise argparse.ArgumentTypeError(f"{text} is not a probability between 0 and 1")
+    return value
+
+
+def _crowd_threshold_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--crowd-threshold",
+        type=_probability,
+        metavar="P",
+        help="call a face crop with_mask from this p(with_mask) on (default: the crowd_threshold that "
+        "`maskdetect calibrate` recorded in the model's metrics.json)",
+    )
 
 
 def _detector_options(parser: argparse.ArgumentParser) -> None:
@@ -286,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect_parser.add_argument("image", type=Path, help="an image file")
     detect_parser.add_argument("--out", type=Path, help="also write the annotated image here (PNG, JPEG... by suffix)")
     detect_parser.add_argument("--model", type=Path, help=model_help)
+    _crowd_threshold_option(detect_parser)
     _detector_options(detect_parser)
     detect_parser.set_defaults(run=command_detect)
 
@@ -329,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     scenes_parser.add_argument("--images", type=Path, required=True, help="the folder of scene images")
     scenes_parser.add_argument("--labels", type=Path, required=True, help="CSV image,xmin,ymin,xmax,ymax,label")
     scenes_parser.add_argument("--model", type=Path, help=model_help)
+    _crowd_threshold_option(scenes_parser)
     scenes_parser.add_argument("--detection-only", action="store_true", help="no classifier: detection metrics only")
     scenes_parser.add_argument("--limit", type=int, help="only the first N images (by name), for quick checks")
     scenes_parser.add_argument(

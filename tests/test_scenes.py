@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image
 
-from conftest import photo
+from conftest import SHARED, _require, photo
 from maskdetect.cli import main
 from maskdetect.scenes import (
     Detected,
@@ -198,3 +198,28 @@ def test_evaluate_faces_needs_both_folders(tmp_path, model_file, capsys):
     (tmp_path / "with_mask").mkdir()
     assert main(["evaluate", "faces", str(tmp_path), "--model", str(model_file)]) == 1
     assert "without_mask" in capsys.readouterr().err
+
+
+def test_crowd_threshold_option_overrides_the_recorded_one(model_file, capsys):
+    """--crowd-threshold on detect and evaluate scenes; the report names the threshold it used."""
+    folder = _require(SHARED / "scenes-dev")
+    labels = read_labels(folder / "labels.csv")
+    busiest = max(sorted(labels)[:20], key=lambda name: len(labels[name]))
+    assert main(["detect", str(folder / "images" / busiest), "--model", str(model_file)]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert default["total"] >= 3 and default["without_mask"] > 0  # the brightness model, threshold 0.5
+    assert main(["detect", str(folder / "images" / busiest), "--model", str(model_file), "--crowd-threshold", "0"]) == 0
+    everyone = json.loads(capsys.readouterr().out)
+    assert everyone["total"] == default["total"] and everyone["without_mask"] == 0 and everyone["unmasked_ratio"] == 0
+
+    arguments = ["evaluate", "scenes", "--images", str(folder / "images"), "--labels", str(folder / "labels.csv"),
+                 "--model", str(model_file), "--limit", "2", "--quiet"]
+    assert main(arguments) == 0
+    assert json.loads(capsys.readouterr().out)["crowd_threshold"] == 0.5  # no metrics.json beside this model
+    assert main([*arguments, "--crowd-threshold", "0.25"]) == 0
+    assert json.loads(capsys.readouterr().out)["crowd_threshold"] == 0.25
+    for wrong in ("1.5", "-0.1", "nan", "half"):
+        with pytest.raises(SystemExit) as exit:
+            main([*arguments, "--crowd-threshold", wrong])
+        assert exit.value.code == 2
+        assert "--crowd-threshold" in capsys.readouterr().err
