@@ -140,11 +140,12 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_mis
             faces_by_label[truth.label] += 1
         for i, j in pairs:
             truth, guess = result.labelled[j], result.detected[i]
-            found[size_bucket(truth.box)] += 1
+            bucket = size_bucket(truth.box)
+            found[bucket] += 1
             found_by_label[truth.label] += 1
             if classified and truth.label in ("with_mask", "without_mask"):
-                labels_checked[size_bucket(truth.box)] += 1
-                labels_right[size_bucket(truth.box)] += guess.label == truth.label
+                labels_checked[bucket] += 1
+                labels_right[bucket] += guess.label == truth.label
         matched = {j for _, j in pairs}
         for j, truth in enumerate(result.labelled):
             if list_missed and j not in matched:
@@ -195,10 +196,11 @@ def share_error_sources(results: list[SceneResult], min_iou: float = MIN_IOU) ->
     face dropped; ``neither``: both causes removed, so what is left comes from missed faces.
     """
 
+    matched = [dict(match([d.box for d in r.detected], [t.box for t in r.labelled], min_iou)) for r in results]
+
     def mae(fix_labels: str | None, drop_unmatched: bool) -> float | None:
         changed = []
-        for result in results:
-            pairs = dict(match([d.box for d in result.detected], [t.box for t in result.labelled], min_iou))
+        for result, pairs in zip(results, matched):
             kept = []
             for i, guess in enumerate(result.detected):
                 if i not in pairs:
