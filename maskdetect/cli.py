@@ -81,7 +81,7 @@ def command_predict(args: argparse.Namespace) -> int:
     from .images import ImageDecodeError
     from .inference import Predictor
 
-    predictor = Predictor.load(args.model)
+    predictor = Predictor.load(args.model, face_centred=False if args.whole_image else None)
     failed = 0
     for item in args.inputs:
         try:
@@ -154,6 +154,11 @@ def command_evaluate(args: argparse.Namespace) -> int:
         from .evaluate import evaluate_face_folder
 
         report = evaluate_face_folder(args.directory, Predictor.load(args.model), progress=not args.quiet)
+    elif args.target == "photos":
+        from .evaluate import evaluate_photo_folder
+
+        predictor = Predictor.load(args.model, face_centred=False if args.whole_image else None)
+        report = evaluate_photo_folder(args.directory, predictor, progress=not args.quiet)
     else:
         from .scenes import evaluate_scenes
 
@@ -186,6 +191,15 @@ def command_detect(args: argparse.Namespace) -> int:
         annotate(image, analysis).save(args.out)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _whole_image_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--whole-image",
+        action="store_true",
+        help="classify the whole photo instead of the largest face in it (the default; "
+        "MASKDETECT_FACE_CENTRED=0 turns it off too)",
+    )
 
 
 def _crowd_predictor(args: argparse.Namespace):
@@ -299,11 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="classify image files or URLs with the deployment model",
         description="Print one JSON line per input: {\"input\", \"label\", \"with_mask\", \"without_mask\", "
-        "\"model\"}, through the service's own code path (URLs are fetched under the same rules: public "
-        "addresses only unless MASKDETECT_ALLOW_PRIVATE_URLS=1). Exits 1 if any input failed.",
+        "\"model\", \"face\"}, through the service's own code path: the largest face found is classified "
+        "(\"face\" is its box), the whole photo when none is found. URLs are fetched under the same rules: public "
+        "addresses only unless MASKDETECT_ALLOW_PRIVATE_URLS=1. Exits 1 if any input failed.",
     )
     predict_parser.add_argument("inputs", nargs="+", metavar="PATH_OR_URL", help="an image file or an http(s) URL")
     predict_parser.add_argument("--model", type=Path, help=model_help)
+    _whole_image_option(predict_parser)
     predict_parser.set_defaults(run=command_predict)
 
     detect_parser = commands.add_parser(
@@ -350,10 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate_parser = commands.add_parser(
         "evaluate",
-        help="measure crowd analysis on labelled scenes, or the classifier on face crops",
+        help="measure crowd analysis on labelled scenes, or the classifier on face crops or photos",
         description="Print JSON metrics. 'scenes': face recall (overall and by size), unmatched detections, label "
         "accuracy, unmasked-share error, seconds per image (see maskdetect.scenes). 'faces': accuracy, "
-        "balanced accuracy, ROC AUC and confusion matrix on DIR/with_mask and DIR/without_mask.",
+        "balanced accuracy, ROC AUC and confusion matrix on DIR/with_mask and DIR/without_mask, each file "
+        "classified as it is (face crops). 'photos': the same, each file answered as POST /predict answers it "
+        "(the largest face found, else the whole photo), e.g. data/test.",
     )
     targets = evaluate_parser.add_subparsers(dest="target", required=True)
     scenes_parser = targets.add_parser("scenes", help="photos with a labelled box on every face")
@@ -372,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     faces_parser.add_argument("directory", type=Path, metavar="DIR")
     faces_parser.add_argument("--model", type=Path, help=model_help)
     faces_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    photos_parser = targets.add_parser("photos", help="photos in DIR/with_mask and DIR/without_mask, answered as /predict does")
+    photos_parser.add_argument("directory", type=Path, metavar="DIR")
+    photos_parser.add_argument("--model", type=Path, help=model_help)
+    _whole_image_option(photos_parser)
+    photos_parser.add_argument("--quiet", action="store_true", help="no progress bar")
     evaluate_parser.set_defaults(run=command_evaluate)
     return parser
 

@@ -38,15 +38,9 @@ def classification_metrics(labels: np.ndarray, with_mask: np.ndarray, threshold:
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
-def predict_face_folder(directory, predictor, batch_size: int = 64, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, p(with_mask)) for DIR/with_mask/* (label 1) and DIR/without_mask/* (label 0).
-
-    The files are classified as they are (they should be face crops, e.g. ``realworld-dev``),
-    through the one inference path, :meth:`maskdetect.inference.Predictor.predict_batch`.
-    """
+def labelled_files(directory) -> tuple[list, list[int]]:
+    """The image files of DIR/with_mask (label 1) and DIR/without_mask (label 0), sorted."""
     from pathlib import Path
-
-    from tqdm import tqdm
 
     directory = Path(directory)
     files, labels = [], []
@@ -59,6 +53,18 @@ def predict_face_folder(directory, predictor, batch_size: int = 64, progress: bo
         labels += [label] * len(found)
     if not files:
         raise FileNotFoundError(f"no images in {directory}/with_mask or {directory}/without_mask")
+    return files, labels
+
+
+def predict_face_folder(directory, predictor, batch_size: int = 64, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, p(with_mask)) for DIR/with_mask/* (label 1) and DIR/without_mask/* (label 0).
+
+    The files are classified as they are (they should be face crops, e.g. ``realworld-dev``),
+    through the one inference path, :meth:`maskdetect.inference.Predictor.predict_batch`.
+    """
+    from tqdm import tqdm
+
+    files, labels = labelled_files(directory)
     with_mask = []
     for start in tqdm(range(0, len(files), batch_size), desc="faces", disable=not progress):
         with_mask += [p.with_mask for p in predictor.predict_batch(files[start : start + batch_size])]
@@ -69,6 +75,24 @@ def evaluate_face_folder(directory, predictor, batch_size: int = 64, progress: b
     """:func:`classification_metrics` of ``predictor`` on DIR/with_mask/* and DIR/without_mask/*."""
     labels, with_mask = predict_face_folder(directory, predictor, batch_size, progress)
     return {**classification_metrics(labels, with_mask, predictor.threshold), "model": predictor.name}
+
+
+def evaluate_photo_folder(directory, predictor, progress: bool = True) -> dict:
+    """:func:`classification_metrics` of ``predictor`` on the photos in DIR/with_mask and DIR/without_mask,
+    each answered as ``POST /predict`` answers it (:meth:`maskdetect.inference.Predictor.predict`:
+    the largest face found, else the whole photo), with how many had a face.
+    """
+    from tqdm import tqdm
+
+    files, labels = labelled_files(directory)
+    answers = [predictor.predict(path) for path in tqdm(files, desc="photos", disable=not progress)]
+    metrics = classification_metrics(np.array(labels), np.array([a.with_mask for a in answers]), predictor.threshold)
+    return {
+        **metrics,
+        "face_centred": predictor.subject_detector is not None,
+        "faces_found": sum(a.face is not None for a in answers),
+        "model": predictor.name,
+    }
 
 
 THRESHOLD_GRID = np.round(np.arange(0.02, 0.981, 0.01), 2)

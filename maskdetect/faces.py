@@ -52,7 +52,7 @@ class MTCNNDetector:
         min_side: int = 0,
         weights: str | None = None,
     ):
-        self._mtcnn = None  # built by load(), at the latest by the first detect()
+        self._networks = _Networks()  # built by load(), at the latest by the first detect()
         self.min_face_size = min_face_size
         self.thresholds = thresholds
         self.scale_factor = scale_factor
@@ -60,7 +60,40 @@ class MTCNNDetector:
         self.min_score = min_score
         self.min_side = min_side
         self.weights = weights  # an .npz from maskdetect.detector_training; None: the package's own
-        self._lock = threading.Lock()  # one MTCNN per service worker, shared by its threads
+
+    @property
+    def _mtcnn(self):
+        return self._networks.mtcnn
+
+    @_mtcnn.setter
+    def _mtcnn(self, mtcnn) -> None:
+        self._networks.mtcnn = mtcnn
+
+    @property
+    def _lock(self) -> threading.Lock:
+        return self._networks.lock
+
+    def with_settings(self, **changes) -> MTCNNDetector:
+        """The same networks (built once, called under one lock) with other thresholds or sizes.
+
+        POST /predict looks for one subject with stricter thresholds than POST /detect uses for
+        crowds; sharing the networks costs neither memory nor a second build.
+        """
+        settings = {
+            "min_face_size": self.min_face_size,
+            "thresholds": self.thresholds,
+            "scale_factor": self.scale_factor,
+            "max_side": self.max_side,
+            "min_score": self.min_score,
+            "min_side": self.min_side,
+            "weights": self.weights,
+            **changes,
+        }
+        if settings["weights"] != self.weights:
+            raise ValueError("with_settings shares the loaded networks, so it cannot change the weights")
+        other = MTCNNDetector(**settings)
+        other._networks = self._networks
+        return other
 
     def load(self) -> MTCNNDetector:
         """Build MTCNN now, if not built yet.
@@ -124,6 +157,14 @@ class MTCNNDetector:
         return faces
 
 
+class _Networks:
+    """MTCNN's networks, once built, and the lock its calls take (one MTCNN per service worker, shared by its threads)."""
+
+    def __init__(self):
+        self.mtcnn = None
+        self.lock = threading.Lock()
+
+
 # The input of MTCNN's three networks: PNet sees each pyramid level of the image, RNet and ONet
 # batches of 24 px and 48 px candidate crops.
 _NETWORK_INPUTS = ((1, None, None, 3), (None, 24, 24, 3), (None, 48, 48, 3))
@@ -150,6 +191,18 @@ def _compiled(mtcnn):
 def largest_face(detector: FaceDetector, source: ImageSource) -> Face | None:
     faces = detector.detect(decode_image(source))
     return max(faces, key=lambda f: f.area) if faces else None
+
+
+def subject_detector(sharing: MTCNNDetector | None = None) -> MTCNNDetector:
+    """The detector that finds the face of a photo's subject (``config.SUBJECT_DETECTOR``).
+
+    With ``sharing`` (the crowd detector of the same process) it shares that detector's networks.
+    """
+    from . import config
+
+    if sharing is not None and sharing.weights == config.SUBJECT_DETECTOR["weights"]:
+        return sharing.with_settings(**config.SUBJECT_DETECTOR)
+    return MTCNNDetector(**config.SUBJECT_DETECTOR)
 
 
 def expand_box(

@@ -2,7 +2,9 @@
 
 A :class:`Predictor` loads a model file once and answers for image bytes, paths or PIL
 images: every input goes through :func:`maskdetect.images.preprocess`, the model's compiled
-batch call, and :func:`Prediction.as_dict` for the answer's shape.
+batch call, and :func:`Prediction.as_dict` for the answer's shape. For a photo
+(:meth:`Predictor.predict`) it classifies the largest face a face detector finds, cropped as the
+training crops are, and the whole photo only when no face is found (``config.face_centred``).
 
 Keras ``model.predict`` builds a dataset and a progress machinery on every call (measured
 ~40-190 ms for one image here); ``predict_on_batch`` reuses the compiled function (~2-6 ms).
@@ -18,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -26,7 +28,8 @@ import numpy as np
 
 from . import config
 from .config import THRESHOLD
-from .images import ImageSource, preprocess
+from .faces import expand_box
+from .images import ImageSource, decode_image, preprocess
 
 
 class ModelError(RuntimeError):
@@ -97,6 +100,9 @@ class Prediction:
     with_mask: float  # p(with_mask)
     without_mask: float  # 1 - p(with_mask)
     model: str
+    # The face box classified (xmin, ymin, xmax, ymax in pixels of the photo as displayed), or
+    # None when the whole image was classified (no face found, or face-centring off).
+    face: list[int] | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -139,16 +145,39 @@ def crowd_threshold(report: dict | None, threshold: float) -> float:
     return threshold
 
 
+def _subject_detector(sharing=None):
+    """``maskdetect.faces.subject_detector``, or a ModelError that says what to do without MTCNN."""
+    import importlib.util
+
+    from .faces import subject_detector
+
+    if importlib.util.find_spec("mtcnn") is None:
+        raise ModelError(
+            "face-centred prediction needs the mtcnn package (and TensorFlow), which is not installed: "
+            "install them, or set MASKDETECT_FACE_CENTRED=0 to classify whole photos"
+        )
+    return subject_detector(sharing)
+
+
 def file_sha256(path: Path) -> str:
     with open(path, "rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 class Predictor:
-    """One loaded model; thread-safe, so one per process is enough."""
+    """One loaded model (and, for face-centred answers, a face detector); thread-safe, so one per process is enough."""
 
-    def __init__(self, backend: Backend, name: str, threshold: float = THRESHOLD, crowd_threshold: float | None = None):
+    def __init__(
+        self,
+        backend: Backend,
+        name: str,
+        threshold: float = THRESHOLD,
+        crowd_threshold: float | None = None,
+        subject_detector=None,
+    ):
         self.backend = backend
+        # A maskdetect.faces.FaceDetector: predict() classifies the largest face it finds; None: whole images.
+        self.subject_detector = subject_detector
         self.name = name
         self.threshold = threshold  # /predict: photos framed like the training set's
         # /detect: crops of faces in real scenes; see documentation/crowd.md, "Two thresholds"
@@ -158,9 +187,16 @@ class Predictor:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path | str | None = None) -> Predictor:
-        """Load ``path`` (default: :func:`maskdetect.config.model_path`, i.e. $MODEL_PATH)."""
+    def load(cls, path: Path | str | None = None, face_centred: bool | None = None, sharing=None) -> Predictor:
+        """Load ``path`` (default: :func:`maskdetect.config.model_path`, i.e. $MODEL_PATH).
+
+        ``face_centred`` (default :func:`maskdetect.config.face_centred`) gives the predictor the
+        subject face detector, sharing the networks of ``sharing`` (a crowd detector) if given.
+        """
         path = Path(path or config.model_path())
+        if face_centred is None:
+            face_centred = config.face_centred()
+        detector = _subject_detector(sharing) if face_centred else None
         if not path.is_file():
             raise ModelError(
                 f"no model at {path}: train one with `make train` (then `make export` for a .tflite), "
@@ -175,9 +211,9 @@ class Predictor:
             raise ModelError(f"could not load the model {path} ({error.__class__.__name__}: {error})") from error
         report = model_report(path)
         if report is None:
-            return cls(loaded, path.name, THRESHOLD)
+            return cls(loaded, path.name, THRESHOLD, subject_detector=detector)
         threshold = float(report.get("threshold", THRESHOLD))
-        return cls(loaded, str(report["model"]), threshold, crowd_threshold(report, threshold))
+        return cls(loaded, str(report["model"]), threshold, crowd_threshold(report, threshold), detector)
 
     def predict_batch(self, images: list[ImageSource], threshold: float | None = None) -> list[Prediction]:
         """Answers for several images at once (raises ImageDecodeError for a bad one).
@@ -193,8 +229,21 @@ class Predictor:
         return [self._answer(float(p), threshold) for p in probabilities]
 
     def predict(self, image: ImageSource) -> Prediction:
-        """The answer for one image: bytes, a path or a PIL image."""
-        return self.predict_batch([image])[0]
+        """The answer for one photo: bytes, a path or a PIL image.
+
+        With a subject detector: the largest face found, grown by ``config.FACE_CROP_MARGIN`` per
+        side and squared (the framing of the training crops), is what the model sees; the
+        answer's ``face`` is its box. With no face found, or no detector, the whole image.
+        """
+        if self.subject_detector is None:
+            return self.predict_batch([image])[0]
+        photo = decode_image(image)
+        faces = self.subject_detector.detect(photo)
+        if not faces:
+            return self.predict_batch([photo])[0]
+        face = max(faces, key=lambda found: found.area)
+        crop = photo.crop(expand_box(face.box, config.FACE_CROP_MARGIN, photo.width, photo.height))
+        return replace(self.predict_batch([crop])[0], face=list(face.box))
 
     def predict_url(self, url: str, *, allow_private: bool | None = None, limits=None) -> Prediction:
         """The answer for the image at ``url``, fetched under the SSRF rules of :mod:`maskdetect.fetch`.

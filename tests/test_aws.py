@@ -195,7 +195,7 @@ def test_direct_invocation_answers_the_predict_dict(client, lambda_app, http_ser
     assert app({"url": url}, None) == expected
     assert [path for path, _ in http_server.requests] == ["/photo.jpg"]
     assert app({"image": b64(PHOTO)}, None) == expected
-    assert list(expected) == ["label", "with_mask", "without_mask", "model"]
+    assert list(expected) == ["label", "with_mask", "without_mask", "model", "face"]
 
 
 @pytest.mark.parametrize(
@@ -277,8 +277,11 @@ def _load_handler_module(monkeypatch, **env):
 
 
 def test_the_handler_loads_the_model_in_the_init_phase_and_answers_the_sample_events(monkeypatch, http_server, capsys):
-    module = _load_handler_module(monkeypatch, MODEL_PATH=str(MODEL), AWS_LAMBDA_FUNCTION_NAME="maskdetect-test")
+    module = _load_handler_module(
+        monkeypatch, MODEL_PATH=str(MODEL), AWS_LAMBDA_FUNCTION_NAME="maskdetect-test", MASKDETECT_FACE_CENTRED="0"
+    )  # the image's settings (its Dockerfile's ENV)
     assert "loaded the model" in capsys.readouterr().out  # at import, before any event
+    assert module.app.predictor().subject_detector is None  # whole photos: no MTCNN, no TensorFlow in the image
     expected = module.app.predictor().predict(encode(Image.new("RGB", (32, 32), (250, 250, 250)), "PNG")).as_dict()
     photo_expected = module.app.predictor().predict(PHOTO).as_dict()
     http_server["/photo.jpg"] = (200, PHOTO)
@@ -385,6 +388,9 @@ def test_the_lambda_dockerfile():
     assert instructions[0] == ("ARG", "LAMBDA_IMAGE=public.ecr.aws/lambda/python:3.12")
     assert ("FROM", "${LAMBDA_IMAGE}") in instructions
     assert dict(instructions)["CMD"] == '["lambda_function.lambda_handler"]'
+    # The image has no MTCNN (no TensorFlow), so it classifies whole photos; face-centring on would be a ModelError.
+    env = " ".join(rest for keyword, rest in instructions if keyword == "ENV")
+    assert "MASKDETECT_FACE_CENTRED=0" in env.split()
     install = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
     assert "--require-hashes" in install and "--no-deps" in install and "-r /tmp/requirements.txt" in install
     sources = [source for sources, _ in _copies() for source in sources]

@@ -79,3 +79,21 @@ def test_compiled_networks_find_what_the_eager_ones_find():
     assert found >= 5
     # Traced once each, when loaded: no request pays for tracing.
     assert [stage.model.experimental_get_tracing_count() for stage in compiled._mtcnn.stages] == [1, 1, 1]
+
+
+def test_with_settings_shares_the_networks_and_keeps_the_weights():
+    from maskdetect import config
+    from maskdetect.faces import subject_detector
+
+    crowd = MTCNNDetector(**config.DETECTOR)
+    subject = subject_detector(crowd)
+    assert subject._networks is crowd._networks  # built once, called under one lock
+    assert (subject.thresholds, subject.min_score) == ((0.6, 0.7, 0.7), 0.9)
+    assert (crowd.thresholds, crowd.min_score) == (config.DETECTOR["thresholds"], config.DETECTOR["min_score"])
+    assert subject.weights == crowd.weights and subject.max_side == crowd.max_side
+    crowd.load()
+    assert subject._mtcnn is crowd._mtcnn is not None
+    with pytest.raises(ValueError, match="weights"):
+        crowd.with_settings(weights=None)
+    assert subject_detector(MTCNNDetector())._networks is not None  # other weights: its own networks
+    assert subject_detector(MTCNNDetector())._mtcnn is None

@@ -110,7 +110,8 @@ def test_cli_prints_one_json_line_per_input(model_file, tmp_path, http_server, m
         (url, "with_mask"),
     ]
     assert lines[0]["with_mask"] == lines[2]["with_mask"]
-    assert set(lines[0]) == {"input", "label", "with_mask", "without_mask", "model"}
+    assert set(lines[0]) == {"input", "label", "with_mask", "without_mask", "model", "face"}
+    assert lines[0]["face"] is None  # a blank image has no face: the whole image was classified
 
 
 def test_cli_reports_each_bad_input_and_exits_non_zero(model_file, tmp_path, monkeypatch, capsys):
@@ -170,3 +171,84 @@ def test_the_crowd_threshold_comes_from_the_metrics_and_defaults_to_the_threshol
     assert loaded.predict_batch([grey], threshold=p - 0.001)[0].label == "with_mask"
     assert loaded.predict_batch([grey], threshold=p + 0.001)[0].label == "without_mask"
     assert loaded.predict_batch([grey], threshold=p - 0.001)[0].with_mask == p
+
+
+# ---------------------------------------------------------------------------- face-centred answers
+
+
+@pytest.fixture(scope="module")
+def subject_photo(observations):
+    return observations / "with_mask" / "0-with-mask.jpg"  # a head-and-shoulders photo, face in the upper middle
+
+
+def test_a_photo_is_answered_for_its_largest_face(model_file, subject_photo):
+    from maskdetect.faces import expand_box
+    from maskdetect.images import decode_image
+
+    predictor = Predictor.load(model_file, face_centred=True)
+    answer = predictor.predict(subject_photo)
+    image = decode_image(subject_photo)
+    xmin, ymin, xmax, ymax = answer.face
+    assert 0 <= xmin < xmax <= image.width and 0 <= ymin < ymax <= image.height
+    assert (xmax - xmin) * (ymax - ymin) < image.width * image.height / 4  # the face, not the photo
+    # what the model saw: the face grown by the training crops' margin, through the one preprocess
+    crop = image.crop(expand_box(tuple(answer.face), config.FACE_CROP_MARGIN, image.width, image.height))
+    assert answer.with_mask == predictor.predict_batch([crop])[0].with_mask
+    whole = Predictor.load(model_file, face_centred=False).predict(subject_photo)
+    assert whole.face is None and whole.with_mask == predictor.predict_batch([subject_photo])[0].with_mask
+    assert whole.with_mask != answer.with_mask  # the crop is another input
+    assert answer.as_dict()["face"] == answer.face and list(answer.as_dict())[-1] == "face"
+
+
+def test_without_a_face_the_whole_photo_is_classified(model_file):
+    predictor = Predictor.load(model_file, face_centred=True)
+    blank = encode(Image.new("RGB", (200, 150), (200, 200, 200)), "PNG")
+    answer = predictor.predict(blank)
+    assert answer.face is None
+    assert answer == predictor.predict_batch([blank])[0]
+
+
+def test_face_centring_follows_the_environment(model_file, monkeypatch):
+    monkeypatch.delenv("MASKDETECT_FACE_CENTRED", raising=False)
+    assert Predictor.load(model_file).subject_detector is not None  # on by default
+    monkeypatch.setenv("MASKDETECT_FACE_CENTRED", "0")
+    assert Predictor.load(model_file).subject_detector is None
+    assert Predictor.load(model_file, face_centred=True).subject_detector is not None  # an explicit choice wins
+
+
+def test_face_centring_without_mtcnn_says_what_to_do(model_file, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mtcnn" else find_spec(name, *a))
+    with pytest.raises(ModelError, match="MASKDETECT_FACE_CENTRED=0"):
+        Predictor.load(model_file, face_centred=True)
+    assert Predictor.load(model_file, face_centred=False).predict(encode(photo(1))).face is None
+
+
+def test_cli_whole_image_flag(model_file, subject_photo, capsys):
+    assert run_cli(str(subject_photo), "--model", str(model_file)) == 0
+    centred = json.loads(capsys.readouterr().out)
+    assert run_cli(str(subject_photo), "--model", str(model_file), "--whole-image") == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert len(centred["face"]) == 4 and whole["face"] is None
+
+
+def test_evaluate_photos_answers_as_predict_does(model_file, observations, tmp_path, capsys):
+    from maskdetect.cli import main
+
+    folder = tmp_path / "photos"
+    for label, names in (("with_mask", ["0-with-mask.jpg", "1-with-mask.jpg"]), ("without_mask", ["298.jpg", "0.jpg"])):
+        (folder / label).mkdir(parents=True)
+        for name in names:
+            shutil.copy(observations / label / name, folder / label / name)
+    assert main(["evaluate", "photos", str(folder), "--model", str(model_file), "--quiet"]) == 0
+    centred = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", "photos", str(folder), "--model", str(model_file), "--quiet", "--whole-image"]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert centred["n"] == whole["n"] == 4
+    assert centred["face_centred"] and not whole["face_centred"]
+    assert centred["faces_found"] >= 3 and whole["faces_found"] == 0
+    predictor = Predictor.load(model_file, face_centred=True)
+    called_masked = sum(predictor.predict(path).label == "with_mask" for path in folder.glob("*/*.jpg"))
+    assert called_masked == centred["confusion_matrix"][0][1] + centred["confusion_matrix"][1][1]  # column with_mask

@@ -43,10 +43,26 @@ def test_answer_has_the_documented_shape_and_order(client):
     response = client.post("/predict", data=WHITE, content_type="image/jpeg")
     assert response.status_code == 200
     body = response.get_json()
-    assert list(json.loads(response.get_data(as_text=True))) == ["label", "with_mask", "without_mask", "model"]
+    assert list(json.loads(response.get_data(as_text=True))) == ["label", "with_mask", "without_mask", "model", "face"]
     assert body["label"] == "with_mask" and body["with_mask"] > 0.99
+    assert body["face"] is None  # no face in a white image: the whole image was classified
     assert body["with_mask"] + body["without_mask"] == pytest.approx(1.0)
     assert body["model"] == "maskdetect.h5"
+
+
+def test_a_photo_is_answered_for_its_face_unless_face_centring_is_off(app, model_file, observations):
+    from maskdetect.service import create_app
+
+    photo_bytes = (observations / "without_mask" / "298.jpg").read_bytes()
+    centred = app.test_client().post("/predict", data=photo_bytes, content_type="image/jpeg").get_json()
+    predictor = app.extensions["maskdetect.predictor"]
+    assert centred == predictor.predict(photo_bytes).as_dict() and len(centred["face"]) == 4
+    # /predict's subject detector shares /detect's networks: one MTCNN per worker
+    assert predictor.subject_detector._networks is app.extensions["maskdetect.analyzer"].detector._networks
+    whole_app = create_app({"TESTING": True, "MODEL_PATH": str(model_file), "FACE_CENTRED": False})
+    whole = whole_app.test_client().post("/predict", data=photo_bytes, content_type="image/jpeg").get_json()
+    assert whole["face"] is None and whole["with_mask"] != centred["with_mask"]
+    assert whole_app.extensions["maskdetect.predictor"].subject_detector is None
 
 
 def test_the_label_follows_the_probability(client):

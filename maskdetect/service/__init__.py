@@ -25,7 +25,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     Settings: MODEL_PATH (default $MODEL_PATH, else deployment/maskdetect.h5),
     MAX_CONTENT_LENGTH (request body cap, bytes), ALLOW_PRIVATE_URLS (default
-    $MASKDETECT_ALLOW_PRIVATE_URLS), URL_LIMITS (a maskdetect.fetch.Limits).
+    $MASKDETECT_ALLOW_PRIVATE_URLS), URL_LIMITS (a maskdetect.fetch.Limits), FACE_CENTRED
+    (default $MASKDETECT_FACE_CENTRED, on: /predict classifies the photo's largest face).
     """
     app = Flask(__name__, static_folder=None)  # the page blueprint serves its own static files
     app.config.from_mapping(
@@ -33,18 +34,20 @@ def create_app(test_config: dict | None = None) -> Flask:
         MAX_CONTENT_LENGTH=config.MAX_IMAGE_BYTES,
         ALLOW_PRIVATE_URLS=config.allow_private_urls(),
         URL_LIMITS=Limits(),
+        FACE_CENTRED=config.face_centred(),
     )
     app.json.sort_keys = False  # answers keep the documented order: label first
     if test_config is not None:
         app.config.update(test_config)
 
-    # Loaded here, once per worker, so /health answers "ok" only with a model in memory.
-    predictor = Predictor.load(app.config["MODEL_PATH"])
-    app.extensions["maskdetect.predictor"] = predictor
-    # The face detector for POST /detect, with the tuned settings (config.DETECTOR). MTCNN imports
-    # TensorFlow: with a Keras model TensorFlow is in memory already, so MTCNN is built now, not on
-    # the first /detect; with a .tflite model (the lean runtime, no TensorFlow) only /detect builds it.
+    # The face detector for POST /detect, with the tuned settings (config.DETECTOR); /predict's
+    # subject detector shares its networks. MTCNN imports TensorFlow: with a Keras model TensorFlow
+    # is in memory already, so MTCNN is built now, not on the first request; with a .tflite model
+    # it is built by the first request that needs it (never, for the lean runtime: FACE_CENTRED off).
     detector = MTCNNDetector(**config.DETECTOR)
+    # Loaded here, once per worker, so /health answers "ok" only with a model in memory.
+    predictor = Predictor.load(app.config["MODEL_PATH"], face_centred=app.config["FACE_CENTRED"], sharing=detector)
+    app.extensions["maskdetect.predictor"] = predictor
     if "tensorflow" in sys.modules:
         detector.load()
     app.extensions["maskdetect.analyzer"] = CrowdAnalyzer(detector, predictor)

@@ -77,6 +77,9 @@ def openapi_document(app: Flask) -> dict:
                     "operationId": "predict",
                     "summary": "Classify one image",
                     "description": (
+                        "The largest face found in the photo is classified, cropped as the training crops are "
+                        "(`face` is its box in pixels of the image as displayed); the whole photo when no face "
+                        "is found (`face` is null) or when the service runs with MASKDETECT_FACE_CENTRED=0. "
                         "The image comes as JSON `{\"url\": ...}`, as a multipart form field `image`, or as "
                         f"the raw body with an `image/*` content type. Request bodies are limited to {body_mb:g} MB. "
                         "A URL must be http or https and resolve to public addresses only (no loopback, "
@@ -178,14 +181,28 @@ def openapi_document(app: Flask) -> dict:
                 },
                 "Prediction": {
                     "type": "object",
-                    "required": ["label", "with_mask", "without_mask", "model"],
+                    "required": ["label", "with_mask", "without_mask", "model", "face"],
                     "properties": {
                         "label": {"type": "string", "enum": list(config.CLASSES)},
                         "with_mask": {"type": "number", "minimum": 0, "maximum": 1, "description": "p(with_mask)"},
                         "without_mask": {"type": "number", "minimum": 0, "maximum": 1, "description": "1 - p(with_mask)"},
                         "model": {"type": "string", "description": "the model's name and version"},
+                        "face": {
+                            "description": "the face classified, [xmin, ymin, xmax, ymax] in pixels of the image as "
+                            "displayed; null when the whole image was classified",
+                            "oneOf": [
+                                {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 4, "maxItems": 4},
+                                {"type": "null"},
+                            ],
+                        },
                     },
-                    "example": {"label": "with_mask", "with_mask": 0.97, "without_mask": 0.03, "model": "cnn2-1a2b3c4d-seed1"},
+                    "example": {
+                        "label": "with_mask",
+                        "with_mask": 0.97,
+                        "without_mask": 0.03,
+                        "model": "cnn2-1a2b3c4d-seed1",
+                        "face": [212, 96, 371, 288],
+                    },
                 },
                 "Detection": {
                     "type": "object",
