@@ -1,6 +1,7 @@
 """`make bench` end to end in its quick mode, and the pieces it is made of.
 
-The quick run starts gunicorn for the .h5 and the .tflite (one worker each), drives every
+The quick run starts gunicorn for the .h5 and the .tflite (one worker each, whole photos) and for
+the .h5 face-centred (the service image's default), drives every
 scenario with a handful of requests from the driver process, and must write the report with
 every table, keeping the hand-written notes below the marker. It checks that the benchmark runs
 and reports, not how fast the service is.
@@ -77,7 +78,7 @@ def test_quick_run_writes_every_table(quick_report):
     http = rows_of(text, "## The service over HTTP")
     seen = {(row[0], row[1]) for row in http}
     titles = [scenario.title for scenario in bench.scenarios(quick=True)]
-    assert seen == {(title, model) for title in titles for model in ("h5", "tflite")}
+    assert seen == {(title, model) for title in titles for model in ("h5", "tflite", "h5 face-centred")}
     for row in http:
         assert number(row[2]) > 0 and row[9] == "0", row  # requests, errors
         assert 0 < number(row[4]) <= number(row[5]) <= number(row[7]), row  # p50 <= p95 <= max
@@ -92,7 +93,7 @@ def test_quick_run_writes_every_table(quick_report):
 
     # Cold start, memory and the first /detect of each worker were measured.
     memory = {row[0]: row for row in rows_of(text, "## Memory and start")}
-    assert set(memory) == {"h5", "tflite"}
+    assert set(memory) == {"h5", "tflite", "h5 face-centred"}
     for row in memory.values():
         assert 0 < number(row[1]) <= number(row[2]), row
         assert all(cell != "-" for cell in row[3:7]), row
