@@ -1,5 +1,5 @@
-// The page's one script: send the chosen file or the pasted URL to /predict (one face) or
-// /detect (every face: boxes drawn over the image, counts in the caption), show the answer.
+// The page's one script: send the chosen file or the pasted URL to /predict (one face, its box
+// drawn) or /detect (every face: boxes drawn over the image, counts in the caption), show the answer.
 "use strict";
 
 const endpoints = { predict: document.body.dataset.predictUrl, detect: document.body.dataset.detectUrl };
@@ -7,7 +7,7 @@ const colours = { with_mask: "#1eaa50", without_mask: "#dc2828" };  // as in the
 const figure = document.getElementById("figure");
 const preview = document.getElementById("preview");
 const overlay = document.getElementById("overlay");
-let detection = null;  // the last /detect answer, redrawn when the image (re)lays out
+let detection = null;  // the faces of the last answer ({faces: [...]}), redrawn when the image (re)lays out
 const result = document.getElementById("result");
 const errorBox = document.getElementById("error");
 let previewObjectUrl = null;
@@ -20,6 +20,7 @@ function showImage(src) {
   detection = null;
   drawBoxes();
   delete result.dataset.total;
+  delete result.dataset.label;  // set again by the answer
   result.textContent = "Checking…";
   result.className = "pending";
   errorBox.hidden = true;
@@ -31,7 +32,11 @@ function showAnswer(answer) {
   result.textContent = `${words}: ${(100 * probability).toFixed(1)} %`;
   result.className = answer.label;
   result.dataset.label = answer.label;
-  result.title = `p(with_mask) = ${answer.with_mask} · model ${answer.model}`;
+  result.title = `p(with_mask) = ${answer.with_mask} · model ${answer.model}` +
+    (answer.face ? "" : " · no face found: the whole image was classified");
+  // The face the answer is about (null when the whole image was classified).
+  detection = answer.face ? { faces: [{ box: answer.face, label: answer.label, with_mask: answer.with_mask }] } : null;
+  drawBoxes();
 }
 
 function mode() {
