@@ -260,8 +260,20 @@ def kept_epoch(cfg: TrainConfig, history: dict) -> int:
     return best_epoch(history, cfg.monitor) if cfg.schedule == "constant" else len(history["loss"])
 
 
-def save_result(result: Result, cfg: TrainConfig, out_dir: Path | None = None) -> dict:
-    """Write a trained model (.h5, no optimizer state) and its metrics JSON into ``out_dir``."""
+def photo_folders() -> dict[str, Path]:
+    """name -> folder (with_mask/, without_mask/) of the held-out photos: validation, test, realworld-dev."""
+    folders = {name: config.data_dir() / name for name in ("validation", "test")}
+    if config.realworld_dir() is not None:
+        folders["realworld-dev"] = config.realworld_dir()
+    return {name: folder for name, folder in folders.items() if folder.is_dir()}
+
+
+def save_result(result: Result, cfg: TrainConfig, out_dir: Path | None = None, photos: dict | None = None) -> dict:
+    """Write a trained model (.h5, no optimizer state) and its metrics JSON into ``out_dir``.
+
+    With ``photos`` (name -> folder, e.g. :func:`photo_folders`) the saved model is also scored as
+    ``POST /predict`` answers (the largest face found, else the whole photo): ``face_centred``.
+    """
     out_dir = Path(out_dir or config.deployment_dir())
     model_path = save_model(result.model, out_dir / MODEL_FILE)
     history = result.history
@@ -283,10 +295,25 @@ def save_result(result: Result, cfg: TrainConfig, out_dir: Path | None = None) -
 
         chosen = choose_threshold(result.labels["realworld-dev"], result.predictions["realworld-dev"])
         report["crowd_threshold"] = {**chosen, "chosen_on": "realworld-dev"}
+    if photos:
+        report["face_centred"] = face_centred_metrics(model_path, photos)
     write_json(report, out_dir / METRICS_FILE)
     return report
 
 
+def face_centred_metrics(model_path: Path, photos: dict, progress: bool = False) -> dict:
+    """name -> :func:`maskdetect.evaluate.evaluate_photo_folder` of the model file, face-centred."""
+    from .evaluate import evaluate_photo_folder
+    from .inference import Predictor
+
+    predictor = Predictor.load(model_path, face_centred=True)
+    metrics = {}
+    for name, folder in photos.items():
+        report = evaluate_photo_folder(folder, predictor, progress=progress)
+        metrics[name] = {key: report[key] for key in report if key not in ("model", "face_centred")}
+    return metrics
+
+
 def train_and_save(cfg: TrainConfig = DEPLOYED, out_dir: Path | None = None, progress: bool = True) -> dict:
-    """Train the deployment model, test it once, and write it with its metrics."""
-    return save_result(run(cfg, progress=progress), cfg, out_dir)
+    """Train the deployment model, test it once, and write it with its metrics (whole photos and face-centred)."""
+    return save_result(run(cfg, progress=progress), cfg, out_dir, photo_folders())

@@ -118,6 +118,27 @@ def test_save_result_writes_model_and_metrics(tmp_path):
     assert saved["packages"]["tensorflow"].startswith("2.21")
     assert saved["model_bytes"] == (tmp_path / train.MODEL_FILE).stat().st_size
     assert "crowd_threshold" not in saved  # no real photos scored: nothing to choose it on
+    assert "face_centred" not in saved  # no photo folders given
+
+
+def test_save_result_scores_photo_folders_as_predict_answers(tmp_path, observations):
+    import shutil
+
+    from maskdetect.inference import Predictor
+
+    folder = tmp_path / "photos"
+    for label, names in (("with_mask", ["0-with-mask.jpg"]), ("without_mask", ["298.jpg", "0.jpg"])):
+        (folder / label).mkdir(parents=True)
+        for name in names:
+            shutil.copy(observations / label / name, folder / label / name)
+    cfg = train.TrainConfig(input_size=32, filters=4, inner=8, epochs=1, batch_size=8, painted_masks=0.0)
+    result = train.run(cfg, _tiny_sets(), progress=False)
+    saved = train.save_result(result, cfg, tmp_path / "out", {"test": folder})
+    scored = saved["face_centred"]["test"]
+    assert scored["n"] == 3 and scored["faces_found"] >= 2 and len(scored["confusion_matrix"]) == 2
+    predictor = Predictor.load(tmp_path / "out" / train.MODEL_FILE, face_centred=True)
+    masked = sum(predictor.predict(path).label == "with_mask" for path in folder.glob("*/*.jpg"))
+    assert masked == scored["confusion_matrix"][0][1] + scored["confusion_matrix"][1][1]
 
 
 def test_save_result_chooses_the_crowd_threshold_on_real_photos(tmp_path):
