@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if not model.is_file():
         parser.error(f"no model at {model}")
     os.environ["MODEL_PATH"] = str(model)
+    os.environ["MASKDETECT_FACE_CENTRED"] = "0"  # whole photos, as the Lambda image runs (its Dockerfile's ENV)
     for name in ("AWS_LAMBDA_FUNCTION_NAME", "LAMBDA_TASK_ROOT"):
         os.environ.pop(name, None)  # outside Lambda: the model loads on the first event, timed apart
 
