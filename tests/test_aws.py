@@ -514,6 +514,13 @@ def local_api(tmp_path_factory):
         process.wait(timeout=20)
 
 
+def test_the_stand_in_classifies_whole_photos_as_the_image_does(local_api, observations):
+    api_url, _ = local_api
+    face = (observations / "without_mask" / "298.jpg").read_bytes()  # a portrait: /predict would box its face
+    answer = requests.post(api_url, data=face, headers={"Content-Type": "image/jpeg"}, timeout=30).json()
+    assert answer["face"] is None and answer["label"] in config.CLASSES
+
+
 def test_the_stand_in_turns_http_requests_into_events(local_api, images, image_site):
     api_url, log = local_api
     data = (images / "photo.jpg").read_bytes()
@@ -592,6 +599,7 @@ def test_the_handler_benchmark_reports(model_file, tmp_path, monkeypatch, capsys
 
     script = ROOT / "benchmarks" / "lambda_handler.py"
     monkeypatch.setenv("MODEL_PATH", "unset")
+    monkeypatch.setenv("MASKDETECT_FACE_CENTRED", "1")  # the script sets 0 (as the image): undone afterwards
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delitem(sys.modules, "lambda_function", raising=False)
@@ -604,6 +612,7 @@ def test_the_handler_benchmark_reports(model_file, tmp_path, monkeypatch, capsys
     # The package is already imported in this process, so importing the handler can round to 0.000 s.
     assert 0 <= report["import_s"] < 60 and 0 < report["first_event_s"] and 0 < report["p50_ms"] <= report["p95_ms"]
     assert report["max_rss_mb"] > 50 and report["tensorflow_imported"] is True  # a Keras model needs it
+    assert os.environ["MASKDETECT_FACE_CENTRED"] == "0"  # it timed the handler as the image runs it
     missing = subprocess.run([sys.executable, str(script), "--model", str(tmp_path / "none.tflite")],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no model at" in missing.stderr
