@@ -130,11 +130,12 @@ DETECTOR = {
 }
 FACE_CROP_MARGIN = 0.2  # each face box grows by this share per side before classifying (as in training)
 
-# POST /predict, `maskdetect predict` and the Lambda classify the photo's largest face (cropped with
+# POST /predict and `maskdetect predict` classify the photo's largest face (cropped with
 # FACE_CROP_MARGIN, as the training crops are), and the whole photo only when no face is found: on
 # the group test split that is 0.996 accuracy against 0.961 for the whole photo, because what a
 # whole photo shows below the face (a white collar, a light shirt) no longer decides the answer
-# (documentation/modeling.md, "Face-centred prediction"). The detector is the crowd one's networks
+# (documentation/modeling.md, "Face-centred prediction"); the Lambda image, without TensorFlow,
+# classifies whole photos (face_centred() below). The detector is the crowd one's networks
 # with MTCNN's own stricter defaults: a photo sent to /predict shows one person, and a loose
 # detector would sometimes pick a patch of forehead or shirt over a close-up face.
 SUBJECT_DETECTOR = {**DETECTOR, "thresholds": (0.6, 0.7, 0.7), "min_score": 0.9}

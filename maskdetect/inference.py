@@ -194,9 +194,6 @@ class Predictor:
         subject face detector, sharing the networks of ``sharing`` (a crowd detector) if given.
         """
         path = Path(path or config.model_path())
-        if face_centred is None:
-            face_centred = config.face_centred()
-        detector = _subject_detector(sharing) if face_centred else None
         if not path.is_file():
             raise ModelError(
                 f"no model at {path}: train one with `make train` (then `make export` for a .tflite), "
@@ -209,6 +206,9 @@ class Predictor:
             loaded = backend(path)
         except Exception as error:  # noqa: BLE001 - h5py, Keras and TF raise many kinds
             raise ModelError(f"could not load the model {path} ({error.__class__.__name__}: {error})") from error
+        if face_centred is None:
+            face_centred = config.face_centred()
+        detector = _subject_detector(sharing) if face_centred else None
         report = model_report(path)
         if report is None:
             return cls(loaded, path.name, THRESHOLD, subject_detector=detector)
