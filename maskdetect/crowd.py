@@ -2,7 +2,7 @@
 
 A :class:`CrowdAnalyzer` runs a :class:`~maskdetect.faces.FaceDetector` over the image (as
 displayed: EXIF orientation applied), crops each face with a margin (the same
-:func:`~maskdetect.faces.expand_box` framing the classifier's training crops use), and classifies
+:func:`~maskdetect.faces.crop_face` framing the classifier's training crops use), and classifies
 all crops in one :meth:`~maskdetect.inference.Predictor.predict_batch` call, so every crop goes
 through the shared :func:`~maskdetect.images.preprocess`.
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from PIL import Image, ImageDraw, ImageFont
 
 from . import config
-from .faces import FaceDetector, expand_box
+from .faces import FaceDetector, crop_face
 from .images import ImageSource, decode_image
 from .inference import Predictor
 
@@ -138,7 +138,7 @@ class CrowdAnalyzer:
     def analyze(self, source: ImageSource) -> CrowdAnalysis:
         image = decode_image(source).convert("RGB")
         found = self.detector.detect(image)
-        crops = [image.crop(expand_box(face.box, self.crop_margin, image.width, image.height)) for face in found]
+        crops = [crop_face(image, face.box, self.crop_margin) for face in found]
         predictions = self.predictor.predict_batch(crops, threshold=self.predictor.crowd_threshold)
         faces = [
             CrowdFace(face.box, face.score, prediction.label, prediction.with_mask)

@@ -453,7 +453,7 @@ def load_face_crops(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from .faces import expand_box
+    from .faces import crop_face
     from .images import decode_image, preprocess
 
     boxes = read_faces()
@@ -462,8 +462,7 @@ def load_face_crops(
 
     def crop(row):
         image = decode_image(root / row["class"] / row["file"])
-        box = expand_box(boxes[row["source"]], margin, image.width, image.height)
-        return preprocess(image.crop(box), size, channels)
+        return preprocess(crop_face(image, boxes[row["source"]], margin), size, channels)
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         images = list(tqdm(pool.map(crop, rows), total=len(rows), desc=f"crop {split}/", disable=not progress))

@@ -188,9 +188,17 @@ def _compiled(mtcnn):
     return mtcnn
 
 
-def largest_face(detector: FaceDetector, source: ImageSource) -> Face | None:
-    faces = detector.detect(decode_image(source))
+def largest(faces: list[Face]) -> Face | None:
     return max(faces, key=lambda f: f.area) if faces else None
+
+
+def largest_face(detector: FaceDetector, source: ImageSource) -> Face | None:
+    return largest(detector.detect(decode_image(source)))
+
+
+def crop_face(image: Image.Image, box: tuple[int, int, int, int], margin: float) -> Image.Image:
+    """The face in ``box`` as the classifier sees faces: squared, grown by ``margin`` per side (:func:`expand_box`)."""
+    return image.crop(expand_box(box, margin, image.width, image.height))
 
 
 def subject_detector(sharing: MTCNNDetector | None = None) -> MTCNNDetector:

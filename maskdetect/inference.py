@@ -28,7 +28,7 @@ import numpy as np
 
 from . import config
 from .config import THRESHOLD
-from .faces import expand_box
+from .faces import crop_face, largest
 from .images import ImageSource, decode_image, preprocess
 
 
@@ -238,11 +238,10 @@ class Predictor:
         if self.subject_detector is None:
             return self.predict_batch([image])[0]
         photo = decode_image(image)
-        faces = self.subject_detector.detect(photo)
-        if not faces:
+        face = largest(self.subject_detector.detect(photo))
+        if face is None:
             return self.predict_batch([photo])[0]
-        face = max(faces, key=lambda found: found.area)
-        crop = photo.crop(expand_box(face.box, config.FACE_CROP_MARGIN, photo.width, photo.height))
+        crop = crop_face(photo, face.box, config.FACE_CROP_MARGIN)
         return replace(self.predict_batch([crop])[0], face=list(face.box))
 
     def predict_url(self, url: str, *, allow_private: bool | None = None, limits=None) -> Prediction:

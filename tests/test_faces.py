@@ -97,3 +97,15 @@ def test_with_settings_shares_the_networks_and_keeps_the_weights():
         crowd.with_settings(weights=None)
     assert subject_detector(MTCNNDetector())._networks is not None  # other weights: its own networks
     assert subject_detector(MTCNNDetector())._mtcnn is None
+
+
+def test_crop_face_is_the_expanded_box_and_largest_picks_by_area():
+    from PIL import Image
+
+    from maskdetect.faces import crop_face, largest
+
+    image = Image.new("RGB", (200, 100))
+    assert crop_face(image, (40, 20, 60, 60), 0.25).size == (60, 60)  # expand_box's (20, 10, 80, 70)
+    assert crop_face(image, (0, 0, 30, 30), 0.5).size == (45, 45)  # clipped at the top left
+    small, big = Face((0, 0, 10, 10), 0.99), Face((5, 5, 40, 40), 0.6)
+    assert largest([small, big]) is big and largest([]) is None
