@@ -43,4 +43,6 @@ RUN python -m pip install --no-deps --require-hashes --root-user-action=ignore -
 COPY maskdetect/ maskdetect/
 COPY deployment/gunicorn.conf.py deployment/maskdetect.h5 deployment/maskdetect.tflite deployment/metrics.json \
      deployment/mtcnn-masked.npz deployment/
+# The face detector's weights, obtained by `make weights` (not committed); found where weights_dir() looks.
+COPY deployment/weights/face_detection_yunet_2023mar.onnx deployment/weights/
 USER maskdetect

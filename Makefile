@@ -3,6 +3,7 @@
 #   make test    run the whole test suite
 #   make bench   measure the service's latency, throughput, memory and cold start
 #   make data    download, verify and lay out the leakage-safe split under data/
+#   make weights download (or copy from $MASKDETECT_DETECTOR_SOURCE) and check the face detector's weights
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -17,7 +18,7 @@ export PIPENV_NOSPIN := 1
 export PIPENV_YES := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help env serve test bench data split faces data-files detector train export notebooks lock clean
+.PHONY: help env weights serve test bench data split faces data-files detector train export notebooks lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,19 +33,22 @@ $(INSTALLED): Pipfile.lock pyproject.toml | $(PIPENV)
 
 env: $(INSTALLED)  ## create .venv from Pipfile.lock (Python 3.11)
 
+weights: env  ## download the face detector's weights (YuNet, sha256-checked) into deployment/weights/
+	$(VENV)/bin/maskdetect weights
+
 MODEL := $(or $(MODEL_PATH),deployment/maskdetect.h5)
-serve: env  ## serve the committed model at http://localhost:9696
+serve: env weights  ## serve the committed model at http://localhost:9696
 	@test -f "$(MODEL)" || { echo "make serve: no model at $(MODEL): train one with 'make train'," \
 	      "or serve another file with 'make serve MODEL_PATH=FILE.h5'" >&2; exit 1; }
 	MODEL_PATH="$(MODEL)" $(VENV)/bin/gunicorn -c deployment/gunicorn.conf.py
 
-test: env  ## run the whole test suite
+test: env weights  ## run the whole test suite
 	$(VENV)/bin/pytest
 
 bench: env  ## benchmark the service, .h5 and .tflite side by side, into benchmarks/RESULTS.md (~10 min; QUICK=1: ~1 min)
 	$(VENV)/bin/python benchmarks/bench.py $(if $(QUICK),--quick) $(BENCH_ARGS)
 
-data: env  ## verify the source and lay out data/{train,validation,test}/ from data/splits.csv
+data: env weights  ## verify the source and lay out data/{train,validation,test}/ from data/splits.csv
 	$(VENV)/bin/maskdetect data
 
 data-files: env  ## the original's leaky file-level split, in data/files-split/
@@ -78,13 +82,13 @@ lock: | $(PIPENV)  ## re-resolve Pipfile.lock after editing Pipfile
 # The service image (documentation/pipfile_and_docker.md): docker when an engine answers,
 # else podman + buildah (installed, and the base image built, when missing).
 .PHONY: docker docker-run docker-check docker-requirements
-docker:  ## build the service image (maskdetect:latest)
+docker: weights  ## build the service image (maskdetect:latest)
 	deployment/docker/build.sh
 
-docker-run:  ## serve the image at http://localhost:9696 (builds it if needed)
+docker-run: weights  ## serve the image at http://localhost:9696 (builds it if needed)
 	deployment/docker/run.sh
 
-docker-check:  ## build the image, run it, check /health, /predict and /detect, remove the container
+docker-check: weights  ## build the image, run it, check /health, /predict and /detect, remove the container
 	deployment/docker/check.sh
 
 docker-requirements: env  ## after `make lock`: pin the images' packages (deployment/docker/ and deployment/aws/requirements.txt)

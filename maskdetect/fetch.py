@@ -421,15 +421,16 @@ def download(
     timeout: float = 30.0,
     max_bytes: int = 2 << 30,
     progress: bool = True,
+    hint: str = "check the network, or pass a local copy with --source DIR / MASKDETECT_DATA_SOURCE=DIR",
 ) -> Path:
-    """Download ``url`` to ``destination`` and return it (the dataset archive).
+    """Download ``url`` to ``destination`` and return it (the dataset archive, the detector's weights).
 
     ``timeout`` bounds the connection and each read, not the whole download. The file
-    appears only when complete; on any error nothing is left behind.
+    appears only when complete; on any error nothing is left behind. ``hint`` ends the message
+    of a failure the network may cause (how to do without it).
     """
     destination = Path(destination)
     limits = Limits(connect_timeout=timeout, read_timeout=timeout, total_timeout=None, max_bytes=max_bytes)
-    offline = "check the network, or pass a local copy with --source DIR / MASKDETECT_DATA_SOURCE=DIR"
     try:  # the file appears only when complete (atomic_path removes a partial one)
         with atomic_path(destination) as partial, open_url(url, allow_private=True, limits=limits) as (final_url, response, deadline):
             with open(partial, "wb") as out, tqdm(
@@ -446,7 +447,7 @@ def download(
     except FetchError as error:
         if isinstance(error, (BodyTooLarge, URLRefused)) or "answered HTTP" in str(error):
             raise
-        raise FetchError(f"{error}; {offline}") from error
+        raise FetchError(f"{error}; {hint}") from error
     except (OSError, http.client.HTTPException) as error:
         raise FetchError(f"download of {url} failed ({error}); try again") from error
     return destination

@@ -14,6 +14,11 @@ from maskdetect import config
 
 SHARED = Path(os.environ.get("MASKDETECT_SHARED_DATA", config.PROJECT_ROOT.parent / "shared" / "data"))
 
+# The face detector's weights: the shared copy, as in CI (.ci/run), unless the environment names one.
+SHARED_MODELS = config.PROJECT_ROOT.parent / "shared" / "models"
+if not os.environ.get("MASKDETECT_DETECTOR_SOURCE") and SHARED_MODELS.is_dir():
+    os.environ["MASKDETECT_DETECTOR_SOURCE"] = str(SHARED_MODELS)
+
 
 @pytest.fixture(autouse=True)
 def only_loopback_traffic(monkeypatch):

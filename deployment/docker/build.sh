@@ -23,7 +23,12 @@ check_build_inputs() {
             missing=1
         fi
     done
-    ((missing == 0)) || die "the image needs the service (maskdetect/service, deployment/gunicorn.conf.py), the model and its metrics (deployment/maskdetect.h5 and metrics.json: 'make train', or the committed ones) and deployment/docker/requirements.txt ('make docker-requirements')"
+    # Third-party weights are never committed: `make weights` obtains them.
+    if [[ ! -e "$PROJECT_ROOT/deployment/weights/face_detection_yunet_2023mar.onnx" ]]; then
+        printf "ERROR %s: deployment/weights/face_detection_yunet_2023mar.onnx (the face detector's weights) is missing: run 'make weights'\n" "$(basename "$0")" >&2
+        missing=1
+    fi
+    ((missing == 0)) || die "the image needs the service (maskdetect/service, deployment/gunicorn.conf.py), the model and its metrics (deployment/maskdetect.h5 and metrics.json: 'make train', or the committed ones), deployment/docker/requirements.txt ('make docker-requirements') and the face detector's weights ('make weights')"
 }
 
 build_image() {
