@@ -41,8 +41,7 @@ RUN python -m pip install --no-deps --require-hashes --root-user-action=ignore -
     && rm /tmp/requirements.txt
 
 COPY maskdetect/ maskdetect/
-COPY deployment/gunicorn.conf.py deployment/maskdetect.h5 deployment/maskdetect.tflite deployment/metrics.json \
-     deployment/mtcnn-masked.npz deployment/
+COPY deployment/gunicorn.conf.py deployment/maskdetect.h5 deployment/maskdetect.tflite deployment/metrics.json deployment/
 # The face detector's weights, obtained by `make weights` (not committed); found where weights_dir() looks.
 COPY deployment/weights/face_detection_yunet_2023mar.onnx deployment/weights/
 USER maskdetect

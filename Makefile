@@ -18,7 +18,7 @@ export PIPENV_NOSPIN := 1
 export PIPENV_YES := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help env weights serve test bench data split faces data-files detector train export notebooks lock clean
+.PHONY: help env weights serve test bench data split faces data-files train export notebooks lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,11 +57,8 @@ data-files: env  ## the original's leaky file-level split, in data/files-split/
 split: env  ## recompute data/splits.csv (near-duplicate grouping, ~70 s)
 	$(VENV)/bin/maskdetect data split
 
-faces: env  ## recompute data/faces.csv (MTCNN face boxes for training crops, ~6 min)
+faces: env weights  ## recompute data/faces.csv (YuNet face boxes for training crops, seconds)
 	$(VENV)/bin/maskdetect data faces
-
-detector: data  ## fine-tune MTCNN on masked faces into deployment/mtcnn-masked.npz (5-8 min)
-	$(VENV)/bin/maskdetect train-detector
 
 train: data  ## train the deployment model into deployment/ (maskdetect.train.DEPLOYED)
 	$(VENV)/bin/maskdetect train

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--setting", type=parse_setting, action="append", required=True, help="LABEL[:NAME=VALUE,...] (repeat)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--detect", action="store_true", help="also POST /detect (imports TensorFlow in .tflite workers)")
+    parser.add_argument("--detect", action="store_true", help="also POST /detect with the crowd scenes")
     parser.add_argument("--size", choices=[payloads.tag(size) for size in payloads.SIZES], help="upload only this JPEG (default: all sizes in turn)")
     args = parser.parse_args(argv)
     if not args.model.is_file():

@@ -6,12 +6,14 @@
 Prints one JSON object:
 
 - ``preprocess``: ``maskdetect.images.preprocess(jpeg bytes)`` (decode + resize + scale) per JPEG;
-- per model, in the order given: ``load_s`` (``Predictor.load``, including the import of its
-  runtime the first time: put the .tflite first so that its time has no TensorFlow in it),
-  ``model`` (the backend's call on one preprocessed image), ``predict`` (``Predictor.predict``
-  of the ~100 KB JPEG's bytes: decode, preprocess, model call, answer) and ``analyze``
-  (``CrowdAnalyzer.analyze`` of the scene: MTCNN + the face crops' batch);
-- ``detect``: the MTCNN face detector alone on the scene (the same for every model).
+- per model, in the order given: ``load_s`` (``Predictor.load`` with its face detector, including
+  the import of its runtime the first time: put the .tflite first so that its time has no
+  TensorFlow in it), ``model`` (the backend's call on one preprocessed image), ``predict``
+  (``Predictor.predict`` of the ~100 KB JPEG's bytes as /predict answers: decode, find the largest
+  face, crop, preprocess, model call, answer) and ``analyze`` (``CrowdAnalyzer.analyze`` of the
+  scene: the crowd detector + the face crops' batch);
+- ``find_face``: /predict's face detector (``config.SUBJECT_DETECTOR``) alone on the decoded ~100 KB JPEG;
+- ``detect``: /detect's face detector (``config.DETECTOR``) alone on the scene (the same for every model).
 
 Each timing: median, p95, fastest and CPU per call (all threads of the process), after warm-up.
 """
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(args.root.resolve()))
     from maskdetect import config
     from maskdetect.crowd import CrowdAnalyzer
-    from maskdetect.faces import MTCNNDetector
+    from maskdetect.faces import YuNetDetector
     from maskdetect.images import decode_image, preprocess
     from maskdetect.inference import Predictor
 
@@ -90,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             "predict": timing(lambda: predictor.predict(typical), args.repeats),
         }
         predictors[Path(path).name] = predictor
-    # MTCNN last: it imports TensorFlow, which must not be in memory while the .tflite loads.
-    detector = MTCNNDetector(**config.DETECTOR).load()
+    photo = decode_image(typical)
+    subject = YuNetDetector(**config.SUBJECT_DETECTOR).load()
+    report["find_face"] = timing(lambda: subject.detect(photo), args.repeats)
+    detector = YuNetDetector(**config.DETECTOR).load()
     report["detect"] = timing(lambda: detector.detect(scene), scene_repeats, warmup=2)
     for name, predictor in predictors.items():
         analyzer = CrowdAnalyzer(detector, predictor)

@@ -6,7 +6,8 @@
 Starts gunicorn with benchmarks/gunicorn_profile.conf.py (the production config, plus a
 pyinstrument profiler around each connection a worker handles), sends the requests of one
 scenario of benchmarks/bench.py from the driver process, stops gunicorn and prints each
-worker's profile: gunicorn's request parsing, Flask, decoding, the model, the answer.
+worker's profile: gunicorn's request parsing, Flask, decoding, finding the face, the model,
+the answer.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ Read from the environment:
 gunicorn's own GUNICORN_CMD_ARGS still apply on top of these.
 """
 
+import ctypes
+import ctypes.util
 import os
 import sys
 
@@ -44,3 +46,20 @@ def on_starting(server):
     if not path.is_file():
         server.log.error("no model at %s: train one with `make train`, or set MODEL_PATH to a model file", path)
         sys.exit(1)
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def post_fork(server, worker):
+    """Buffers of 128 KiB and more (decoded photos, the detector's large passes) go back to the system when freed.
+
+    glibc otherwise raises this threshold as large buffers come and go and keeps them in the heap,
+    so a worker's memory would grow to its largest request's and stay there.
+    """
+    name = ctypes.util.find_library("c")
+    if name and "musl" not in name:
+        try:
+            ctypes.CDLL(name).mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+        except (OSError, AttributeError):
+            server.log.warning("could not set malloc's mmap threshold; memory is kept after large requests")

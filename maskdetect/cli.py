@@ -43,7 +43,25 @@ def command_data(args: argparse.Namespace) -> int:
         state = "materialised" if changed else "already up to date:"
         print(f"{state} {target}/{{{','.join(config.SPLITS)}}}/{{{','.join(config.CLASSES)}}}")
         _print_counts(data.split_counts(rows))
+        if args.strategy == "groups":  # the real face crops too, unless they can be neither found nor downloaded
+            from . import realfaces
+
+            try:
+                target = realfaces.prepare_realfaces(progress=progress)
+            except realfaces.RealfacesUnreachable as error:
+                print(f"maskdetect: realfaces-train skipped: {error}", file=sys.stderr)
+            else:
+                print(f"realfaces-train (real face crops, verified): {target}/{{{','.join(realfaces.SPLITS)}}}/{{{','.join(config.CLASSES)}}}")
+                _print_counts(realfaces.split_counts(realfaces.read_realfaces_splits()))
     print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def command_weights(args: argparse.Namespace) -> int:
+    """Print the path of the verified face-detector weights."""
+    from .weights import obtain_detector_weights
+
+    print(obtain_detector_weights(progress=not args.quiet))
     return 0
 
 
@@ -60,16 +78,6 @@ def command_train(args: argparse.Namespace) -> int:
     print(json.dumps({"model": report["model"], "metrics": report["metrics"]}, indent=2))
     print(f"wrote {out / train.MODEL_FILE} ({report['model_bytes'] / 1e6:.1f} MB) and {out / train.METRICS_FILE}")
     print(f"trained in {report['training_seconds']:.0f} s ({report['epochs_run']} epochs, kept epoch {report['kept_epoch']})")
-    return 0
-
-
-def command_train_detector(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from .detector_training import DetectorTrainConfig, train_detector
-
-    overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed)) if v is not None}
-    train_detector(dataclasses.replace(DetectorTrainConfig(), **overrides), out=args.out, progress=not args.quiet)
     return 0
 
 
@@ -116,32 +124,14 @@ def command_export(args: argparse.Namespace) -> int:
 
 
 def _detector(args: argparse.Namespace):
-    """The MTCNN detector: config.DETECTOR with any settings given on the command line."""
-    from .faces import MTCNNDetector
+    """The face detector: config.DETECTOR with any settings given on the command line."""
+    from .faces import YuNetDetector
 
     settings = dict(config.DETECTOR)
-    for name in ("min_face_size", "scale_factor", "min_score", "min_side", "max_side"):
+    for name in ("scales", "score_threshold", "nms_threshold", "max_side"):
         if getattr(args, name, None) is not None:
-            settings[name] = getattr(args, name)
-    if getattr(args, "thresholds", None) is not None:
-        settings["thresholds"] = tuple(args.thresholds)
-    if getattr(args, "detector_weights", None) is not None:
-        settings["weights"] = None if args.detector_weights == "package" else args.detector_weights
-    return MTCNNDetector(**settings), settings
-
-
-def command_calibrate(args: argparse.Namespace) -> int:
-    """Choose and record the crowd threshold; print the choice as JSON."""
-    import json
-
-    from .evaluate import calibrate_crowd_threshold
-
-    faces = args.faces or config.realworld_dir()
-    if faces is None:
-        raise FileNotFoundError("no real-photo folder: give --faces DIR (with with_mask/ and without_mask/)")
-    chosen = calibrate_crowd_threshold(args.model or config.model_path(), faces, progress=not args.quiet)
-    print(json.dumps(chosen, indent=2))
-    return 0
+            settings[name] = tuple(getattr(args, name)) if name == "scales" else getattr(args, name)
+    return YuNetDetector(**settings).load(), settings
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
@@ -169,7 +159,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         )
         report["detector"] = settings
         report["model"] = predictor.name if predictor else None
-        report["crowd_threshold"] = predictor.crowd_threshold if predictor else None
+        report["threshold"] = predictor.threshold if predictor else None
     print(json.dumps(report, indent=2))
     return 0
 
@@ -203,12 +193,12 @@ def _whole_image_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _crowd_predictor(args: argparse.Namespace):
-    """The classifier for face crops, with --crowd-threshold over the one recorded beside the model."""
+    """The classifier for face crops, with --threshold over the model's own."""
     from .inference import Predictor
 
-    predictor = Predictor.load(args.model)
-    if args.crowd_threshold is not None:
-        predictor.crowd_threshold = args.crowd_threshold
+    predictor = Predictor.load(args.model, face_centred=False)
+    if args.threshold is not None:
+        predictor.threshold = args.threshold
     return predictor
 
 
@@ -222,30 +212,21 @@ def _probability(text: str) -> float:
     return value
 
 
-def _crowd_threshold_option(parser: argparse.ArgumentParser) -> None:
+def _threshold_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--crowd-threshold",
+        "--threshold",
         type=_probability,
         metavar="P",
-        help="call a face crop with_mask from this p(with_mask) on (default: the crowd_threshold that "
-        "`maskdetect calibrate` recorded in the model's metrics.json)",
+        help="call a face with_mask from this calibrated p(with_mask) on (default: the model's, 0.5)",
     )
 
 
 def _detector_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("detector settings (default: maskdetect.config.DETECTOR)")
-    group.add_argument("--min-face-size", type=int, help="smallest face MTCNN looks for, in px of the (resized) image")
-    group.add_argument("--scale-factor", type=float, help="MTCNN's image pyramid step (closer to 1: more scales, slower)")
-    group.add_argument("--thresholds", type=float, nargs=3, metavar=("PNET", "RNET", "ONET"), help="MTCNN's stage thresholds")
-    group.add_argument("--min-score", type=float, help="keep faces with at least this confidence")
-    group.add_argument("--min-side", type=int, help="enlarge images whose longer side is under this, first")
+    group.add_argument("--scales", type=float, nargs="+", metavar="S", help="run YuNet at these multiples of the image's size, merged (e.g. 1 2)")
+    group.add_argument("--score-threshold", type=float, help="keep faces YuNet scores at least this")
+    group.add_argument("--nms-threshold", type=float, help="overlap (IoU) above which the weaker of two boxes is dropped")
     group.add_argument("--max-side", type=int, help="shrink images whose longer side is over this, first")
-    group.add_argument(
-        "--detector-weights",
-        metavar="NPZ",
-        help="MTCNN weights from `maskdetect train-detector` (default: deployment/mtcnn-masked.npz); "
-        "'package' for the mtcnn package's own",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -281,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     data_parser.add_argument("--quiet", action="store_true", help="no progress bars")
     data_parser.set_defaults(run=command_data)
 
+    weights_parser = commands.add_parser(
+        "weights",
+        help="obtain the face detector's weights (YuNet) into deployment/weights/",
+        description="Take the YuNet weights from $MASKDETECT_DETECTOR_SOURCE (a folder holding "
+        "face_detection_yunet_2023mar.onnx), keep the copy already in deployment/weights/ "
+        "($MASKDETECT_WEIGHTS_DIR), or download the pinned upstream file; check its sha256 and print its path.",
+    )
+    weights_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    weights_parser.set_defaults(run=command_weights)
+
     train_parser = commands.add_parser(
         "train",
         help="train the deployment model on data/ and write deployment/",
@@ -294,19 +285,6 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--out", type=Path, help="folder to write to (default: deployment/)")
     train_parser.add_argument("--quiet", action="store_true", help="no progress output")
     train_parser.set_defaults(run=command_train)
-
-    detector_parser = commands.add_parser(
-        "train-detector",
-        help="fine-tune MTCNN on masked faces and write deployment/mtcnn-masked.npz",
-        description="Fine-tune copies of MTCNN's three networks on the training split's faces, half "
-        "of them wearing synthetic masks, keeping the original answers everywhere else "
-        "(maskdetect.detector_training). Run `make data` first.",
-    )
-    detector_parser.add_argument("--steps", type=int, help="training steps per network (default: 600)")
-    detector_parser.add_argument("--seed", type=int, help="override the seed")
-    detector_parser.add_argument("--out", type=Path, help="the .npz to write (default: deployment/mtcnn-masked.npz)")
-    detector_parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    detector_parser.set_defaults(run=command_train_detector)
 
     model_help = "the model file (default: $MODEL_PATH, else deployment/maskdetect.h5)"
     predict_parser = commands.add_parser(
@@ -332,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect_parser.add_argument("image", type=Path, help="an image file")
     detect_parser.add_argument("--out", type=Path, help="also write the annotated image here (PNG, JPEG... by suffix)")
     detect_parser.add_argument("--model", type=Path, help=model_help)
-    _crowd_threshold_option(detect_parser)
+    _threshold_option(detect_parser)
     _detector_options(detect_parser)
     detect_parser.set_defaults(run=command_detect)
 
@@ -351,19 +329,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export_parser.set_defaults(run=command_export)
 
-    calibrate_parser = commands.add_parser(
-        "calibrate",
-        help="choose the threshold crowd analysis (/detect) uses, on real photos, and record it",
-        description="Classify the real photos in DIR/with_mask and DIR/without_mask (default: realworld-dev), "
-        "choose the p(with_mask) threshold with the best balanced accuracy (also cross-fitted on halves, for an "
-        "honest estimate) and write it as crowd_threshold into the metrics.json beside the model. `maskdetect "
-        "train` does this by itself; use this for a model trained before, or to choose on other photos.",
-    )
-    calibrate_parser.add_argument("--model", type=Path, help=model_help)
-    calibrate_parser.add_argument("--faces", type=Path, metavar="DIR", help="real face photos (default: realworld-dev)")
-    calibrate_parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    calibrate_parser.set_defaults(run=command_calibrate)
-
     evaluate_parser = commands.add_parser(
         "evaluate",
         help="measure crowd analysis on labelled scenes, or the classifier on face crops or photos",
@@ -378,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     scenes_parser.add_argument("--images", type=Path, required=True, help="the folder of scene images")
     scenes_parser.add_argument("--labels", type=Path, required=True, help="CSV image,xmin,ymin,xmax,ymax,label")
     scenes_parser.add_argument("--model", type=Path, help=model_help)
-    _crowd_threshold_option(scenes_parser)
+    _threshold_option(scenes_parser)
     scenes_parser.add_argument("--detection-only", action="store_true", help="no classifier: detection metrics only")
     scenes_parser.add_argument("--limit", type=int, help="only the first N images (by name), for quick checks")
     scenes_parser.add_argument(
@@ -406,11 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     from .images import ImageDecodeError
     from .inference import ModelError
     from .scenes import ScenesError
+    from .weights import WeightsError
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DataError, ExportError, FetchError, ModelError, ScenesError, ImageDecodeError, FileNotFoundError) as error:
+    except (DataError, ExportError, FetchError, ModelError, ScenesError, ImageDecodeError, WeightsError, FileNotFoundError) as error:
         print(f"maskdetect: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -111,45 +111,49 @@ def allow_private_urls() -> bool:
 # `maskdetect detect`, `POST /detect` and `maskdetect evaluate scenes` read these; the numbers
 # behind them are in documentation/crowd.md.
 
-# MTCNN's three networks fine-tuned on synthetic masked faces (`make detector`,
-# maskdetect.detector_training): the package's own weights miss most large masked faces. Shipped
-# with the code, like the deployment model.
-DETECTOR_WEIGHTS = PROJECT_ROOT / "deployment" / "mtcnn-masked.npz"
-
-# The face detector's settings (keyword arguments of maskdetect.faces.MTCNNDetector), tuned for
-# recall on scenes-dev (documentation/crowd.md): masked faces get low MTCNN confidences, so
-# lower stage thresholds found far more of them; more scales or enlarging small images did not.
+# The face detector's settings (keyword arguments of maskdetect.faces.YuNetDetector), chosen for
+# recall on scenes-dev (documentation/crowd.md): a 2x pass finds the small faces of a street scene.
+# Its passes run on a network made for the call (kept_pass_pixels 0), so a worker does not keep the
+# buffers of a 2x pass; /predict's one small pass keeps its network.
 DETECTOR = {
-    "weights": str(DETECTOR_WEIGHTS),
-    "min_face_size": 20,
-    "scale_factor": 0.709,
-    "thresholds": (0.4, 0.5, 0.5),
-    "min_score": 0.5,
+    "scales": (1.0, 2.0),
+    "score_threshold": 0.55,
+    "nms_threshold": 0.3,
     "max_side": 640,
-    "min_side": 0,
+    "kept_pass_pixels": 0,
 }
-FACE_CROP_MARGIN = 0.2  # each face box grows by this share per side before classifying (as in training)
+FACE_CROP_MARGIN = 0.0  # the classifier sees the square around the detector's box, framed as realfaces-train's crops are
+# The unmasked share counts the faces the detector is sure of (the weaker boxes are more often not
+# faces at all); an image with none that sure counts every face found (documentation/crowd.md).
+SHARE_MIN_SCORE = 0.75
 
 # POST /predict and `maskdetect predict` classify the photo's largest face (cropped with
-# FACE_CROP_MARGIN, as the training crops are), and the whole photo only when no face is found: on
-# the group test split that is 0.996 accuracy against 0.961 for the whole photo, because what a
-# whole photo shows below the face (a white collar, a light shirt) no longer decides the answer
-# (documentation/modeling.md, "Face-centred prediction"); the Lambda image, without TensorFlow,
-# classifies whole photos (face_centred() below). The detector is the crowd one's networks
-# with MTCNN's own stricter defaults: a photo sent to /predict shows one person, and a loose
-# detector would sometimes pick a patch of forehead or shirt over a close-up face.
-SUBJECT_DETECTOR = {**DETECTOR, "thresholds": (0.6, 0.7, 0.7), "min_score": 0.9}
+# FACE_CROP_MARGIN, as the training crops are), and the whole photo only when no face is found
+# (documentation/modeling.md, "Face-centred prediction"). A photo sent to /predict shows its
+# subject large, so one small pass is enough; the photo is decoded at a reduced size of at least
+# SUBJECT_DECODE_SIDE px (JPEG draft), which keeps the crop sharper than the 100 px model input.
+SUBJECT_DETECTOR = {**DETECTOR, "scales": (1.0,), "max_side": 320, "score_threshold": 0.6, "kept_pass_pixels": 320 * 320}
+SUBJECT_DECODE_SIDE = 640
 
 
 def face_centred() -> bool:
-    """MASKDETECT_FACE_CENTRED=0 classifies whole photos (no face detector, so no TensorFlow).
-
-    On by default. The detector (MTCNN) needs TensorFlow, which the lean LiteRT runtime (the Lambda
-    image) leaves out, so that image turns it off.
-    """
+    """MASKDETECT_FACE_CENTRED=0 classifies whole photos instead of the largest face (on by default)."""
     return os.environ.get("MASKDETECT_FACE_CENTRED", "1").strip().lower() not in ("0", "false", "no", "off")
+
 
 # The pinhole model behind close_pairs (see maskdetect.crowd): assumptions, not measurements.
 FACE_WIDTH_M = 0.15  # a typical adult face is about 15 cm wide
 CAMERA_FOV_DEG = 60.0  # assumed horizontal field of view of the camera
 CLOSE_DISTANCE_M = 1.5  # unmasked people estimated closer than this are listed in close_pairs
+
+
+# ---------------------------------------------------------------------------- realfaces-train
+# Real masked and unmasked face crops for training (the "Face Mask 12K" Train split cleaned of every
+# evaluation set; ../shared/data/README.md), fetched file by file from the pinned upstream commit.
+REALFACES_REPOSITORY = "Karimashraf01/Face-Mask-Detection-using-MobilenetV2"
+REALFACES_COMMIT = "1aeb6dd6ffcfe71609ebdd45eaea621b92a6df4b"
+REALFACES_RAW_URL = f"https://raw.githubusercontent.com/{REALFACES_REPOSITORY}/{REALFACES_COMMIT}/"
+REALFACES_MANIFEST = PROJECT_ROOT / "data" / "realfaces-manifest.csv"
+REALFACES_SPLITS_FILE = PROJECT_ROOT / "data" / "realfaces-splits.csv"
+REALFACES_SPLIT_FRACTIONS = {"train": 0.8, "validation": 0.2}  # validation: calibration and model checks
+REALFACES_SPLIT_SEED = 20261130

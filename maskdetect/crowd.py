@@ -14,7 +14,7 @@ Distances come from a pinhole camera model and these assumptions (stated in
 * the camera's horizontal field of view is ``CAMERA_FOV_DEG`` (60 degrees, a typical phone or
   street camera), so the focal length in pixels is ``f = (image width / 2) / tan(fov / 2)``;
 * the optical centre is the image centre, and the detector's box is the face's width
-  (MTCNN's boxes are roughly face-wide; a profile face is narrower and looks farther away).
+  (the detector's boxes are roughly face-wide; a profile face is narrower and looks farther away).
 
 Each face becomes a point ``((cx - W/2) Z / f, (cy - H/2) Z / f, Z)`` in camera coordinates, and
 two unmasked faces closer than ``CLOSE_DISTANCE_M`` (1.5 m) are listed in ``close_pairs``. These
@@ -70,9 +70,15 @@ class CrowdAnalysis:
         return sum(face.label == UNMASKED for face in self.faces)
 
     @property
+    def counted(self) -> list[CrowdFace]:
+        """The faces the unmasked share counts (:func:`counted_faces`)."""
+        return counted_faces(self.faces)
+
+    @property
     def unmasked_ratio(self) -> float | None:
-        """The share of detected faces without a mask; None when no face was found."""
-        return self.unmasked / len(self.faces) if self.faces else None
+        """The share of counted faces without a mask; None when no face was found."""
+        counted = self.counted
+        return sum(face.label == UNMASKED for face in counted) / len(counted) if counted else None
 
     def as_dict(self) -> dict:
         total = len(self.faces)
@@ -83,9 +89,16 @@ class CrowdAnalysis:
             "with_mask": total - self.unmasked,
             "without_mask": self.unmasked,
             "unmasked_ratio": None if ratio is None else round(ratio, 4),
+            "counted": len(self.counted),
             "close_pairs": [pair.as_dict() for pair in self.close_pairs],
             "model": self.model,
         }
+
+
+def counted_faces(faces: list, min_score: float = config.SHARE_MIN_SCORE) -> list:
+    """The faces scored at least ``min_score`` by the detector; every face when none is (anything with a ``score``)."""
+    sure = [face for face in faces if face.score is not None and face.score >= min_score]
+    return sure or list(faces)
 
 
 @dataclass(frozen=True)
@@ -139,7 +152,7 @@ class CrowdAnalyzer:
         image = decode_image(source).convert("RGB")
         found = self.detector.detect(image)
         crops = [crop_face(image, face.box, self.crop_margin) for face in found]
-        predictions = self.predictor.predict_batch(crops, threshold=self.predictor.crowd_threshold)
+        predictions = self.predictor.predict_batch(crops)
         faces = [
             CrowdFace(face.box, face.score, prediction.label, prediction.with_mask)
             for face, prediction in zip(found, predictions)

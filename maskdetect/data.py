@@ -408,10 +408,10 @@ FACE_COLUMNS = ("source", "xmin", "ymin", "xmax", "ymax", "score")
 
 
 def compute_faces(source: Path, rows: list[dict], progress: bool = True) -> list[dict]:
-    """The largest face MTCNN finds in every kept file (empty box when none)."""
-    from .faces import MTCNNDetector, largest_face
+    """The largest face the subject detector finds in every kept file (empty box when none)."""
+    from .faces import YuNetDetector, largest_face
 
-    detector = MTCNNDetector()
+    detector = YuNetDetector(**config.SUBJECT_DETECTOR).load()
     found = []
     for row in tqdm(rows, desc="detect faces", disable=not progress):
         face = largest_face(detector, Path(source) / row["source"])

@@ -7,6 +7,7 @@ Everything that opens an image (data pipeline, training, services) goes through
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from pathlib import Path
 
@@ -29,13 +30,14 @@ class ImageTooLarge(ImageDecodeError):
 def decode_image(
     source: ImageSource,
     *,
-    draft: tuple[str, tuple[int, int]] | None = None,
+    draft: tuple[str, tuple[int, int] | int] | None = None,
     max_pixels: int | None = MAX_IMAGE_PIXELS,
 ) -> Image.Image:
     """Open ``source`` (bytes, a path or a PIL image) with EXIF orientation applied.
 
     ``draft=(mode, size)`` lets the JPEG decoder skip detail that a later resize to
-    about ``size`` would throw away anyway (much faster on large photos). An image whose
+    about ``size`` (a (width, height), or an int for the longer side) would throw away anyway
+    (much faster on large photos). An image whose
     header declares more than ``max_pixels`` is refused before decoding: a few kilobytes
     of PNG can otherwise expand to gigabytes (a decompression bomb).
     """
@@ -53,7 +55,13 @@ def decode_image(
                 "limit; send a smaller image"
             )
         if draft is not None:
-            image.draft(*draft)
+            mode, size = draft
+            if isinstance(size, int):  # the longer side at least `size`, the aspect kept
+                scale = min(1.0, size / max(image.size))
+                size = (math.ceil(image.width * scale), math.ceil(image.height * scale))
+            full_size = image.size
+            if image.draft(mode, size) is not None and image.size != full_size:
+                image.info["full_size"] = full_size
         image.load()
         return ImageOps.exif_transpose(image)
     except ImageDecodeError:
@@ -64,6 +72,18 @@ def decode_image(
         # ValueError, EOFError, struct.error, IndexError... from PIL's many decoders: for
         # untrusted bytes every one of them means "not an image we can read".
         raise ImageDecodeError(f"{name} is not a readable image ({error.__class__.__name__}: {error})") from error
+
+
+def decode_reduced(source: ImageSource, side: int) -> tuple[Image.Image, float]:
+    """The image as displayed, JPEGs decoded at a reduced size still at least ``side`` px on each side.
+
+    Returns the image and the factor from its pixels to the full-size image's (1.0 when not reduced).
+    """
+    if isinstance(source, Image.Image):
+        return decode_image(source), 1.0
+    image = decode_image(source, draft=("RGB", side))
+    full = image.info.get("full_size")
+    return image, (max(full) / max(image.size)) if full else 1.0
 
 
 # The model input: every caller (training, evaluation, notebooks, services) goes through

@@ -1,4 +1,4 @@
-"""The one inference path: the service, ``maskdetect predict`` and (later) the Lambda handler.
+"""The one inference path: the service, ``maskdetect predict`` and the Lambda handler.
 
 A :class:`Predictor` loads a model file once and answers for image bytes, paths or PIL
 images: every input goes through :func:`maskdetect.images.preprocess`, the model's compiled
@@ -28,8 +28,9 @@ import numpy as np
 
 from . import config
 from .config import THRESHOLD
-from .faces import crop_face, largest
-from .images import ImageSource, decode_image, preprocess
+from .faces import YuNetDetector, crop_face, largest
+from .images import ImageSource, decode_reduced, preprocess
+from .weights import WeightsError
 
 
 class ModelError(RuntimeError):
@@ -137,28 +138,6 @@ def model_report(path: Path) -> dict | None:
     return report
 
 
-def crowd_threshold(report: dict | None, threshold: float) -> float:
-    """The threshold for faces found in scenes: chosen on real photos (``crowd_threshold``), else ``threshold``."""
-    chosen = (report or {}).get("crowd_threshold")
-    if isinstance(chosen, dict) and isinstance(chosen.get("threshold"), (int, float)):
-        return float(chosen["threshold"])
-    return threshold
-
-
-def _subject_detector(sharing=None):
-    """``maskdetect.faces.subject_detector``, or a ModelError that says what to do without MTCNN."""
-    import importlib.util
-
-    from .faces import subject_detector
-
-    if importlib.util.find_spec("mtcnn") is None:
-        raise ModelError(
-            "face-centred prediction needs the mtcnn package (and TensorFlow), which is not installed: "
-            "install them, or set MASKDETECT_FACE_CENTRED=0 to classify whole photos"
-        )
-    return subject_detector(sharing)
-
-
 def file_sha256(path: Path) -> str:
     with open(path, "rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
@@ -172,26 +151,23 @@ class Predictor:
         backend: Backend,
         name: str,
         threshold: float = THRESHOLD,
-        crowd_threshold: float | None = None,
         subject_detector=None,
     ):
         self.backend = backend
         # A maskdetect.faces.FaceDetector: predict() classifies the largest face it finds; None: whole images.
         self.subject_detector = subject_detector
         self.name = name
-        self.threshold = threshold  # /predict: photos framed like the training set's
-        # /detect: crops of faces in real scenes; see documentation/crowd.md, "Two thresholds"
-        self.crowd_threshold = threshold if crowd_threshold is None else crowd_threshold
+        self.threshold = threshold  # on the calibrated p(with_mask), for /predict and /detect alike
         # One call at a time: Keras models are not documented as safe to call concurrently, and
         # LiteRT interpreters are not thread-safe (one set of input and output tensors).
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path | str | None = None, face_centred: bool | None = None, sharing=None) -> Predictor:
+    def load(cls, path: Path | str | None = None, face_centred: bool | None = None) -> Predictor:
         """Load ``path`` (default: :func:`maskdetect.config.model_path`, i.e. $MODEL_PATH).
 
         ``face_centred`` (default :func:`maskdetect.config.face_centred`) gives the predictor the
-        subject face detector, sharing the networks of ``sharing`` (a crowd detector) if given.
+        subject face detector (``config.SUBJECT_DETECTOR``), loaded now.
         """
         path = Path(path or config.model_path())
         if not path.is_file():
@@ -208,17 +184,20 @@ class Predictor:
             raise ModelError(f"could not load the model {path} ({error.__class__.__name__}: {error})") from error
         if face_centred is None:
             face_centred = config.face_centred()
-        detector = _subject_detector(sharing) if face_centred else None
+        try:
+            detector = YuNetDetector(**config.SUBJECT_DETECTOR).load() if face_centred else None
+        except WeightsError as error:
+            raise ModelError(str(error)) from error
         report = model_report(path)
         if report is None:
             return cls(loaded, path.name, THRESHOLD, subject_detector=detector)
         threshold = float(report.get("threshold", THRESHOLD))
-        return cls(loaded, str(report["model"]), threshold, crowd_threshold(report, threshold), detector)
+        return cls(loaded, str(report["model"]), threshold, detector)
 
     def predict_batch(self, images: list[ImageSource], threshold: float | None = None) -> list[Prediction]:
         """Answers for several images at once (raises ImageDecodeError for a bad one).
 
-        ``threshold`` overrides :attr:`threshold` (crowd analysis passes :attr:`crowd_threshold`).
+        ``threshold`` overrides :attr:`threshold`.
         """
         if not images:
             return []
@@ -237,12 +216,12 @@ class Predictor:
         """
         if self.subject_detector is None:
             return self.predict_batch([image])[0]
-        photo = decode_image(image)
+        photo, scale = decode_reduced(image, config.SUBJECT_DECODE_SIDE)
         face = largest(self.subject_detector.detect(photo))
         if face is None:
             return self.predict_batch([photo])[0]
         crop = crop_face(photo, face.box, config.FACE_CROP_MARGIN)
-        return replace(self.predict_batch([crop])[0], face=list(face.box))
+        return replace(self.predict_batch([crop])[0], face=[round(v * scale) for v in face.box])
 
     def predict_url(self, url: str, *, allow_private: bool | None = None, limits=None) -> Prediction:
         """The answer for the image at ``url``, fetched under the SSRF rules of :mod:`maskdetect.fetch`.
@@ -254,6 +233,6 @@ class Predictor:
         return self.predict(fetch_bytes(url, allow_private=allow_private, limits=limits or Limits()))
 
     def _answer(self, p: float, threshold: float | None = None) -> Prediction:
-        p = min(max(p, 0.0), 1.0)
-        label = config.CLASSES[0] if p >= (self.threshold if threshold is None else threshold) else config.CLASSES[1]
-        return Prediction(label=label, with_mask=round(p, 6), without_mask=round(1.0 - p, 6), model=self.name)
+        shown = round(min(max(p, 0.0), 1.0), 6)  # the label is decided on the probability the answer shows
+        label = config.CLASSES[0] if shown >= (self.threshold if threshold is None else threshold) else config.CLASSES[1]
+        return Prediction(label=label, with_mask=shown, without_mask=round(1.0 - shown, 6), model=self.name)

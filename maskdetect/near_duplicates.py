@@ -19,6 +19,7 @@ Pure OpenCV/NumPy and seeded, so the grouping is the same on every run.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +32,10 @@ from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
 
 from .images import decode_image
+
+# Workers start from a clean server process: a fork of a process whose OpenCV thread pool has run
+# (face detection, in a notebook or the test session) can deadlock inside OpenCV.
+_START = multiprocessing.get_context("forkserver")
 
 THUMB = 64  # side of the comparison thumbnail
 FEATURE_SIDE = 256  # longer side of the image ORB runs on
@@ -212,7 +217,7 @@ def group_images(
     Group numbers are ordered by each group's first image in ``paths``.
     """
     workers = _workers()
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(workers, mp_context=_START) as pool:
         features = list(
             tqdm(
                 pool.map(image_features, paths, chunksize=16),
@@ -224,7 +229,7 @@ def group_images(
     pairs = candidate_pairs(features)
     chunks = [pairs[i : i + 500] for i in range(0, len(pairs), 500)]
     scores: dict[tuple[int, int], float] = {}
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(features,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=_START, initializer=_init_worker, initargs=(features,)) as pool:
         bar = tqdm(total=len(pairs), desc="compare pairs", disable=not progress)
         for chunk, result in zip(chunks, pool.map(_similarities, chunks)):
             scores.update(zip(chunk, result))

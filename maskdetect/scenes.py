@@ -11,8 +11,9 @@ box and a labeller's box around the same small face rarely agree better). The me
   is not exhaustive, so some of these are real, unlabelled faces);
 * ``label_accuracy``: on matched faces labelled with_mask or without_mask, the share the
   classifier labels the same, overall and by the labelled box's longer side;
-* ``unmasked_share_mae``: per image, (without_mask + incorrect) / labelled faces against
-  without_mask / detected faces, averaged over images with at least one detection
+* ``unmasked_share_mae``: per image, (without_mask + incorrect) / labelled faces against the
+  unmasked share ``/detect`` answers (over the faces :func:`maskdetect.crowd.counted_faces` counts),
+  averaged over images with at least one detection
   (``images_without_detection`` counts the others);
 * ``seconds_per_image``: detection and classification, decoding included.
 """
@@ -24,6 +25,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .crowd import counted_faces
 from .faces import FaceDetector
 from .images import decode_image
 from .inference import Predictor
@@ -157,7 +159,8 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_mis
             without_detection += 1
         elif classified and result.labelled:
             truth_share = sum(t.label in UNMASKED_LABELS for t in result.labelled) / len(result.labelled)
-            guess_share = sum(d.label == "without_mask" for d in result.detected) / len(result.detected)
+            counted = counted_faces(result.detected)
+            guess_share = sum(d.label == "without_mask" for d in counted) / len(counted)
             errors.append(abs(truth_share - guess_share))
     total_faces, total_found = sum(faces.values()), sum(found.values())
     report = {

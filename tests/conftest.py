@@ -18,6 +18,9 @@ SHARED = Path(os.environ.get("MASKDETECT_SHARED_DATA", config.PROJECT_ROOT.paren
 SHARED_MODELS = config.PROJECT_ROOT.parent / "shared" / "models"
 if not os.environ.get("MASKDETECT_DETECTOR_SOURCE") and SHARED_MODELS.is_dir():
     os.environ["MASKDETECT_DETECTOR_SOURCE"] = str(SHARED_MODELS)
+# The real training faces: the shared copy too, never a download.
+if not os.environ.get("MASKDETECT_REALFACES_SOURCE") and (SHARED / "realfaces-train").is_dir():
+    os.environ["MASKDETECT_REALFACES_SOURCE"] = str(SHARED / "realfaces-train")
 
 
 @pytest.fixture(autouse=True)
@@ -75,6 +78,8 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("MASKDETECT_DATA_DIR", str(target))
     monkeypatch.delenv("MASKDETECT_DATA_SOURCE", raising=False)
     monkeypatch.delenv("MASKDETECT_DATA_URL", raising=False)
+    monkeypatch.setenv("MASKDETECT_REALFACES_SOURCE", str(SHARED / "realfaces-train"))  # never the network
+    monkeypatch.delenv("MASKDETECT_REALFACES_URL", raising=False)
     return target
 
 

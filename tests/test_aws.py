@@ -31,7 +31,10 @@ from conftest import dockerfile_instructions, encode, photo
 from maskdetect import config
 from maskdetect.aws_lambda import LambdaApp, http_api_event
 from maskdetect.errors import INTERNAL_ERROR
+from maskdetect.faces import YuNetDetector
 from maskdetect.fetch import Limits
+from maskdetect.inference import Predictor
+from maskdetect.weights import DETECTOR_FILE, find_detector_weights
 
 ROOT = config.PROJECT_ROOT
 AWS = ROOT / "deployment" / "aws"
@@ -277,11 +280,10 @@ def _load_handler_module(monkeypatch, **env):
 
 
 def test_the_handler_loads_the_model_in_the_init_phase_and_answers_the_sample_events(monkeypatch, http_server, capsys):
-    module = _load_handler_module(
-        monkeypatch, MODEL_PATH=str(MODEL), AWS_LAMBDA_FUNCTION_NAME="maskdetect-test", MASKDETECT_FACE_CENTRED="0"
-    )  # the image's settings (its Dockerfile's ENV)
+    monkeypatch.delenv("MASKDETECT_FACE_CENTRED", raising=False)  # the image sets none: the largest face
+    module = _load_handler_module(monkeypatch, MODEL_PATH=str(MODEL), AWS_LAMBDA_FUNCTION_NAME="maskdetect-test")
     assert "loaded the model" in capsys.readouterr().out  # at import, before any event
-    assert module.app.predictor().subject_detector is None  # whole photos: no MTCNN, no TensorFlow in the image
+    assert isinstance(module.app.predictor().subject_detector, YuNetDetector)  # loaded with the model, in the init phase
     expected = module.app.predictor().predict(encode(Image.new("RGB", (32, 32), (250, 250, 250)), "PNG")).as_dict()
     photo_expected = module.app.predictor().predict(PHOTO).as_dict()
     http_server["/photo.jpg"] = (200, PHOTO)
@@ -321,7 +323,7 @@ def test_the_sample_events_are_what_api_gateway_sends():
 
 # ---------------------------------------------------------------------------- the lean image
 
-HEAVY = ("flask", "werkzeug", "jinja2", "gunicorn", "tensorflow", "keras", "h5py", "mtcnn", "cv2", "matplotlib",
+HEAVY = ("flask", "werkzeug", "jinja2", "gunicorn", "tensorflow", "keras", "h5py", "matplotlib",
          "pandas", "sklearn", "scipy", "jax", "torch", "onnx", "onnxruntime", "tf2onnx", "requests")
 
 # Prints the modules that loading the handler imports (not those the interpreter started with).
@@ -366,6 +368,41 @@ def test_importing_the_handler_loads_only_the_lean_runtime(tmp_path):
     assert package | {"__init__"} == _copied_package_modules()
 
 
+# Loads the handler as the Lambda runtime does (the init phase loads the model and the detector),
+# answers one direct invocation with the photo, and prints that answer and the heavy packages imported.
+IMAGE_RUN = """
+import base64, json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import lambda_function
+photo = Path(sys.argv[2]).read_bytes()
+answer = lambda_function.lambda_handler({"image": base64.b64encode(photo).decode("ascii")}, None)
+heavy = sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "keras", "flask", "gunicorn"})
+print(json.dumps({"answer": answer, "heavy": heavy}))
+"""
+
+
+def test_the_handler_answers_a_real_portrait_for_its_face_without_tensorflow(observations, tmp_path):
+    """A fresh process set up as the image is: the .tflite, the weights in MASKDETECT_WEIGHTS_DIR, no other settings."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shutil.copy(find_detector_weights(), weights / DETECTOR_FILE)
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("AWS_", "LAMBDA_")) and key not in ("MASKDETECT_FACE_CENTRED", "MASKDETECT_DETECTOR_SOURCE")}
+    env.update(PYTHONPATH=str(ROOT), MODEL_PATH=str(MODEL), AWS_LAMBDA_FUNCTION_NAME="maskdetect-test", MASKDETECT_WEIGHTS_DIR=str(weights))
+    portrait = observations / "without_mask" / "298.jpg"
+    result = subprocess.run([sys.executable, "-c", IMAGE_RUN, str(AWS), str(portrait)],
+                            capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.splitlines()[-1])  # the lines before it are the handler's log
+    answer = report["answer"]
+    assert "error" not in answer, answer
+    assert report["heavy"] == [], f"the Lambda image has none of {report['heavy']}"
+    width, height = Image.open(portrait).size
+    left, top, right, bottom = answer["face"]  # a box, not null: the face was found and classified
+    assert 0 <= left < right <= width and 0 <= top < bottom <= height
+    assert (right - left) * (bottom - top) > 0.1 * width * height  # a portrait's face, not a speck
+    assert answer["label"] in config.CLASSES and answer["model"] == json.loads((MODEL.parent / "metrics.json").read_text())["model"]
 
 
 def _copies() -> list[tuple[list[str], str]]:
@@ -388,9 +425,12 @@ def test_the_lambda_dockerfile():
     assert instructions[0] == ("ARG", "LAMBDA_IMAGE=public.ecr.aws/lambda/python:3.12")
     assert ("FROM", "${LAMBDA_IMAGE}") in instructions
     assert dict(instructions)["CMD"] == '["lambda_function.lambda_handler"]'
-    # The image has no MTCNN (no TensorFlow), so it classifies whole photos; face-centring on would be a ModelError.
+    # It answers for the face, as the service does: nothing turns face-centring off, and the
+    # detector's weights are copied to where MASKDETECT_WEIGHTS_DIR points.
     env = " ".join(rest for keyword, rest in instructions if keyword == "ENV")
-    assert "MASKDETECT_FACE_CENTRED=0" in env.split()
+    assert "MASKDETECT_FACE_CENTRED" not in env
+    assert "MASKDETECT_WEIGHTS_DIR=${LAMBDA_TASK_ROOT}/deployment/weights" in env.split()
+    assert ([f"deployment/weights/{DETECTOR_FILE}"], "${LAMBDA_TASK_ROOT}/deployment/weights/") in _copies()
     install = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
     assert "--require-hashes" in install and "--no-deps" in install and "-r /tmp/requirements.txt" in install
     sources = [source for sources, _ in _copies() for source in sources]
@@ -418,8 +458,8 @@ def test_lambda_requirements_match_pipfile_lock_and_stay_lean():
         "deployment/aws/requirements.txt is out of date with Pipfile.lock or its requirements.in: run `make docker-requirements`"
     )
     names = _requirement_names(target.output)
-    assert {"ai-edge-litert", "numpy", "pillow", "tqdm"} <= names
-    assert not names & {"tensorflow", "keras", "h5py", "flask", "gunicorn", "mtcnn", "jax"}
+    assert {"ai-edge-litert", "numpy", "pillow", "tqdm", "opencv-python-headless"} <= names  # opencv runs YuNet
+    assert not names & {"tensorflow", "keras", "h5py", "flask", "gunicorn", "jax"}
     assert all("--hash=sha256:" in line for line in target.output.read_text().splitlines() if not line.startswith("#"))
 
 
@@ -514,11 +554,12 @@ def local_api(tmp_path_factory):
         process.wait(timeout=20)
 
 
-def test_the_stand_in_classifies_whole_photos_as_the_image_does(local_api, observations):
+def test_the_stand_in_answers_for_the_face_as_the_service_does(local_api, observations):
     api_url, _ = local_api
-    face = (observations / "without_mask" / "298.jpg").read_bytes()  # a portrait: /predict would box its face
-    answer = requests.post(api_url, data=face, headers={"Content-Type": "image/jpeg"}, timeout=30).json()
-    assert answer["face"] is None and answer["label"] in config.CLASSES
+    portrait = (observations / "without_mask" / "298.jpg").read_bytes()
+    answer = requests.post(api_url, data=portrait, headers={"Content-Type": "image/jpeg"}, timeout=30).json()
+    assert answer["face"] is not None
+    assert answer == Predictor.load(MODEL, face_centred=True).predict(portrait).as_dict()
 
 
 def test_the_stand_in_turns_http_requests_into_events(local_api, images, image_site):
@@ -589,7 +630,7 @@ def test_the_committed_notebook_has_its_run_against_the_stand_in():
 # ---------------------------------------------------------------------------- the benchmark
 
 
-def test_the_handler_benchmark_reports(model_file, tmp_path, monkeypatch, capsys):
+def test_the_handler_benchmark_reports(model_file, observations, tmp_path, monkeypatch, capsys):
     """A short run of benchmarks/lambda_handler.py (documentation/aws_service.md has a full one).
 
     In this process, where TensorFlow is already imported (a fresh one would spend most of its
@@ -599,11 +640,12 @@ def test_the_handler_benchmark_reports(model_file, tmp_path, monkeypatch, capsys
 
     script = ROOT / "benchmarks" / "lambda_handler.py"
     monkeypatch.setenv("MODEL_PATH", "unset")
-    monkeypatch.setenv("MASKDETECT_FACE_CENTRED", "1")  # the script sets 0 (as the image): undone afterwards
+    monkeypatch.setenv("MASKDETECT_FACE_CENTRED", "0")  # the script unsets it (as the image runs): undone afterwards
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delitem(sys.modules, "lambda_function", raising=False)
-    monkeypatch.setattr(sys, "argv", [str(script), "--model", str(model_file), "--requests", "3"])
+    portrait = observations / "without_mask" / "298.jpg"
+    monkeypatch.setattr(sys, "argv", [str(script), "--model", str(model_file), "--image", str(portrait), "--requests", "3"])
     with pytest.raises(SystemExit) as exit:
         runpy.run_path(str(script), run_name="__main__")
     assert exit.value.code == 0
@@ -612,7 +654,7 @@ def test_the_handler_benchmark_reports(model_file, tmp_path, monkeypatch, capsys
     # The package is already imported in this process, so importing the handler can round to 0.000 s.
     assert 0 <= report["import_s"] < 60 and 0 < report["first_event_s"] and 0 < report["p50_ms"] <= report["p95_ms"]
     assert report["max_rss_mb"] > 50 and report["tensorflow_imported"] is True  # a Keras model needs it
-    assert os.environ["MASKDETECT_FACE_CENTRED"] == "0"  # it timed the handler as the image runs it
+    assert "MASKDETECT_FACE_CENTRED" not in os.environ and report["face"] is not None  # timed for the face, as the image answers
     missing = subprocess.run([sys.executable, str(script), "--model", str(tmp_path / "none.tflite")],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no model at" in missing.stderr

@@ -1,4 +1,4 @@
-"""Crowd analysis: counts, the unmasked share, the pinhole distances, real MTCNN on a real scene."""
+"""Crowd analysis: counts, the unmasked share, the pinhole distances, real YuNet on a real scene."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from PIL import Image
 from conftest import SHARED, _require
 from maskdetect import config
 from maskdetect.crowd import Camera, CrowdAnalyzer, CrowdFace, annotate, close_pairs
-from maskdetect.faces import Face, MTCNNDetector
+from maskdetect.faces import Face, YuNetDetector
 from maskdetect.inference import Predictor
 
 
@@ -59,11 +59,12 @@ def test_close_pairs_are_unmasked_and_under_the_threshold_nearest_first():
 class FixedBoxes:
     """A FaceDetector that 'finds' the boxes it was given: checks the classification and counting."""
 
-    def __init__(self, boxes):
+    def __init__(self, boxes, scores=None):
         self.boxes = boxes
+        self.scores = scores or [0.95] * len(boxes)
 
     def detect(self, image):
-        return [Face(box, 0.95) for box in self.boxes]
+        return [Face(box, score) for box, score in zip(self.boxes, self.scores)]
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +80,12 @@ def test_each_crop_is_classified_and_counted(predictor):
         image.paste(colour, expand_box_for_test(box, 400, 200))
     analysis = CrowdAnalyzer(FixedBoxes(boxes), predictor, close_distance_m=100).analyze(image)
     answer = analysis.as_dict()
-    assert list(answer) == ["faces", "total", "with_mask", "without_mask", "unmasked_ratio", "close_pairs", "model"]
+    assert list(answer) == ["faces", "total", "with_mask", "without_mask", "unmasked_ratio", "counted", "close_pairs", "model"]
     assert [f["label"] for f in answer["faces"]] == ["with_mask", "without_mask", "without_mask"]
     assert [f["box"] for f in answer["faces"]] == [list(b) for b in boxes]
     assert answer["faces"][0]["with_mask"] > 0.99 and answer["faces"][1]["with_mask"] < 0.01
     assert (answer["total"], answer["with_mask"], answer["without_mask"]) == (3, 1, 2)
-    assert answer["unmasked_ratio"] == pytest.approx(2 / 3, abs=1e-4)
+    assert answer["unmasked_ratio"] == pytest.approx(2 / 3, abs=1e-4) and answer["counted"] == 3
     assert answer["close_pairs"] == [{"a": 1, "b": 2, "distance_m": pytest.approx(0.375, abs=0.01)}]
     assert answer["model"] == "maskdetect.h5"
 
@@ -95,10 +96,24 @@ def expand_box_for_test(box, width, height):
     return expand_box(box, config.FACE_CROP_MARGIN, width, height)
 
 
+def test_the_unmasked_share_counts_the_faces_the_detector_is_sure_of(predictor):
+    # One sure white (with_mask) face, two unsure black (without_mask) ones.
+    image = Image.new("RGB", (400, 200), (128, 128, 128))
+    boxes = [(20, 20, 60, 60), (120, 20, 160, 60), (220, 20, 260, 60)]
+    for box, colour in zip(boxes, ("white", "black", "black")):
+        image.paste(colour, expand_box_for_test(box, 400, 200))
+    sure, unsure = config.SHARE_MIN_SCORE + 0.1, config.SHARE_MIN_SCORE - 0.1
+    answer = CrowdAnalyzer(FixedBoxes(boxes, [sure, unsure, unsure]), predictor).analyze(image).as_dict()
+    assert (answer["total"], answer["without_mask"], answer["counted"], answer["unmasked_ratio"]) == (3, 2, 1, 0.0)
+    # With no face that sure, every face found is counted.
+    answer = CrowdAnalyzer(FixedBoxes(boxes, [unsure] * 3), predictor).analyze(image).as_dict()
+    assert answer["counted"] == 3 and answer["unmasked_ratio"] == pytest.approx(2 / 3, abs=1e-4)
+
+
 def test_no_face_means_no_ratio(predictor):
     answer = CrowdAnalyzer(FixedBoxes([]), predictor).analyze(Image.new("RGB", (50, 50))).as_dict()
     assert answer == {
-        "faces": [], "total": 0, "with_mask": 0, "without_mask": 0, "unmasked_ratio": None, "close_pairs": [],
+        "faces": [], "total": 0, "with_mask": 0, "without_mask": 0, "unmasked_ratio": None, "counted": 0, "close_pairs": [],
         "model": "maskdetect.h5",
     }
 
@@ -114,7 +129,7 @@ def test_annotation_colours_boxes_by_label(predictor):
         assert drawn.getpixel((box[0], (box[1] + box[3]) // 2)) == {"with_mask": (30, 170, 80), "without_mask": (220, 40, 40)}[label]
 
 
-# ---------------------------------------------------------------------------- real MTCNN, real scene
+# ---------------------------------------------------------------------------- real YuNet, real scene
 
 
 @pytest.fixture(scope="module")
@@ -124,16 +139,32 @@ def scene() -> bytes:
 
 @pytest.fixture(scope="module")
 def analyzer(predictor):
-    return CrowdAnalyzer(MTCNNDetector(**config.DETECTOR), predictor)
+    return CrowdAnalyzer(YuNetDetector(**config.DETECTOR).load(), predictor)
 
 
 def test_real_faces_are_found_in_a_street_scene(analyzer, scene):
     # scene000.jpg: three labelled faces, 30-50 px, at (79,105)-(109,142), (185,100)-(226,144), (325,90)-(360,141).
     answer = analyzer.analyze(scene).as_dict()
-    labelled = [(79, 105, 109, 142), (325, 90, 360, 141)]  # the two the default detector finds
+    labelled = [(79, 105, 109, 142), (185, 100, 226, 144), (325, 90, 360, 141)]
     for truth in labelled:
         assert any(iou(tuple(f["box"]), truth) >= 0.4 for f in answer["faces"]), answer["faces"]
-    assert answer["total"] == answer["with_mask"] + answer["without_mask"] >= 2
+    assert answer["total"] == answer["with_mask"] + answer["without_mask"] >= 3
+    for found in answer["faces"]:
+        xmin, ymin, xmax, ymax = found["box"]
+        assert 0 <= xmin < xmax <= 512 and 0 <= ymin < ymax <= 366
+        assert config.DETECTOR["score_threshold"] <= found["score"] <= 1
+
+
+def test_faces_are_labelled_by_the_predictors_one_threshold(predictor):
+    # A mid-grey face: p(with_mask) is strictly between 0 and 1, so a threshold on either side flips the label.
+    image = Image.new("RGB", (200, 100), (128, 128, 128))
+    boxes = [(20, 20, 60, 60)]
+    p = CrowdAnalyzer(FixedBoxes(boxes), predictor).analyze(image).faces[0].with_mask
+    assert 0.01 < p < 0.99
+    for threshold, label in ((p - 0.001, "with_mask"), (p + 0.001, "without_mask")):
+        strict = Predictor(predictor.backend, predictor.name, threshold)
+        (found,) = CrowdAnalyzer(FixedBoxes(boxes), strict).analyze(image).faces
+        assert (found.label, found.with_mask) == (label, p)
 
 
 def test_boxes_are_in_displayed_pixels(analyzer, scene):
@@ -172,3 +203,19 @@ def test_detect_command_prints_the_answer_and_writes_the_annotated_image(scene, 
     assert Image.open(out).size == Image.open(path).size
     assert main(["detect", str(tmp_path / "missing.jpg"), "--model", str(model_file)]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_detect_command_without_the_detector_weights_says_how_to_get_them(scene, model_file, tmp_path, monkeypatch, capsys):
+    from maskdetect.cli import main
+    from maskdetect.weights import DETECTOR_FILE
+
+    path = tmp_path / "scene.jpg"
+    path.write_bytes(scene)
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    monkeypatch.setenv("MASKDETECT_DETECTOR_SOURCE", str(empty))
+    assert main(["detect", str(path), "--model", str(model_file)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"the face detector's weights file {empty / DETECTOR_FILE} is missing" in captured.err
+    assert "MASKDETECT_DETECTOR_SOURCE" in captured.err and "Traceback" not in captured.err

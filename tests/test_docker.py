@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import dockerfile_instructions
+from maskdetect.weights import DETECTOR_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "deployment" / "docker"
@@ -38,6 +39,12 @@ def test_dockerfile_copies_only_what_serving_needs():
         assert top in ("maskdetect", "deployment"), f"COPY {source}: only the package and deployment/ belong in the image"
         assert source not in (".", "./", "deployment", "deployment/"), f"COPY {source} copies too much"
     assert not any(keyword == "ADD" for keyword, _ in _dockerfile_instructions()), "use COPY, not ADD"
+
+
+def test_dockerfile_copies_the_face_detectors_weights_where_the_service_looks():
+    copies = [(rest.split()[:-1], rest.split()[-1]) for keyword, rest in _dockerfile_instructions() if keyword == "COPY"]
+    assert ([f"deployment/weights/{DETECTOR_FILE}"], "deployment/weights/") in copies  # weights_dir() under WORKDIR /app
+    assert ("WORKDIR", "/app") in _dockerfile_instructions()
 
 
 def test_dockerfile_runs_gunicorn_as_a_non_root_user_on_9696():
@@ -93,8 +100,8 @@ def test_image_requirements_match_pipfile_lock():
 def test_image_requirements_leave_out_the_notebook_and_training_stack():
     names = {line.split("==")[0] for line in (DOCKER / "requirements.txt").read_text().splitlines()
              if line and not line.startswith("#")}
-    assert {"tensorflow", "keras", "h5py", "pillow", "flask", "gunicorn"} <= names
-    assert not names & {"jupyter", "papermill", "matplotlib", "pandas", "opencv-python-headless", "pytest"}
+    assert {"tensorflow", "keras", "h5py", "pillow", "flask", "gunicorn", "opencv-python-headless"} <= names  # opencv runs YuNet
+    assert not names & {"jupyter", "papermill", "matplotlib", "pandas", "scikit-learn", "pytest"}
 
 
 @pytest.mark.parametrize(

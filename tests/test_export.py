@@ -150,7 +150,7 @@ LEAN = textwrap.dedent(
     """
     import json, sys
 
-    HEAVY = {"tensorflow", "keras", "tf_keras", "mtcnn"}
+    HEAVY = {"tensorflow", "keras", "tf_keras"}
 
     def heavy():
         return sorted(HEAVY & {name.split(".")[0] for name in sys.modules})
@@ -175,12 +175,12 @@ LEAN = textwrap.dedent(
 )
 
 
-def test_the_lean_path_never_imports_tensorflow_until_detect(real_batch):
+@pytest.mark.parametrize("face_centred", [True, False], ids=["face-centred", "whole-photo"])
+def test_the_lean_path_never_imports_tensorflow_detect_included(real_batch, face_centred):
     files, _, expected = real_batch
     image = files[0]
     scene = _require(SHARED / "scenes-dev" / "images" / "scene000.jpg")
-    # Whole photos, as the Lambda image runs: finding the face first would need MTCNN, so TensorFlow.
-    env = {**os.environ, "PYTHONPATH": str(config.PROJECT_ROOT), "MASKDETECT_FACE_CENTRED": "0"}
+    env = {**os.environ, "PYTHONPATH": str(config.PROJECT_ROOT), "MASKDETECT_FACE_CENTRED": "1" if face_centred else "0"}
     env.pop("MODEL_PATH", None)
     run = subprocess.run(
         [sys.executable, "-c", LEAN, str(TFLITE), str(image), str(scene)], capture_output=True, text=True, env=env, timeout=300
@@ -188,15 +188,18 @@ def test_the_lean_path_never_imports_tensorflow_until_detect(real_batch):
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.splitlines()[-1])
     steps = result["steps"]
-    assert steps["imports"] == steps["Predictor.predict"] == steps["/predict, /health, /"] == [], steps
-    assert "tensorflow" in steps["/detect"] and "mtcnn" in steps["/detect"]  # MTCNN is built on the first /detect
+    assert steps == {"imports": [], "Predictor.predict": [], "/predict, /health, /": [], "/detect": []}, steps
 
     name = json.loads((DEPLOYMENT / config.METRICS_FILE).read_text())["model"]
     assert result["health"] == {"status": "ok", "model": name} and result["page"] == 200
     assert result["predicted"] == result["answer"] and result["answer"]["model"] == name
-    assert result["answer"]["with_mask"] == pytest.approx(expected[0], abs=2e-5)  # rounded to 6 places in the answer
+    if face_centred:  # a test photo: its face is found and classified
+        assert len(result["answer"]["face"]) == 4
+    else:
+        assert result["answer"]["face"] is None
+        assert result["answer"]["with_mask"] == pytest.approx(expected[0], abs=2e-5)  # rounded to 6 places in the answer
     status, detected = result["detect"]
-    assert status == 200 and detected["total"] >= 2 and detected["model"] == name
+    assert status == 200 and detected["total"] >= 3 and detected["model"] == name
 
 
 # ---------------------------------------------------------------------------- errors

@@ -1,8 +1,53 @@
-"""Face detection and the crop geometry used for training."""
+"""Face detection (YuNet at one or more scales, merged with NMS) and the crop geometry used for training."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from maskdetect.faces import Face, MTCNNDetector, expand_box, largest_face
+from conftest import SHARED, _require
+from maskdetect import config
+from maskdetect.data import read_splits
+from maskdetect.faces import Face, YuNetDetector, crop_face, expand_box, largest, largest_face
+from maskdetect.images import decode_image
+from maskdetect.scenes import box_iou, match, read_labels, size_bucket
+from maskdetect.weights import WeightsError
+
+# Boxes are rounded to whole pixels, so an overlap YuNet computed on floats can read a little lower.
+ROUNDING_SLACK = 0.05
+
+
+def committed_test_photo(observations: Path, label: str) -> Path:
+    """The first photo of ``label`` in the committed test split (data/test/LABEL/000.jpg), from its source."""
+    row = next(r for r in read_splits() if r["split"] == "test" and r["class"] == label)
+    return observations / row["source"]
+
+
+def scaled_boxes(faces: list[Face], factor_x: float, factor_y: float) -> list[tuple[int, int, int, int]]:
+    return [
+        (round(f.box[0] * factor_x), round(f.box[1] * factor_y), round(f.box[2] * factor_x), round(f.box[3] * factor_y))
+        for f in faces
+    ]
+
+
+@pytest.fixture(scope="module")
+def single_scale():
+    return YuNetDetector(scales=(1.0,)).load()
+
+
+@pytest.fixture(scope="module")
+def two_scales():
+    return YuNetDetector(scales=(1.0, 2.0)).load()
+
+
+@pytest.fixture(scope="module")
+def scenes() -> Path:
+    return _require(SHARED / "scenes-dev" / "images")
+
+
+# ---------------------------------------------------------------------------- crop geometry
 
 
 def test_expand_box_squares_grows_and_clips():
@@ -12,100 +57,143 @@ def test_expand_box_squares_grows_and_clips():
     assert Face((1, 2, 11, 7), 0.9).area == 50
 
 
-@pytest.fixture(scope="module")
-def detector():
-    return MTCNNDetector()
-
-
-def test_mtcnn_finds_the_face_in_a_training_photo(detector, observations):
-    from maskdetect.images import decode_image
-
-    path = observations / "without_mask" / "298.jpg"
-    face = largest_face(detector, path)
-    width, height = decode_image(path).size
-    assert face is not None and face.score >= detector.min_score
-    xmin, ymin, xmax, ymax = face.box
-    assert 0 <= xmin < xmax <= width and 0 <= ymin < ymax <= height
-    assert (xmax - xmin) > width / 4  # a portrait: the face is large
-
-
-def test_no_face_in_a_blank_image(detector):
-    from PIL import Image
-
-    assert detector.detect(Image.new("RGB", (200, 200), (128, 128, 128))) == []
-
-
-def test_enlarged_small_images_give_boxes_in_the_original_pixels(detector):
-    # Enlarging a 512 px scene 2x first (min_side) finds its faces at the same places.
-    from conftest import SHARED, _require
-    from maskdetect.images import decode_image
-
-    scene = decode_image(_require(SHARED / "scenes-dev" / "images") / "scene000.jpg")
-    enlarged = MTCNNDetector(min_side=1024).detect(scene)
-    plain = detector.detect(scene)
-    assert plain and enlarged
-    for face in plain:
-        assert any(_iou(face.box, other.box) > 0.6 for other in enlarged), (face, enlarged)
-
-
-def _iou(a, b):
-    from maskdetect.scenes import box_iou
-
-    return box_iou(a, b)
-
-
-def test_compiled_networks_find_what_the_eager_ones_find():
-    # load() runs MTCNN's three networks as TensorFlow graphs (3x less CPU per scene): the boxes
-    # and scores must be the ones the mtcnn package's own eager calls give, on scenes of every size.
-    from mtcnn import MTCNN
-
-    from conftest import SHARED, _require
-    from maskdetect import config
-    from maskdetect.images import decode_image
-
-    folder = _require(SHARED / "scenes-dev" / "images")
-    settings = config.DETECTOR | {"weights": None}  # the same networks either way; the package's weights
-    compiled = MTCNNDetector(**settings).load()
-    eager = MTCNNDetector(**settings)
-    eager._mtcnn = MTCNN(device="CPU:0")  # the package as shipped
-    scenes = [decode_image(folder / name) for name in ("scene000.jpg", "scene002.jpg", "scene004.jpg")]
-    scenes.append(scenes[0].resize((257, 173)))  # an odd size: the graphs take any size
-    found = 0
-    for scene in scenes:
-        expected, got = eager.detect(scene), compiled.detect(scene)
-        assert [face.box for face in got] == [face.box for face in expected]
-        assert [face.score for face in got] == pytest.approx([face.score for face in expected], abs=1e-6)
-        found += len(got)
-    assert found >= 5
-    # Traced once each, when loaded: no request pays for tracing.
-    assert [stage.model.experimental_get_tracing_count() for stage in compiled._mtcnn.stages] == [1, 1, 1]
-
-
-def test_with_settings_shares_the_networks_and_keeps_the_weights():
-    from maskdetect import config
-    from maskdetect.faces import subject_detector
-
-    crowd = MTCNNDetector(**config.DETECTOR)
-    subject = subject_detector(crowd)
-    assert subject._networks is crowd._networks  # built once, called under one lock
-    assert (subject.thresholds, subject.min_score) == ((0.6, 0.7, 0.7), 0.9)
-    assert (crowd.thresholds, crowd.min_score) == (config.DETECTOR["thresholds"], config.DETECTOR["min_score"])
-    assert subject.weights == crowd.weights and subject.max_side == crowd.max_side
-    crowd.load()
-    assert subject._mtcnn is crowd._mtcnn is not None
-    with pytest.raises(ValueError, match="weights"):
-        crowd.with_settings(weights=None)
-    assert subject_detector(MTCNNDetector())._networks is not None  # other weights: its own networks
-    assert subject_detector(MTCNNDetector())._mtcnn is None
-
-
 def test_crop_face_is_the_expanded_box_and_largest_picks_by_area():
-    from PIL import Image
-
-    from maskdetect.faces import crop_face, largest
-
     image = Image.new("RGB", (200, 100))
     assert crop_face(image, (40, 20, 60, 60), 0.25).size == (60, 60)  # expand_box's (20, 10, 80, 70)
     assert crop_face(image, (0, 0, 30, 30), 0.5).size == (45, 45)  # clipped at the top left
     small, big = Face((0, 0, 10, 10), 0.99), Face((5, 5, 40, 40), 0.6)
     assert largest([small, big]) is big and largest([]) is None
+
+
+# ---------------------------------------------------------------------------- YuNet on real photos
+
+
+@pytest.mark.parametrize("label", ["with_mask", "without_mask"])
+def test_yunet_finds_the_face_in_a_portrait_with_five_landmarks_inside_its_box(single_scale, observations, label):
+    path = committed_test_photo(observations, label)
+    width, height = decode_image(path).size
+    face = largest_face(single_scale, path)
+    assert face is not None and face.score >= single_scale.score_threshold
+    xmin, ymin, xmax, ymax = face.box
+    assert 0 <= xmin < xmax <= width and 0 <= ymin < ymax <= height
+    assert (xmax - xmin) > width / 5  # a portrait: the face is large
+    assert face.landmarks is not None and len(face.landmarks) == 5
+    for x, y in face.landmarks:
+        assert xmin <= x <= xmax and ymin <= y <= ymax, (face.landmarks, face.box)
+    (left_eye_x, left_eye_y), (right_eye_x, right_eye_y), (_, nose_y), _, _ = face.landmarks
+    assert left_eye_x < right_eye_x  # the eyes in image order, both above the nose tip
+    assert max(left_eye_y, right_eye_y) < nose_y
+
+
+def test_no_face_in_a_blank_image(two_scales):
+    assert two_scales.detect(Image.new("RGB", (200, 200), (128, 128, 128))) == []
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (10000, 1), (1, 10000), (700, 1), (12000, 3)])
+def test_tiny_and_thin_strip_images_give_no_face_and_no_crash(two_scales, size):
+    assert two_scales.detect(Image.new("RGB", size, "white")) == []
+
+
+@pytest.mark.parametrize("scene_name", ["scene000.jpg", "scene052.jpg", "scene058.jpg", "scene158.jpg"])
+def test_two_scales_keep_every_face_one_scale_finds_and_no_overlapping_pair(single_scale, two_scales, scenes, scene_name):
+    scene = decode_image(scenes / scene_name)
+    once, merged = single_scale.detect(scene), two_scales.detect(scene)
+    assert once, f"YuNet finds no face in {scene_name} at 1x"
+    # A 1x box is either kept or suppressed by a stronger box overlapping it above the NMS threshold.
+    for face in once:
+        assert any(
+            box_iou(face.box, kept.box) > two_scales.nms_threshold - ROUNDING_SLACK and kept.score >= face.score
+            for kept in merged
+        ), (face, merged)
+    for i, face in enumerate(merged):
+        for other in merged[i + 1 :]:
+            assert box_iou(face.box, other.box) <= two_scales.nms_threshold, (face, other)
+        xmin, ymin, xmax, ymax = face.box
+        assert 0 <= xmin < xmax <= scene.width and 0 <= ymin < ymax <= scene.height
+    assert [f.score for f in merged] == sorted((f.score for f in merged), reverse=True)
+
+
+def test_the_second_scale_finds_more_of_the_labelled_small_faces_of_a_crowd(single_scale, two_scales, scenes):
+    labels = read_labels(scenes.parent / "labels.csv")
+    for scene_name in ("scene052.jpg", "scene074.jpg"):  # crowds of small faces
+        scene = decode_image(scenes / scene_name)
+        truth = [labelled.box for labelled in labels[scene_name]]
+        small = {j for j, box in enumerate(truth) if size_bucket(box) == "<24"}
+        once = {j for _, j in match([f.box for f in single_scale.detect(scene)], truth)}
+        merged = {j for _, j in match([f.box for f in two_scales.detect(scene)], truth)}
+        assert len(merged & small) > len(once & small), scene_name
+
+
+def test_a_16_px_face_is_missed_at_1x_and_found_with_a_2x_pass(single_scale, two_scales, observations):
+    portrait = decode_image(committed_test_photo(observations, "with_mask"))
+    face = largest_face(single_scale, portrait)
+    shrink = 16 / (face.box[2] - face.box[0])
+    small = portrait.resize((round(portrait.width * shrink), round(portrait.height * shrink)), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (400, 300), (128, 128, 128))
+    offset = (150, 100)
+    canvas.paste(small, offset)
+    where = tuple(round(v * shrink) + offset[i % 2] for i, v in enumerate(face.box))
+
+    assert single_scale.detect(canvas) == []
+    found = two_scales.detect(canvas)
+    assert len(found) == 1 and box_iou(found[0].box, where) >= 0.4, (found, where)
+    assert YuNetDetector(scales=(2.0,)).load().detect(canvas)[0].box == found[0].box  # the 2x pass found it
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.75, 1.5, 2.0])
+@pytest.mark.parametrize("name", ["scene", "portrait"])
+def test_boxes_are_in_original_pixels_at_any_scale(name, scale, scenes, observations):
+    image = decode_image(scenes / "scene000.jpg" if name == "scene" else committed_test_photo(observations, "with_mask"))
+    size = (round(image.width * scale), round(image.height * scale))
+    # The same pass by hand: resize first, detect at 1x (no fitting within max_side), map the boxes back.
+    by_hand = YuNetDetector(scales=(1.0,), max_side=4000, max_pass_side=4000).load().detect(
+        image.resize(size, Image.Resampling.BILINEAR)
+    )
+    expected = scaled_boxes(by_hand, image.width / size[0], image.height / size[1])
+    found = YuNetDetector(scales=(scale,)).load().detect(image)
+    assert found and len(found) == len(expected)
+    for face in found:
+        assert max(box_iou(face.box, box) for box in expected) >= 0.8, (face.box, expected)
+        assert all(face.box[0] <= x <= face.box[2] and face.box[1] <= y <= face.box[3] for x, y in face.landmarks)
+
+
+def test_a_photo_larger_than_max_side_is_shrunk_but_answered_in_its_own_pixels(single_scale, observations):
+    portrait = decode_image(committed_test_photo(observations, "without_mask"))
+    enlarged = portrait.resize((portrait.width * 3, portrait.height * 3), Image.Resampling.BILINEAR)
+    assert max(enlarged.size) > single_scale.max_side
+    (small,), (large,) = single_scale.detect(portrait), single_scale.detect(enlarged)
+    assert box_iou(scaled_boxes([small], 3, 3)[0], large.box) >= 0.8, (small.box, large.box)
+
+
+# ---------------------------------------------------------------------------- settings and weights
+
+
+@pytest.mark.parametrize("name", ["DETECTOR", "SUBJECT_DETECTOR"])
+def test_the_configured_settings_reach_the_detector(name):
+    settings = getattr(config, name)
+    detector = YuNetDetector(**settings).load()
+    assert {key: getattr(detector, key) for key in settings} == settings
+    assert detector.detect(Image.new("RGB", (64, 64), "white")) == []
+
+
+def test_the_subject_detector_makes_one_pass_and_the_crowd_detector_more():
+    assert config.SUBJECT_DETECTOR["scales"] == (1.0,)  # /predict: one large face
+    assert len(config.DETECTOR["scales"]) > 1 and max(config.DETECTOR["scales"]) > 1  # /detect: small faces too
+
+
+def test_missing_weights_are_a_clear_error_when_loaded_not_per_image(tmp_path, monkeypatch):
+    from maskdetect.weights import DETECTOR_FILE
+
+    monkeypatch.setenv("MASKDETECT_DETECTOR_SOURCE", str(tmp_path))
+    with pytest.raises(WeightsError, match="MASKDETECT_DETECTOR_SOURCE") as error:
+        YuNetDetector().load()
+    assert str(tmp_path / DETECTOR_FILE) in str(error.value) and "is missing" in str(error.value)
+
+
+def test_a_pass_over_the_kept_size_runs_on_a_network_of_its_own_with_the_same_answer(scenes):
+    name = sorted(read_labels(scenes.parent / "labels.csv"))[0]
+    image = decode_image(scenes / name).convert("RGB")
+    kept = YuNetDetector(scales=(1.0, 2.0), kept_pass_pixels=10**9).load()
+    fresh = YuNetDetector(scales=(1.0, 2.0), kept_pass_pixels=0).load()
+    found = fresh.detect(image)
+    assert found and [f.box for f in found] == [f.box for f in kept.detect(image)]

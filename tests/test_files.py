@@ -17,9 +17,9 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_nothing(tmp_path):
 
 
 def test_a_finished_write_replaces_the_file_readable_by_all(tmp_path):
-    target = tmp_path / "sub" / "weights.npz"
+    target = tmp_path / "sub" / "face_detection.onnx"
     with atomic_path(target) as temporary:
-        assert temporary.parent == target.parent and temporary.suffix == ".npz"
+        assert temporary.parent == target.parent and temporary.suffix == ".onnx"
         temporary.write_bytes(b"new")
     assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o644
-    assert [p.name for p in target.parent.iterdir()] == ["weights.npz"]
+    assert [p.name for p in target.parent.iterdir()] == ["face_detection.onnx"]

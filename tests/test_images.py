@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from maskdetect import data
-from maskdetect.images import ImageDecodeError, decode_image, preprocess
+from maskdetect.images import ImageDecodeError, decode_image, decode_reduced, preprocess
 from tests.conftest import photo
 
 
@@ -96,3 +96,35 @@ def test_training_and_serving_inputs_are_identical(observations, tmp_path):
     assert labels.tolist() == [1.0, 0.0]
     for image, path in zip(images, paths):
         assert np.array_equal(image, preprocess(path.read_bytes(), size=100))
+
+
+def _jpeg(size) -> bytes:
+    buffer = io.BytesIO()
+    photo(3, size).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("size", [(4000, 3000), (3000, 4000), (1300, 500)])
+def test_a_large_jpeg_is_decoded_reduced_with_its_longer_side_kept_above_the_request(size):
+    image, scale = decode_reduced(_jpeg(size), 640)
+    assert max(image.size) >= 640 and max(image.size) < max(size)
+    assert scale == pytest.approx(max(size) / max(image.size))
+    assert image.width / image.height == pytest.approx(size[0] / size[1], rel=0.02)
+
+
+def test_a_jpeg_already_small_or_a_png_is_decoded_at_full_size():
+    assert decode_reduced(_jpeg((800, 600)), 640) == (decode_image(_jpeg((800, 600))), 1.0)
+    buffer = io.BytesIO()
+    photo(3, (2000, 1500)).save(buffer, "PNG")
+    image, scale = decode_reduced(buffer.getvalue(), 640)
+    assert image.size == (2000, 1500) and scale == 1.0
+
+
+def test_a_reduced_decode_keeps_exif_orientation():
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: displayed portrait
+    photo(3, (2400, 1600)).save(buffer, "JPEG", exif=exif)
+    image, scale = decode_reduced(buffer.getvalue(), 640)
+    assert image.height > image.width and max(image.size) >= 640
+    assert scale == pytest.approx(2400 / max(image.size))

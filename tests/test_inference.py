@@ -48,6 +48,14 @@ def test_the_threshold_decides_the_label(model_file):
     assert strict.predict(grey).label == "with_mask"
 
 
+def test_the_label_agrees_with_the_probability_shown_even_at_the_threshold(predictor):
+    for p in (0.4999996, 0.5, 0.2034744, 0.9999999):
+        for threshold in (round(p, 6), float(np.nextafter(p, 1)), 0.5):
+            answer = predictor._answer(p, threshold)
+            assert (answer.label == "with_mask") == (answer.with_mask >= threshold)
+            assert answer.with_mask + answer.without_mask == pytest.approx(1.0)
+
+
 def test_missing_model_says_what_to_do(tmp_path):
     with pytest.raises(ModelError, match="make train.*MODEL_PATH"):
         Predictor.load(tmp_path / "maskdetect.h5")
@@ -156,18 +164,17 @@ def test_the_committed_deployment_model_is_served():
         assert body["model"] == metrics["model"] and 0 <= body["with_mask"] <= 1
 
 
-def test_the_crowd_threshold_comes_from_the_metrics_and_defaults_to_the_threshold(model_file, tmp_path):
+def test_one_threshold_a_crowd_threshold_an_older_model_recorded_is_ignored(model_file, tmp_path):
     model = shutil.copy(model_file, tmp_path / "maskdetect.h5")
     metrics = tmp_path / "metrics.json"
-    base = {"model": "cnn2-x", "threshold": 0.5, "model_bytes": os.path.getsize(model)}
-    metrics.write_text(json.dumps(base))
-    assert Predictor.load(model).crowd_threshold == 0.5
-    metrics.write_text(json.dumps(base | {"crowd_threshold": {"threshold": 0.12, "n": 10}}))
+    older = {"model": "cnn2-x", "threshold": 0.5, "model_bytes": os.path.getsize(model), "crowd_threshold": {"threshold": 0.12, "n": 10}}
+    metrics.write_text(json.dumps(older))
     loaded = Predictor.load(model)
-    assert (loaded.threshold, loaded.crowd_threshold) == (0.5, 0.12)
-    # The override labels by it; the probability is the same.
+    assert loaded.threshold == 0.5 and not hasattr(loaded, "crowd_threshold")
+    # The override of predict_batch labels by it; the probability is the same.
     grey = Image.new("RGB", (100, 100), (120, 120, 120))
     p = loaded.predict(grey).with_mask
+    assert loaded.predict(grey).label == ("with_mask" if p >= 0.5 else "without_mask")
     assert loaded.predict_batch([grey], threshold=p - 0.001)[0].label == "with_mask"
     assert loaded.predict_batch([grey], threshold=p + 0.001)[0].label == "without_mask"
     assert loaded.predict_batch([grey], threshold=p - 0.001)[0].with_mask == p
@@ -200,6 +207,24 @@ def test_a_photo_is_answered_for_its_largest_face(model_file, subject_photo):
     assert answer.as_dict()["face"] == answer.face and list(answer.as_dict())[-1] == "face"
 
 
+def test_a_large_photo_is_answered_with_the_face_box_in_its_full_size_pixels(model_file, subject_photo, tmp_path):
+    import io
+
+    from maskdetect.images import decode_image, decode_reduced
+
+    small = decode_image(subject_photo).convert("RGB")
+    large = small.resize((small.width * 4, small.height * 4), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    large.save(buffer, "JPEG", quality=92)
+    reduced, scale = decode_reduced(buffer.getvalue(), config.SUBJECT_DECODE_SIDE)
+    assert scale > 1  # decoded at a reduced size
+    answer = Predictor.load(model_file, face_centred=True).predict(buffer.getvalue())
+    at_small_size = Predictor.load(model_file, face_centred=True).predict(subject_photo)
+    # the same face, in the large photo's pixels: four times the small photo's box, within a few pixels
+    assert np.allclose(answer.face, [4 * v for v in at_small_size.face], atol=4 * 6)
+    assert answer.face[2] <= large.width and answer.face[3] <= large.height
+
+
 def test_without_a_face_the_whole_photo_is_classified(model_file):
     predictor = Predictor.load(model_file, face_centred=True)
     blank = encode(Image.new("RGB", (200, 150), (200, 200, 200)), "PNG")
@@ -216,14 +241,23 @@ def test_face_centring_follows_the_environment(model_file, monkeypatch):
     assert Predictor.load(model_file, face_centred=True).subject_detector is not None  # an explicit choice wins
 
 
-def test_face_centring_without_mtcnn_says_what_to_do(model_file, monkeypatch):
-    import importlib.util
+def test_face_centring_without_the_detector_weights_says_what_to_do(model_file, tmp_path, monkeypatch):
+    from maskdetect.weights import DETECTOR_FILE
 
-    find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mtcnn" else find_spec(name, *a))
-    with pytest.raises(ModelError, match="MASKDETECT_FACE_CENTRED=0"):
+    monkeypatch.setenv("MASKDETECT_DETECTOR_SOURCE", str(tmp_path))
+    with pytest.raises(ModelError, match="MASKDETECT_DETECTOR_SOURCE") as error:
         Predictor.load(model_file, face_centred=True)
-    assert Predictor.load(model_file, face_centred=False).predict(encode(photo(1))).face is None
+    assert str(tmp_path / DETECTOR_FILE) in str(error.value)
+    assert Predictor.load(model_file, face_centred=False).predict(encode(photo(1))).face is None  # whole photos need no weights
+
+
+def test_the_subject_detector_has_the_subject_settings_loaded(model_file):
+    detector = Predictor.load(model_file, face_centred=True).subject_detector
+    assert detector.scales == config.SUBJECT_DETECTOR["scales"] == (1.0,)
+    assert (detector.score_threshold, detector.nms_threshold, detector.max_side) == (
+        config.SUBJECT_DETECTOR["score_threshold"], config.SUBJECT_DETECTOR["nms_threshold"], config.SUBJECT_DETECTOR["max_side"]
+    )
+    assert detector._network is not None  # read at load time, not by the first request
 
 
 def test_cli_whole_image_flag(model_file, subject_photo, capsys):

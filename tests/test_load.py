@@ -1,8 +1,8 @@
 """Load in CI-sized form: the service as deployed survives 5,000 uploads at concurrency 16.
 
 gunicorn starts with ``deployment/gunicorn.conf.py`` (2 sync workers) and the committed LiteRT
-model (``deployment/maskdetect.tflite``, the lean path: whole photos, ``MASKDETECT_FACE_CENTRED=0``,
-so no TensorFlow) on 127.0.0.1; 16 client threads in this process upload JPEGs of about 20 KB to 1 MB as
+model (``deployment/maskdetect.tflite``, the lean path: no TensorFlow, YuNet looking for the face
+in every upload, as deployed) on 127.0.0.1; 16 client threads in this process upload JPEGs of about 20 KB to 1 MB as
 multipart forms, a new connection each (sync workers close every connection). It checks: no
 5xx and no connection error, every answer a prediction and the same one for the same image,
 no worker restarted, and each worker's RSS grown by at most 10% from after the first 1,000
@@ -63,7 +63,7 @@ def deployed_service(tmp_path_factory):
     if not MODEL.is_file():
         pytest.fail(f"no model at {MODEL}: the load test serves the committed model (or MASKDETECT_LOAD_MODEL)")
     log = tmp_path_factory.mktemp("load") / "gunicorn.log"
-    with gunicorn(log, MODEL_PATH=MODEL, WORKERS=WORKERS, MASKDETECT_FACE_CENTRED="0") as (base_url, process):
+    with gunicorn(log, MODEL_PATH=MODEL, WORKERS=WORKERS) as (base_url, process):
         yield base_url, process, log
 
 

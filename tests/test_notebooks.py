@@ -8,8 +8,6 @@ from maskdetect import config
 
 FOLDER = config.PROJECT_ROOT / "notebooks"
 NOTEBOOKS = sorted(FOLDER.glob("nb*.ipynb"))  # published: they hold a full run
-DRAFTS = sorted((FOLDER / "drafts").glob("nb*.ipynb"))  # not yet run in full
-EVERY = NOTEBOOKS + DRAFTS
 
 
 def test_there_are_notebooks():
@@ -29,17 +27,18 @@ def test_committed_notebook_holds_a_clean_full_run(path):
 
 @pytest.fixture(scope="module")
 def prepared_data(observations, tmp_path_factory):
-    """A materialised split outside the checkout, for the notebooks' kernels."""
-    from maskdetect import data
+    """A materialised split (observations and realfaces-train) outside the checkout, for the notebooks' kernels."""
+    from maskdetect import data, realfaces
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MASKDETECT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
         patch.setenv("MASKDETECT_DATA_SOURCE", str(observations))
         data.prepare_data(progress=False)
+        realfaces.prepare_realfaces(progress=False)
         yield
 
 
-@pytest.mark.parametrize("path", EVERY, ids=[p.stem for p in EVERY])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_in_quick_mode(path, tmp_path, prepared_data):
     import papermill
 

@@ -34,7 +34,7 @@ def test_crowd_mode_draws_boxes_and_counts(browser, live_app, tmp_path):  # noqa
     result = browser.find_element(By.ID, "result")
     WebDriverWait(browser, 60).until(lambda d: result.get_attribute("data-total"))
     total = int(result.get_attribute("data-total"))
-    assert total >= 2 and result.text.startswith(f"{total} faces:"), result.text
+    assert total >= 3 and result.text.startswith(f"{total} faces:"), result.text  # its three labelled faces, at least
     assert "pair" not in result.text or "closer than 1.5 m" in result.text
     WebDriverWait(browser, 10).until(lambda d: d.execute_script("return document.getElementById('preview').naturalWidth") == 512)
     drawn = browser.execute_script(

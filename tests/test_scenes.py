@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import SHARED, _require, photo
+from maskdetect import config
 from maskdetect.cli import main
 from maskdetect.scenes import (
     Detected,
@@ -160,21 +161,41 @@ def test_evaluate_scenes_command_prints_json(tmp_path, model_file, capsys):
     )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
-    # Synthetic shapes hold no face MTCNN would find: every labelled face is missed.
+    # Synthetic shapes hold no face YuNet would find: every labelled face is missed.
     assert report["images"] == 2 and report["labelled_faces"] == 3
     assert report["recall"] == 0.0 and report["detections"] == 0
     assert report["recall_by_size"]["<24"] == {"recall": 0.0, "faces": 1}
     assert report["unmasked_share_mae"] is None and report["images_without_detection"] == 2
     assert report["seconds_per_image"] > 0 and report["model"] == "maskdetect.h5"
-    assert report["detector"]["min_face_size"] > 0
-    assert report["detector"]["weights"].endswith("mtcnn-masked.npz")  # the fine-tuned networks by default
+    assert report["detector"] == json.loads(json.dumps(config.DETECTOR))  # the crowd settings by default
     assert [(m["image"], m["best_iou"]) for m in report["missed"]] == [("one.jpg", 0.0), ("one.jpg", 0.0), ("two.jpg", 0.0)]
 
-    arguments = ["evaluate", "scenes", "--images", str(images), "--labels", str(labels), "--model", str(model_file), "--quiet"]
-    assert main([*arguments, "--detector-weights", "package"]) == 0
-    assert json.loads(capsys.readouterr().out)["detector"]["weights"] is None
-    assert main([*arguments, "--detector-weights", str(tmp_path / "absent.npz")]) == 1
-    assert "make detector" in capsys.readouterr().err
+
+def test_detector_options_reach_the_detector_and_the_report(capsys):
+    folder = _require(SHARED / "scenes-dev")
+    arguments = ["evaluate", "scenes", "--images", str(folder / "images"), "--labels", str(folder / "labels.csv"),
+                 "--detection-only", "--limit", "3", "--quiet"]
+    assert main(arguments) == 0
+    default = json.loads(capsys.readouterr().out)
+    settings = ["--scales", "1", "--score-threshold", "0.85", "--nms-threshold", "0.2", "--max-side", "480"]
+    assert main([*arguments, *settings]) == 0
+    chosen = json.loads(capsys.readouterr().out)
+    overrides = {"scales": [1.0], "score_threshold": 0.85, "nms_threshold": 0.2, "max_side": 480}
+    assert chosen["detector"] == {**default["detector"], **overrides}
+    assert default["detections"] > chosen["detections"] > 0  # fewer, surer faces; still some
+    assert default["threshold"] is None and default["model"] is None  # detection only: no classifier
+
+
+def test_evaluate_scenes_without_the_detector_weights_says_how_to_get_them(tmp_path, model_file, monkeypatch, capsys):
+    from maskdetect.weights import DETECTOR_FILE
+
+    folder = _require(SHARED / "scenes-dev")
+    monkeypatch.setenv("MASKDETECT_DETECTOR_SOURCE", str(tmp_path))
+    arguments = ["evaluate", "scenes", "--images", str(folder / "images"), "--labels", str(folder / "labels.csv"),
+                 "--model", str(model_file), "--limit", "1", "--quiet"]
+    assert main(arguments) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"{tmp_path / DETECTOR_FILE} is missing" in captured.err
 
 
 def test_evaluate_faces_command_prints_json(tmp_path, model_file, capsys):
@@ -200,26 +221,30 @@ def test_evaluate_faces_needs_both_folders(tmp_path, model_file, capsys):
     assert "without_mask" in capsys.readouterr().err
 
 
-def test_crowd_threshold_option_overrides_the_recorded_one(model_file, capsys):
-    """--crowd-threshold on detect and evaluate scenes; the report names the threshold it used."""
+def test_threshold_option_overrides_the_models_own(model_file, capsys):
+    """--threshold on detect and evaluate scenes; the report names the threshold it used."""
     folder = _require(SHARED / "scenes-dev")
     labels = read_labels(folder / "labels.csv")
     busiest = max(sorted(labels)[:20], key=lambda name: len(labels[name]))
     assert main(["detect", str(folder / "images" / busiest), "--model", str(model_file)]) == 0
     default = json.loads(capsys.readouterr().out)
     assert default["total"] >= 3 and default["without_mask"] > 0  # the brightness model, threshold 0.5
-    assert main(["detect", str(folder / "images" / busiest), "--model", str(model_file), "--crowd-threshold", "0"]) == 0
+    assert main(["detect", str(folder / "images" / busiest), "--model", str(model_file), "--threshold", "0"]) == 0
     everyone = json.loads(capsys.readouterr().out)
     assert everyone["total"] == default["total"] and everyone["without_mask"] == 0 and everyone["unmasked_ratio"] == 0
+    assert [f["with_mask"] for f in everyone["faces"]] == [f["with_mask"] for f in default["faces"]]
 
     arguments = ["evaluate", "scenes", "--images", str(folder / "images"), "--labels", str(folder / "labels.csv"),
                  "--model", str(model_file), "--limit", "2", "--quiet"]
     assert main(arguments) == 0
-    assert json.loads(capsys.readouterr().out)["crowd_threshold"] == 0.5  # no metrics.json beside this model
-    assert main([*arguments, "--crowd-threshold", "0.25"]) == 0
-    assert json.loads(capsys.readouterr().out)["crowd_threshold"] == 0.25
+    assert json.loads(capsys.readouterr().out)["threshold"] == 0.5  # no metrics.json beside this model
+    assert main([*arguments, "--threshold", "0.25"]) == 0
+    assert json.loads(capsys.readouterr().out)["threshold"] == 0.25
     for wrong in ("1.5", "-0.1", "nan", "half"):
         with pytest.raises(SystemExit) as exit:
-            main([*arguments, "--crowd-threshold", wrong])
+            main([*arguments, "--threshold", wrong])
         assert exit.value.code == 2
-        assert "--crowd-threshold" in capsys.readouterr().err
+        assert "--threshold" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:
+        main([*arguments, "--crowd-threshold", "0.25"])  # one threshold now: the old option is gone
+    assert exit.value.code == 2

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import encode, photo
+from conftest import SHARED, _require, encode, photo
+from maskdetect import config
 
 WHITE = encode(Image.new("RGB", (64, 48), "white"))
 BLACK = encode(Image.new("RGB", (64, 48), "black"))
@@ -57,17 +58,51 @@ def test_a_photo_is_answered_for_its_face_unless_face_centring_is_off(app, model
     centred = app.test_client().post("/predict", data=photo_bytes, content_type="image/jpeg").get_json()
     predictor = app.extensions["maskdetect.predictor"]
     assert centred == predictor.predict(photo_bytes).as_dict() and len(centred["face"]) == 4
-    # /predict's subject detector shares /detect's networks: one MTCNN per worker
-    assert predictor.subject_detector._networks is app.extensions["maskdetect.analyzer"].detector._networks
+    # /predict looks for one large face at 1x; /detect runs the crowd settings
+    assert predictor.subject_detector.scales == config.SUBJECT_DETECTOR["scales"]
+    assert app.extensions["maskdetect.analyzer"].detector.scales == config.DETECTOR["scales"]
     whole_app = create_app({"TESTING": True, "MODEL_PATH": str(model_file), "FACE_CENTRED": False})
     whole = whole_app.test_client().post("/predict", data=photo_bytes, content_type="image/jpeg").get_json()
     assert whole["face"] is None and whole["with_mask"] != centred["with_mask"]
     assert whole_app.extensions["maskdetect.predictor"].subject_detector is None
 
 
+@pytest.mark.parametrize("face_centred", [True, False])
+def test_missing_detector_weights_stop_the_start_up_with_a_clear_model_error(model_file, tmp_path, monkeypatch, face_centred):
+    from maskdetect.inference import ModelError
+    from maskdetect.service import create_app
+    from maskdetect.weights import DETECTOR_FILE
+
+    monkeypatch.setenv("MASKDETECT_DETECTOR_SOURCE", str(tmp_path))
+    with pytest.raises(ModelError, match="MASKDETECT_DETECTOR_SOURCE") as error:
+        create_app({"TESTING": True, "MODEL_PATH": str(model_file), "FACE_CENTRED": face_centred})
+    assert f"the face detector's weights file {tmp_path / DETECTOR_FILE} is missing" in str(error.value)
+
+
 def test_the_label_follows_the_probability(client):
     body = client.post("/predict", data=BLACK, content_type="image/jpeg").get_json()
     assert body["label"] == "without_mask" and body["with_mask"] < 0.01
+
+
+def test_concurrent_predict_and_detect_answer_as_one_at_a_time(app, observations):
+    """Worker threads share one predictor and two detectors: answers must not depend on what runs beside them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    portraits = [(observations / "without_mask" / "298.jpg").read_bytes(), (observations / "with_mask" / "0-with-mask.jpg").read_bytes()]
+    scenes = [(_require(SHARED / "scenes-dev" / "images") / name).read_bytes() for name in ("scene000.jpg", "scene002.jpg")]
+    requests = [("/predict", image) for image in portraits] + [("/detect", image) for image in scenes]
+
+    def answer(request):
+        path, image = request
+        response = app.test_client().post(path, data=image, content_type="image/jpeg")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_json()
+
+    one_at_a_time = [answer(request) for request in requests]
+    assert all(body["face"] for body in one_at_a_time[:2]) and all(body["total"] for body in one_at_a_time[2:])
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(answer, requests * 6))
+    assert together == one_at_a_time * 6
 
 
 def test_the_three_forms_give_the_same_answer(app, client, http_server, monkeypatch):
@@ -309,3 +344,71 @@ def test_the_page_offers_a_file_and_a_url_and_loads_nothing_from_elsewhere(clien
     assert "script-src 'self'" in policy and "default-src 'none'" in policy
     for asset in ("/static/page.js", "/static/page.css"):
         assert client.get(asset).status_code == 200
+
+
+# ---------------------------------------------------------------------------- one threshold, the committed model
+
+
+@pytest.fixture(scope="module")
+def committed_app():
+    from maskdetect.service import create_app
+
+    return create_app({"TESTING": True, "MODEL_PATH": str(config.PROJECT_ROOT / "deployment" / config.MODEL_FILE)})
+
+
+@pytest.fixture(scope="module")
+def real_uploads(observations) -> dict[str, list[bytes]]:
+    """Real photos for /predict (five test-split photos of each class) and /detect (street scenes)."""
+    from maskdetect.data import read_splits
+
+    test_split = [row for row in read_splits() if row["split"] == "test"]
+    portraits = [observations / row["source"] for label in config.CLASSES for row in [r for r in test_split if r["class"] == label][:5]]
+    scenes = _require(SHARED / "scenes-dev" / "images")
+    return {
+        "/predict": [path.read_bytes() for path in portraits],
+        "/detect": [(scenes / f"scene{n:03d}.jpg").read_bytes() for n in (0, 2, 12, 34, 52)],
+    }
+
+
+def labelled_answers(client, uploads: dict[str, list[bytes]]) -> dict[str, list[tuple[str, float]]]:
+    """(label, with_mask) of every /predict answer and of every face in every /detect answer."""
+    answers = {}
+    for path, images in uploads.items():
+        bodies = []
+        for image in images:
+            response = client.post(path, data=image, content_type="image/jpeg")
+            assert response.status_code == 200, response.get_data(as_text=True)
+            bodies.append(response.get_json())
+        answers[path] = [(b["label"], b["with_mask"]) for b in bodies] if path == "/predict" else [
+            (face["label"], face["with_mask"]) for b in bodies for face in b["faces"]
+        ]
+    return answers
+
+
+def assert_labels_follow(answers: dict[str, list[tuple[str, float]]], threshold: float) -> None:
+    for path, pairs in answers.items():
+        for label, with_mask in pairs:
+            assert label == ("with_mask" if with_mask >= threshold else "without_mask"), (path, label, with_mask, threshold)
+
+
+def test_the_label_always_agrees_with_the_probability_shown_on_both_endpoints(committed_app, real_uploads, monkeypatch):
+    predictor = committed_app.extensions["maskdetect.predictor"]
+    metrics = json.loads((config.PROJECT_ROOT / "deployment" / config.METRICS_FILE).read_text())
+    assert predictor.threshold == metrics.get("threshold", config.THRESHOLD)  # one threshold, from the model's metrics
+    assert committed_app.extensions["maskdetect.analyzer"].predictor is predictor
+    client = committed_app.test_client()
+    answers = labelled_answers(client, real_uploads)
+    assert len(answers["/predict"]) == 10 and len(answers["/detect"]) >= 10
+    assert_labels_follow(answers, predictor.threshold)
+
+    # Moved to split each endpoint's answers in turn, the one threshold relabels both endpoints alike.
+    for path, pairs in answers.items():
+        shown = sorted(p for _, p in pairs)
+        middle = (shown[len(shown) // 2 - 1] + shown[len(shown) // 2]) / 2
+        monkeypatch.setattr(predictor, "threshold", middle)
+        moved = labelled_answers(client, real_uploads)
+        assert_labels_follow(moved, middle)
+        assert {label for label, _ in moved[path]} == {"with_mask", "without_mask"}, (path, middle)
+        assert {where: [p for _, p in found] for where, found in moved.items()} == {
+            where: [p for _, p in found] for where, found in answers.items()
+        }  # the probabilities are the model's, whatever the threshold

@@ -102,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     from maskdetect.aws_lambda import MODEL_FILE, http_api_event
 
     os.environ.setdefault("MODEL_PATH", str(config.deployment_dir() / MODEL_FILE))
-    os.environ.setdefault("MASKDETECT_FACE_CENTRED", "0")  # whole photos, as the image runs (its Dockerfile's ENV)
     import lambda_function  # noqa: E402 - after MODEL_PATH is settled
 
     if not lambda_function.app.warm_up():  # as Lambda's init phase: load the model before the first request

@@ -1,23 +1,22 @@
 """The prediction service: a Flask application factory, served by gunicorn.
 
 ``gunicorn -c deployment/gunicorn.conf.py`` calls :func:`create_app` once in every worker,
-so each worker loads the model once (after the fork: TensorFlow is not fork-safe). Serving a
-``.tflite`` model, the app imports neither TensorFlow nor Keras unless ``POST /detect`` is called.
+so each worker loads the model and the face detector once (after the fork: TensorFlow is not
+fork-safe). Serving a ``.tflite`` model, the app never imports TensorFlow or Keras.
 The routes live in blueprints: :mod:`.api` (``/predict``, ``/detect``, ``/health``, ``/openapi.json``)
 and :mod:`.page` (the web page at ``/``); :mod:`.errors` turns every failure into JSON.
 """
 
 from __future__ import annotations
 
-import sys
-
 from flask import Flask
 
 from .. import config
 from ..fetch import Limits
 from ..crowd import CrowdAnalyzer
-from ..faces import MTCNNDetector
-from ..inference import Predictor
+from ..faces import YuNetDetector
+from ..inference import ModelError, Predictor
+from ..weights import WeightsError
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -40,16 +39,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config is not None:
         app.config.update(test_config)
 
-    # The face detector for POST /detect, with the tuned settings (config.DETECTOR); /predict's
-    # subject detector shares its networks. MTCNN imports TensorFlow: with a Keras model TensorFlow
-    # is in memory already, so MTCNN is built now, not on the first request; with a .tflite model
-    # it is built by the first request that needs it (never, for the lean runtime: FACE_CENTRED off).
-    detector = MTCNNDetector(**config.DETECTOR)
-    # Loaded here, once per worker, so /health answers "ok" only with a model in memory.
-    predictor = Predictor.load(app.config["MODEL_PATH"], face_centred=app.config["FACE_CENTRED"], sharing=detector)
+    # Loaded here, once per worker, so /health answers "ok" only with the model and detector in memory.
+    predictor = Predictor.load(app.config["MODEL_PATH"], face_centred=app.config["FACE_CENTRED"])
+    try:
+        detector = YuNetDetector(**config.DETECTOR).load()  # POST /detect's, with the crowd settings
+    except WeightsError as error:
+        raise ModelError(str(error)) from error
     app.extensions["maskdetect.predictor"] = predictor
-    if "tensorflow" in sys.modules:
-        detector.load()
     app.extensions["maskdetect.analyzer"] = CrowdAnalyzer(detector, predictor)
 
     from . import api, errors, page

@@ -105,8 +105,8 @@ def openapi_document(app: Flask) -> dict:
                     "summary": "Find every face, label each, count the unmasked and the close pairs",
                     "description": (
                         "The image comes in the same three forms as for `/predict`, under the same limits. Every face "
-                        "MTCNN finds is classified; boxes are `[xmin, ymin, xmax, ymax]` in pixels of the image as "
-                        "displayed (EXIF orientation applied). `unmasked_ratio` is without_mask / total, null "
+                        "the detector finds is classified; boxes are `[xmin, ymin, xmax, ymax]` in pixels of the image as "
+                        "displayed (EXIF orientation applied). `unmasked_ratio` is the unmasked share of the faces the detector is sure of (`counted`), null "
                         "when no face is found. `close_pairs` lists pairs of unmasked faces (indices into `faces`) "
                         f"estimated closer than {config.CLOSE_DISTANCE_M:g} m, from a pinhole camera model that "
                         f"assumes every face is {config.FACE_WIDTH_M * 100:g} cm wide and a "
@@ -206,7 +206,7 @@ def openapi_document(app: Flask) -> dict:
                 },
                 "Detection": {
                     "type": "object",
-                    "required": ["faces", "total", "with_mask", "without_mask", "unmasked_ratio", "close_pairs", "model"],
+                    "required": ["faces", "total", "with_mask", "without_mask", "unmasked_ratio", "counted", "close_pairs", "model"],
                     "properties": {
                         "faces": {
                             "type": "array",
@@ -230,7 +230,13 @@ def openapi_document(app: Flask) -> dict:
                         "total": {"type": "integer", "minimum": 0},
                         "with_mask": {"type": "integer", "minimum": 0},
                         "without_mask": {"type": "integer", "minimum": 0},
-                        "unmasked_ratio": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                        "unmasked_ratio": {
+                            "type": ["number", "null"],
+                            "minimum": 0,
+                            "maximum": 1,
+                            "description": f"the share of counted faces without a mask: faces scored at least {config.SHARE_MIN_SCORE:g} by the detector, or every face when none is",
+                        },
+                        "counted": {"type": "integer", "minimum": 0, "description": "how many faces unmasked_ratio counts"},
                         "close_pairs": {
                             "type": "array",
                             "items": {
@@ -254,6 +260,7 @@ def openapi_document(app: Flask) -> dict:
                         "with_mask": 0,
                         "without_mask": 2,
                         "unmasked_ratio": 1.0,
+                        "counted": 2,
                         "close_pairs": [{"a": 0, "b": 1, "distance_m": 0.64}],
                         "model": "cnn2-1a2b3c4d-seed1",
                     },
