@@ -9,6 +9,8 @@ masks come in every colour, on small, tilted, blurred faces. So training images 
 * geometry and scale: flips, rotation, zoom (mostly in: real face crops are tight),
   translation;
 * blur and pixelation (shrunk and enlarged again);
+* ``downscale``: single images shrunk to a street scene's face size and enlarged back;
+* ``low_light``: darkened, gamma-curved and noisy, like an evening street or a dim entrance;
 * ``paint_masks``: a synthetic mask of random shape, colour and pattern painted over the lower
   half of the detected face (``data/faces.csv``), so that the model sees masks of other
   shapes than the one graphic.
@@ -167,6 +169,24 @@ def pixelate(images: tf.Tensor, probability: float = 0.3, smallest: int = 12) ->
     return tf.cond(tf.random.uniform([]) < probability, lambda: restored, lambda: images)
 
 
+def downscale(images: tf.Tensor, probability: float = 0.5, smallest: int = 8, largest: int = 40) -> tf.Tensor:
+    """Some images of the batch shrunk to 8-40 px and enlarged back: the small faces of a street scene."""
+    size = tf.shape(images)[1:3]
+    low = tf.random.uniform([], smallest, largest + 1, dtype=tf.int32)
+    restored = tf.image.resize(tf.image.resize(images, [low, low], method="area"), size, method="bilinear")
+    chosen = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < probability
+    return tf.where(chosen, restored, images)
+
+
+def low_light(images: tf.Tensor, probability: float = 0.25) -> tf.Tensor:
+    """Some images darkened (gain 0.15-0.6, gamma 1-1.8) with sensor noise."""
+    n = tf.shape(images)[0]
+    per_image = lambda low, high: tf.random.uniform([n, 1, 1, 1], low, high)  # noqa: E731
+    dark = tf.pow(images, per_image(1.0, 1.8)) * per_image(0.15, 0.6)
+    dark += tf.random.normal(tf.shape(images)) * per_image(0.0, 0.04)
+    return tf.where(per_image(0.0, 1.0) < probability, dark, images)
+
+
 def augment_batch(
     augmenter: keras.Sequential,
     images,
@@ -176,10 +196,16 @@ def augment_batch(
     boxes=None,
     painted_masks: float = 0.0,
     paint_unmasked: bool = False,
+    low_light_share: float = 0.0,
+    downscale_share: float = 0.0,
 ):
     images = recolour_masks(images, labels, mask_probability, every_class)
     if boxes is not None and painted_masks > 0:
         images, labels = paint_masks(images, labels, boxes, painted_masks, paint_unmasked)
     images = augmenter(images, training=True)
     images = pixelate(images)
+    if downscale_share > 0:
+        images = downscale(images, downscale_share)
+    if low_light_share > 0:
+        images = low_light(images, low_light_share)
     return tf.clip_by_value(images, 0.0, 1.0), labels

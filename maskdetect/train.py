@@ -19,14 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config
-from .evaluate import THRESHOLD
+from . import config, realfaces
+from .calibration import calibrate_model
+from .data import face_boxes, load_face_crops, load_folder
+from .evaluate import THRESHOLD, classification_metrics, evaluate_photo_folder
 from .files import atomic_path
+from .inference import Predictor
 
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a trained model; defaults are the deployed choice."""
+    """Everything that decides a trained model; the defaults are the observations-only story of nb1-nb6."""
 
     model: str = "cnn2"
     input_size: int = 100
@@ -49,6 +52,10 @@ class TrainConfig:
     painted_masks: float = 0.5  # share of with_mask training images given a synthetic mask
     paint_unmasked: bool = False  # paint on without_mask faces too (they become with_mask)
     validate_on_crops: bool = False  # validation = validation photos + their face crops
+    real_faces: bool = False  # also train on realfaces-train's train split (real masks, real faces)
+    low_light: float = 0.0  # share of training images darkened with noise
+    downscale: float = 0.0  # share of training images shrunk to 8-40 px and enlarged back
+    calibrate: bool = False  # fold Platt scaling, fitted on held-out faces (CALIBRATION_SETS), into the model
     seed: int = 1
     extra: dict = field(default_factory=dict)  # builder arguments not listed above
 
@@ -57,7 +64,8 @@ class TrainConfig:
         return {name: getattr(self, name) for name in names} | self.extra
 
 
-DEPLOYED = TrainConfig()
+OBSERVATIONS_ONLY = TrainConfig()  # nb2-nb6's baseline: the observations photos and their face crops
+DEPLOYED = TrainConfig(model="cnn4", epochs=25, real_faces=True, low_light=0.25, calibrate=True)
 MODEL_FILE = config.MODEL_FILE
 METRICS_FILE = config.METRICS_FILE
 
@@ -96,6 +104,8 @@ def training_dataset(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, b
             boxes=b,
             painted_masks=cfg.painted_masks,
             paint_unmasked=cfg.paint_unmasked,
+            low_light_share=cfg.low_light,
+            downscale_share=cfg.downscale,
         )
         if channels == 1:  # colour augmentation works on RGB, the model sees grey
             x, y = augment.augment_batch(augmenter, tf.image.grayscale_to_rgb(x), y, **options)
@@ -180,19 +190,20 @@ _loaded: dict = {}
 
 
 def load_sets(cfg: TrainConfig, realworld: Path | None = None, progress: bool = True) -> dict:
-    """name -> (images, labels, paths) for the splits, the face crops and realworld-dev.
+    """name -> (images, labels, paths) for the splits, the face crops, realfaces-train's splits and realworld-dev.
 
     Kept in memory per input size and colour mode, so notebooks comparing models load once.
     """
-    from .data import load_face_crops, load_folder
-
     realworld = realworld or config.realworld_dir()
-    key = (cfg.input_size, cfg.channels, cfg.crop_margin, str(config.data_dir()), str(realworld))
+    key = (cfg.input_size, cfg.channels, cfg.crop_margin, cfg.real_faces or cfg.calibrate, str(config.data_dir()), str(realworld))
     if key not in _loaded:
         root = config.data_dir()
         sets = {name: load_folder(root / name, cfg.input_size, cfg.channels, progress=progress) for name in config.SPLITS}
         sets["train-crops"] = load_face_crops("train", cfg.input_size, cfg.channels, cfg.crop_margin, progress)
         sets["validation-crops"] = load_face_crops("validation", cfg.input_size, cfg.channels, cfg.crop_margin, progress)
+        if cfg.real_faces or cfg.calibrate:
+            for split in realfaces.SPLITS:
+                sets[f"realfaces-{split}"] = realfaces.load_realfaces(split, cfg.input_size, cfg.channels, progress)
         if realworld is not None:
             sets["realworld-dev"] = load_folder(realworld, cfg.input_size, cfg.channels, progress=progress)
         _loaded.clear()  # one size at a time: they are large
@@ -220,33 +231,43 @@ class Result:
     predictions: dict  # set name -> p(with_mask)
     seconds: float
     labels: dict = field(default_factory=dict)  # set name -> true labels (1 = with_mask)
+    calibration: dict | None = None  # calibration.calibrate_model's report, when calibrated
+
+
+# The held-out faces Platt scaling is fitted on: never the check sets (test, realworld-dev, scenes-dev).
+CALIBRATION_SETS = ("validation-crops", "realfaces-validation")
 
 
 def run(cfg: TrainConfig, sets: dict | None = None, progress: bool = True) -> Result:
-    """Train ``cfg`` on train (plus face crops), select on validation, score every other set."""
-    from .evaluate import classification_metrics
-
+    """Train ``cfg`` on train (plus face crops and real faces), calibrate on held-out faces, score every other set."""
     sets = sets or load_sets(cfg, progress=progress)
-    from .data import face_boxes
-
     images, labels, paths = sets["train"]
     boxes = face_boxes(paths) if cfg.painted_masks > 0 else None
+    parts = [(images, labels, boxes)]
     if cfg.face_crops:
-        images = np.concatenate([images, sets["train-crops"][0]])
-        labels = np.concatenate([labels, sets["train-crops"][1]])
-        if boxes is not None:
-            boxes = np.concatenate([boxes, face_boxes(sets["train-crops"][2], cfg.crop_margin)])
-    train = (images, labels) if boxes is None else (images, labels, boxes)
+        crops = sets["train-crops"]
+        parts.append((crops[0], crops[1], None if boxes is None else face_boxes(crops[2], cfg.crop_margin)))
+    if cfg.real_faces:  # real crops carry no face box: nothing is painted on them
+        real = sets["realfaces-train"]
+        parts.append((real[0], real[1], None if boxes is None else np.full((len(real[0]), 4), np.nan, np.float32)))
+    images, labels = (np.concatenate([part[i] for part in parts]) for i in (0, 1))
+    train = (images, labels) if boxes is None else (images, labels, np.concatenate([part[2] for part in parts]))
     validation = sets["validation"][:2]
     if cfg.validate_on_crops:  # twice the images, and framed like the faces the model will meet
         validation = tuple(np.concatenate([a, b]) for a, b in zip(validation, sets["validation-crops"][:2]))
     started = time.perf_counter()
     model, history = fit(cfg, train, validation, verbose=2 if progress else 0)
     seconds = time.perf_counter() - started
-    scored = [name for name in ("validation", "test", "realworld-dev") if name in sets]
+    calibration = None
+    if cfg.calibrate:
+        held_out = [name for name in CALIBRATION_SETS if name in sets]
+        held_labels = np.concatenate([sets[name][1] for name in held_out])
+        held_predictions = np.concatenate([predict(model, sets[name][0]) for name in held_out])
+        calibration = calibrate_model(model, held_labels, held_predictions, " + ".join(held_out))
+    scored = [name for name in ("validation", "test", "realfaces-validation", "realworld-dev") if name in sets]
     predictions = {name: predict(model, sets[name][0]) for name in scored}
     metrics = {name: classification_metrics(sets[name][1], predictions[name]) for name in scored}
-    return Result(model, history, metrics, predictions, seconds, {name: sets[name][1] for name in scored})
+    return Result(model, history, metrics, predictions, seconds, {name: sets[name][1] for name in scored}, calibration)
 
 
 def best_epoch(history: dict, monitor: str = "val_loss") -> int:
@@ -290,11 +311,8 @@ def save_result(result: Result, cfg: TrainConfig, out_dir: Path | None = None, p
         "model_bytes": model_path.stat().st_size,
         "packages": package_versions(),
     }
-    if "realworld-dev" in result.predictions:  # the threshold crowd analysis uses, chosen on real photos
-        from .evaluate import choose_threshold
-
-        chosen = choose_threshold(result.labels["realworld-dev"], result.predictions["realworld-dev"])
-        report["crowd_threshold"] = {**chosen, "chosen_on": "realworld-dev"}
+    if result.calibration is not None:
+        report["calibration"] = result.calibration
     if photos:
         report["face_centred"] = face_centred_metrics(model_path, photos)
     write_json(report, out_dir / METRICS_FILE)
@@ -303,9 +321,6 @@ def save_result(result: Result, cfg: TrainConfig, out_dir: Path | None = None, p
 
 def face_centred_metrics(model_path: Path, photos: dict, progress: bool = False) -> dict:
     """name -> :func:`maskdetect.evaluate.evaluate_photo_folder` of the model file, face-centred."""
-    from .evaluate import evaluate_photo_folder
-    from .inference import Predictor
-
     predictor = Predictor.load(model_path, face_centred=True)
     metrics = {}
     for name, folder in photos.items():

@@ -1,4 +1,4 @@
-"""Augmentation repaints the pasted mask and keeps images valid."""
+"""Augmentation repaints the pasted mask, darkens some images, and keeps images valid."""
 
 import numpy as np
 import tensorflow as tf
@@ -90,3 +90,37 @@ def test_painting_leaves_unmasked_faces_unless_asked_and_then_relabels_them():
     )
     assert list(relabelled.numpy()) == [1, 1, 1, 0]  # the face-less one stays without_mask
     assert not np.array_equal(out.numpy()[:3], images[:3])
+
+
+def test_low_light_darkens_every_image_it_touches_and_keeps_shape_and_finite_values():
+    tf.random.set_seed(5)
+    images = np.random.default_rng(1).random((16, 24, 24, 3), dtype=np.float32)
+    images[0], images[1] = 0.0, 1.0  # black and white extremes stay well defined under the gamma curve
+    out = augment.low_light(tf.constant(images), probability=1.0).numpy()
+    assert out.shape == images.shape and np.isfinite(out).all()
+    assert (out[1:].mean(axis=(1, 2, 3)) < images[1:].mean(axis=(1, 2, 3)) - 0.1).all()  # every lit image darker
+    assert np.abs(out[0]).mean() < 0.1  # black stays about black: only noise is added
+
+
+def test_low_light_probability_zero_leaves_images_untouched():
+    images = np.random.default_rng(2).random((8, 24, 24, 3), dtype=np.float32)
+    assert np.array_equal(augment.low_light(tf.constant(images), probability=0.0).numpy(), images)
+
+
+def test_low_light_darkens_about_its_share_of_a_batch_and_leaves_the_rest_as_they_were():
+    tf.random.set_seed(6)
+    images = np.random.default_rng(3).random((400, 8, 8, 3), dtype=np.float32)
+    out = augment.low_light(tf.constant(images), probability=0.25).numpy()
+    untouched = np.all(out == images, axis=(1, 2, 3))
+    assert (out[~untouched].mean(axis=(1, 2, 3)) < images[~untouched].mean(axis=(1, 2, 3))).all()
+    assert 0.18 < (~untouched).mean() < 0.32
+
+
+def test_augment_batch_with_low_light_stays_in_range():
+    tf.random.set_seed(7)
+    augmenter = augment.image_augmenter(seed=4)
+    images = np.random.default_rng(4).random((8, 48, 48, 3), dtype=np.float32)
+    out, _ = augment.augment_batch(augmenter, tf.constant(images), tf.ones(8), low_light_share=1.0)
+    out = out.numpy()
+    assert out.shape == images.shape and 0.0 <= out.min() and out.max() <= 1.0
+    assert out.mean() < images.mean() - 0.1

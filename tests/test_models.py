@@ -117,7 +117,7 @@ def test_save_result_writes_model_and_metrics(tmp_path):
     assert saved["metrics"]["test"]["confusion_matrix"] and saved["split_sha256"] == train.split_hash()
     assert saved["packages"]["tensorflow"].startswith("2.21")
     assert saved["model_bytes"] == (tmp_path / train.MODEL_FILE).stat().st_size
-    assert "crowd_threshold" not in saved  # no real photos scored: nothing to choose it on
+    assert "calibration" not in saved and "crowd_threshold" not in saved  # not calibrated; one threshold
     assert "face_centred" not in saved  # no photo folders given
 
 
@@ -141,15 +141,38 @@ def test_save_result_scores_photo_folders_as_predict_answers(tmp_path, observati
     assert masked == scored["confusion_matrix"][0][1] + scored["confusion_matrix"][1][1]
 
 
-def test_save_result_chooses_the_crowd_threshold_on_real_photos(tmp_path):
-    cfg = train.TrainConfig(input_size=32, filters=4, inner=8, epochs=1, batch_size=8, painted_masks=0.0)
+def _tiny_sets_with_real_faces():
     sets = _tiny_sets()
-    sets["realworld-dev"] = sets["test"]
-    result = train.run(cfg, sets, progress=False)
-    saved = train.save_result(result, cfg, tmp_path)
-    chosen = saved["crowd_threshold"]
-    assert chosen["chosen_on"] == "realworld-dev" and chosen["n"] == 16 and 0 < chosen["threshold"] < 1
-    assert chosen["balanced_accuracy"] >= chosen["balanced_accuracy_at_0.5"]
+    more = _tiny_sets()  # the same generator: other names, the same kind of images
+    sets["validation-crops"] = more["train-crops"]
+    sets["realfaces-train"], sets["realfaces-validation"] = more["train"], more["validation"]
+    return sets
+
+
+def test_run_calibrates_on_the_held_out_faces_and_save_result_records_it(tmp_path):
+    from maskdetect.calibration import apply_platt
+
+    sets = _tiny_sets_with_real_faces()
+    settings = dict(input_size=32, filters=4, inner=8, epochs=1, batch_size=8, painted_masks=0.0, real_faces=True)
+    plain = train.run(train.TrainConfig(**settings, calibrate=False), sets, progress=False)
+    cfg = train.TrainConfig(**settings, calibrate=True)
+    calibrated = train.run(cfg, sets, progress=False)
+    assert plain.calibration is None
+    report = calibrated.calibration
+    assert report["method"] == "platt" and report["n"] == 32
+    assert report["fitted_on"] == "validation-crops + realfaces-validation"  # never a check set
+    assert set(calibrated.metrics) == {"validation", "test", "realfaces-validation"}
+    # The same seeded training, then Platt scaling folded into the model: its answers are the scaled ones.
+    assert np.abs(calibrated.predictions["test"] - plain.predictions["test"]).max() > 0.01
+    for name in calibrated.predictions:
+        np.testing.assert_allclose(
+            calibrated.predictions[name], apply_platt(plain.predictions[name], report["a"], report["b"]), atol=1e-5
+        )
+
+    saved = train.save_result(calibrated, cfg, tmp_path)
+    assert saved["calibration"] == json.loads(json.dumps(report)) and "crowd_threshold" not in saved
+    reloaded = keras.models.load_model(tmp_path / train.MODEL_FILE, compile=False)
+    np.testing.assert_allclose(train.predict(reloaded, sets["test"][0]), calibrated.predictions["test"], atol=1e-6)
 
 
 def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_epochs():
