@@ -1,10 +1,9 @@
 """`make bench` end to end in its quick mode, and the pieces it is made of.
 
-The quick run starts gunicorn for the .h5 and the .tflite (one worker each, whole photos) and for
-the .h5 face-centred (the service image's default), drives every
-scenario with a handful of requests from the driver process, and must write the report with
-every table, keeping the hand-written notes below the marker. It checks that the benchmark runs
-and reports, not how fast the service is.
+The quick run starts gunicorn for the .h5 and the .tflite (one worker each, answering for the face
+as the service does by default) and for the seed-style baseline (benchmarks/seed_app.py, /health and
+uploads only), drives every scenario with a handful of requests from the driver process, and must write the report with every table, keeping the hand-written notes below the
+marker. It checks that the benchmark runs and reports, not how fast the service is.
 """
 
 from __future__ import annotations
@@ -74,11 +73,13 @@ def test_quick_run_writes_every_table(quick_report):
     assert text.rstrip().endswith("hand-written notes") and text.count("<!-- kept -->") == 1  # ...notes kept
     assert sorted(path.name for path in quick_report.parent.iterdir()) == ["RESULTS.md"]  # no temporary file left
 
-    # Every scenario, for both models, answered every request.
+    # Every scenario, for both models, answered every request; the seed baseline's too.
     http = rows_of(text, "## The service over HTTP")
     seen = {(row[0], row[1]) for row in http}
-    titles = [scenario.title for scenario in bench.scenarios(quick=True)]
-    assert seen == {(title, model) for title in titles for model in ("h5", "tflite", "h5 face-centred")}
+    plan = bench.scenarios(quick=True)
+    expected = {(s.title, model) for s in plan for model in ("h5", "tflite")}
+    expected |= {(s.title, bench.SEED_LABEL) for s in plan if s.kind in ("health", "upload")}
+    assert seen == expected
     for row in http:
         assert number(row[2]) > 0 and row[9] == "0", row  # requests, errors
         assert 0 < number(row[4]) <= number(row[5]) <= number(row[7]), row  # p50 <= p95 <= max
@@ -93,19 +94,33 @@ def test_quick_run_writes_every_table(quick_report):
 
     # Cold start, memory and the first /detect of each worker were measured.
     memory = {row[0]: row for row in rows_of(text, "## Memory and start")}
-    assert set(memory) == {"h5", "tflite", "h5 face-centred"}
-    for row in memory.values():
+    assert set(memory) == {"h5", "tflite", bench.SEED_LABEL}
+    for model, row in memory.items():
         assert 0 < number(row[1]) <= number(row[2]), row
-        assert all(cell != "-" for cell in row[3:7]), row
+        assert all(cell != "-" for cell in row[3:5 if model == bench.SEED_LABEL else 7]), row  # the seed gets no /detect
         assert row[7] == "0", row  # no worker was restarted
-    # The lean worker stays small until /detect brings TensorFlow in for MTCNN.
-    lean_rss = number(memory["tflite"][4].split("/")[0])
-    assert lean_rss < number(memory["h5"][4].split("/")[0]) and lean_rss < number(memory["tflite"][5].split("/")[0])
+    # The lean worker stays small through /detect too: its face detector runs on OpenCV, not TensorFlow.
+    lean_rss, keras_rss = (number(memory[model][5].split("/")[0]) for model in ("tflite", "h5"))
+    assert lean_rss < keras_rss / 2, memory
 
     targets = rows_of(text, "## Targets (LiteRT path, 2 cores)")
-    assert len(targets) == 5 and all(row[3] in ("met", "**not met**") for row in targets)
+    assert len(targets) == 6 and all(row[3] in ("met", "**not met**") for row in targets)
     parts = rows_of(text, "## Where the time goes")
     assert {row[0] for row in parts} == {"h5", "tflite"} and all(row[2] != "-" for row in parts)
+    assert sum("finding the face" in row[1] for row in parts) == 2  # /predict's detector, timed for each model
+
+
+def test_the_quick_run_measures_tflite_uploads_against_the_seed_baseline(quick_report):
+    text = quick_report.read_text()
+    seed_uploads = [row for row in rows_of(text, "## The service over HTTP") if row[1] == bench.SEED_LABEL and "upload" in row[0]]
+    assert len(seed_uploads) == 2 and all(number(row[2]) > 0 and row[9] == "0" for row in seed_uploads), seed_uploads
+    sizes = rows_of(text, "## By upload size")
+    assert all(row[-2] != "-" for row in sizes)  # the seed's upload column, next to decode + preprocess
+
+    ratio = next(row for row in rows_of(text, "## Targets (LiteRT path, 2 cores)") if "seed upload p50" in row[0])
+    tflite_ms, seed_ms = (number(ms) for ms in re.search(r"\(([\d.,]+) / ([\d.,]+) ms\)", ratio[2]).groups())
+    assert ratio[1] == "<= 0.15" and number(ratio[2]) == pytest.approx(tflite_ms / seed_ms, abs=0.01)
+    assert ratio[3] == ("met" if number(ratio[2]) <= 0.15 else "**not met**")
 
 
 def test_the_driver_counts_statuses_and_failures():
