@@ -52,11 +52,15 @@ M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
 def post_fork(server, worker):
-    """Buffers of 128 KiB and more (decoded photos, the detector's large passes) go back to the system when freed.
+    """Per worker: OpenCV on one thread, and buffers of 128 KiB and more returned to the system when freed.
 
-    glibc otherwise raises this threshold as large buffers come and go and keeps them in the heap,
-    so a worker's memory would grow to its largest request's and stay there.
+    One worker per core: OpenCV's own threads would only take a core from the other worker. glibc
+    otherwise raises its mmap threshold as large buffers (decoded photos, the detector's 2x pass)
+    come and go and keeps them in the heap, so a worker would keep its largest request's memory.
     """
+    import cv2
+
+    cv2.setNumThreads(1)
     name = ctypes.util.find_library("c")
     if name and "musl" not in name:
         try:

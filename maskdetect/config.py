@@ -113,14 +113,11 @@ def allow_private_urls() -> bool:
 
 # The face detector's settings (keyword arguments of maskdetect.faces.YuNetDetector), chosen for
 # recall on scenes-dev (documentation/crowd.md): a 2x pass finds the small faces of a street scene.
-# Its passes run on a network made for the call (kept_pass_pixels 0), so a worker does not keep the
-# buffers of a 2x pass; /predict's one small pass keeps its network.
 DETECTOR = {
     "scales": (1.0, 2.0),
     "score_threshold": 0.55,
     "nms_threshold": 0.3,
     "max_side": 640,
-    "kept_pass_pixels": 0,
 }
 FACE_CROP_MARGIN = 0.0  # the classifier sees the square around the detector's box, framed as realfaces-train's crops are
 # The unmasked share counts the faces the detector is sure of (the weaker boxes are more often not
@@ -132,7 +129,7 @@ SHARE_MIN_SCORE = 0.75
 # (documentation/modeling.md, "Face-centred prediction"). A photo sent to /predict shows its
 # subject large, so one small pass is enough; the photo is decoded at a reduced size of at least
 # SUBJECT_DECODE_SIDE px (JPEG draft), which keeps the crop sharper than the 100 px model input.
-SUBJECT_DETECTOR = {**DETECTOR, "scales": (1.0,), "max_side": 320, "score_threshold": 0.6, "kept_pass_pixels": 320 * 320}
+SUBJECT_DETECTOR = {**DETECTOR, "scales": (1.0,), "max_side": 320, "score_threshold": 0.6}
 SUBJECT_DECODE_SIDE = 640
 
 

@@ -7,6 +7,7 @@ Boxes are in pixels of the image as displayed (EXIF orientation applied).
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +44,8 @@ class YuNetDetector:
 
     ``scales`` multiply the image's size after it is fitted within ``max_side`` (shrunk, never
     enlarged); a pass whose longer side would exceed ``max_pass_side`` is capped there. Upscaled
-    passes find small faces that the network's stride misses at 1x. Passes over ``kept_pass_pixels``
-    run on a network made for the call, so that their large buffers are freed after it.
+    passes find small faces that the network's stride misses at 1x. The smallest pass runs last, so
+    the network keeps the buffers of a small input between calls.
     """
 
     def __init__(
@@ -56,7 +57,6 @@ class YuNetDetector:
         max_side: int = 640,
         max_pass_side: int = 1280,
         top_k: int = 5000,
-        kept_pass_pixels: int = 640 * 480,
     ):
         self.weights = str(weights) if weights is not None else None
         self.scales = tuple(scales)
@@ -65,54 +65,59 @@ class YuNetDetector:
         self.max_side = max_side
         self.max_pass_side = max_pass_side
         self.top_k = top_k
-        self.kept_pass_pixels = kept_pass_pixels
-        self._model: np.ndarray | None = None  # the ONNX file's bytes
-        self._network = None
-        self._lock = threading.Lock()
+        self._shared = _Network()
 
     def load(self) -> YuNetDetector:
         """Read the ONNX file now (once): a missing or wrong file is reported here, not per request."""
-        with self._lock:
-            if self._network is None:
-                self._model = np.fromfile(self.weights or find_detector_weights(), np.uint8)
-                self._network = self._new_network()
+        with self._shared.lock:
+            if self._shared.network is None:
+                path = self.weights or find_detector_weights()
+                level = cv2.utils.logging.getLogLevel()
+                cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV 5 warns that YuNet ignores a target it never set
+                try:
+                    self._shared.network = cv2.FaceDetectorYN.create(str(path), "", (320, 320))
+                finally:
+                    cv2.utils.logging.setLogLevel(level)
         return self
 
-    def _new_network(self):
-        level = cv2.utils.logging.getLogLevel()
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV 5 warns that YuNet ignores a target it never set
-        try:
-            return cv2.FaceDetectorYN.create(
-                "onnx", self._model, np.empty(0, np.uint8), (320, 320), self.score_threshold, self.nms_threshold, self.top_k
-            )
-        finally:
-            cv2.utils.logging.setLogLevel(level)
+    def with_settings(self, **changes) -> YuNetDetector:
+        """A detector with other settings on this one's network: one model in memory, one lock."""
+        unknown = sorted(set(changes) - {"scales", "score_threshold", "nms_threshold", "max_side", "max_pass_side", "top_k"})
+        if unknown:
+            raise TypeError(f"YuNetDetector has no setting {', '.join(unknown)}")
+        other = copy.copy(self.load())
+        for name, value in changes.items():
+            setattr(other, name, tuple(value) if name == "scales" else value)
+        return other
 
     def _pass(self, bgr: np.ndarray) -> np.ndarray:
-        """One YuNet call: rows of x, y, w, h, five (x, y) landmarks, score."""
-        height, width = bgr.shape[:2]
-        network = self._network if width * height <= self.kept_pass_pixels else self._new_network()
-        network.setInputSize((width, height))
+        """One YuNet call, under the lock: rows of x, y, w, h, five (x, y) landmarks, score."""
+        network = self._shared.network
+        network.setScoreThreshold(self.score_threshold)
+        network.setNMSThreshold(self.nms_threshold)
+        network.setTopK(self.top_k)
+        network.setInputSize((bgr.shape[1], bgr.shape[0]))
         _, found = network.detect(bgr)
         return np.zeros((0, 15), np.float32) if found is None else found
 
     def detect(self, image: Image.Image) -> list[Face]:
-        rgb = np.asarray(image.convert("RGB"))
-        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-        height, width = bgr.shape[:2]
+        rgb = image.convert("RGB")
+        width, height = rgb.size
         base = min(1.0, self.max_side / max(width, height))
         self.load()
+        pixels = np.asarray(rgb)
         rows = []
-        with self._lock:
-            for factor in self.scales:
-                scale = min(base * factor, self.max_pass_side / max(width, height))
-                size = (max(1, round(width * scale)), max(1, round(height * scale)))
-                resized = bgr if size == (width, height) else cv2.resize(
-                    bgr, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-                )
-                found = self._pass(resized)
-                found[:, :14] /= np.array([size[0] / width, size[1] / height] * 7, np.float32)
-                rows.append(found)
+        for factor in sorted(self.scales, reverse=True):
+            scale = min(base * factor, self.max_pass_side / max(width, height))
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            resized = pixels if size == (width, height) else cv2.resize(
+                pixels, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            )
+            bgr = np.ascontiguousarray(resized[:, :, ::-1])  # after resizing: the smaller copy
+            with self._shared.lock:
+                found = self._pass(bgr)
+            found[:, :14] /= np.array([size[0] / width, size[1] / height] * 7, np.float32)
+            rows.append(found)
         found = np.concatenate(rows)
         if len(self.scales) > 1 and len(found):
             keep = cv2.dnn.NMSBoxes(found[:, :4].tolist(), found[:, 14].tolist(), self.score_threshold, self.nms_threshold)
@@ -125,6 +130,14 @@ class YuNetDetector:
                 landmarks = tuple((float(row[4 + 2 * i]), float(row[5 + 2 * i])) for i in range(5))
                 faces.append(Face(box, float(row[14]), landmarks))
         return faces
+
+
+class _Network:
+    """YuNet's network once read, and the lock its calls take (one per worker, shared by its detectors and threads)."""
+
+    def __init__(self):
+        self.network = None
+        self.lock = threading.Lock()
 
 
 def largest(faces: list[Face]) -> Face | None:

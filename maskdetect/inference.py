@@ -163,11 +163,12 @@ class Predictor:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path | str | None = None, face_centred: bool | None = None) -> Predictor:
+    def load(cls, path: Path | str | None = None, face_centred: bool | None = None, sharing: YuNetDetector | None = None) -> Predictor:
         """Load ``path`` (default: :func:`maskdetect.config.model_path`, i.e. $MODEL_PATH).
 
         ``face_centred`` (default :func:`maskdetect.config.face_centred`) gives the predictor the
-        subject face detector (``config.SUBJECT_DETECTOR``), loaded now.
+        subject face detector (``config.SUBJECT_DETECTOR``), loaded now, on the network of
+        ``sharing`` (the service's crowd detector) when given.
         """
         path = Path(path or config.model_path())
         if not path.is_file():
@@ -185,7 +186,9 @@ class Predictor:
         if face_centred is None:
             face_centred = config.face_centred()
         try:
-            detector = YuNetDetector(**config.SUBJECT_DETECTOR).load() if face_centred else None
+            detector = None
+            if face_centred:
+                detector = (sharing or YuNetDetector()).with_settings(**config.SUBJECT_DETECTOR)
         except WeightsError as error:
             raise ModelError(str(error)) from error
         report = model_report(path)

@@ -190,10 +190,15 @@ def test_missing_weights_are_a_clear_error_when_loaded_not_per_image(tmp_path, m
     assert str(tmp_path / DETECTOR_FILE) in str(error.value) and "is missing" in str(error.value)
 
 
-def test_a_pass_over_the_kept_size_runs_on_a_network_of_its_own_with_the_same_answer(scenes):
+def test_detectors_sharing_a_network_answer_as_their_own_settings_do(scenes):
     name = sorted(read_labels(scenes.parent / "labels.csv"))[0]
     image = decode_image(scenes / name).convert("RGB")
-    kept = YuNetDetector(scales=(1.0, 2.0), kept_pass_pixels=10**9).load()
-    fresh = YuNetDetector(scales=(1.0, 2.0), kept_pass_pixels=0).load()
-    found = fresh.detect(image)
-    assert found and [f.box for f in found] == [f.box for f in kept.detect(image)]
+    crowd = YuNetDetector(**config.DETECTOR).load()
+    subject = crowd.with_settings(**{k: v for k, v in config.SUBJECT_DETECTOR.items()})
+    assert subject._shared is crowd._shared  # one network, one lock
+    alone = YuNetDetector(**config.SUBJECT_DETECTOR).load()
+    for _ in range(2):  # interleaved: each call sets its own input size and thresholds
+        assert [f.box for f in subject.detect(image)] == [f.box for f in alone.detect(image)]
+        assert [f.box for f in crowd.detect(image)] == [f.box for f in YuNetDetector(**config.DETECTOR).load().detect(image)]
+    with pytest.raises(TypeError, match="weights"):
+        crowd.with_settings(weights="other.onnx")

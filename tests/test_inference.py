@@ -257,7 +257,7 @@ def test_the_subject_detector_has_the_subject_settings_loaded(model_file):
     assert (detector.score_threshold, detector.nms_threshold, detector.max_side) == (
         config.SUBJECT_DETECTOR["score_threshold"], config.SUBJECT_DETECTOR["nms_threshold"], config.SUBJECT_DETECTOR["max_side"]
     )
-    assert detector._network is not None  # read at load time, not by the first request
+    assert detector._shared.network is not None  # read at load time, not by the first request
 
 
 def test_cli_whole_image_flag(model_file, subject_photo, capsys):

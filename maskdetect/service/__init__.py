@@ -40,9 +40,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.update(test_config)
 
     # Loaded here, once per worker, so /health answers "ok" only with the model and detector in memory.
-    predictor = Predictor.load(app.config["MODEL_PATH"], face_centred=app.config["FACE_CENTRED"])
+    detector = YuNetDetector(**config.DETECTOR)  # POST /detect's; /predict's shares its network
+    predictor = Predictor.load(app.config["MODEL_PATH"], face_centred=app.config["FACE_CENTRED"], sharing=detector)
     try:
-        detector = YuNetDetector(**config.DETECTOR).load()  # POST /detect's, with the crowd settings
+        detector.load()
     except WeightsError as error:
         raise ModelError(str(error)) from error
     app.extensions["maskdetect.predictor"] = predictor
