@@ -442,7 +442,7 @@ def read_faces(path: Path | None = None) -> dict[str, tuple[int, int, int, int]]
 
 
 def load_face_crops(
-    split: str, size: int, channels: int = 3, margin: float = 0.2, progress: bool = True
+    split: str, size: int, channels: int = 3, margin: float = config.FACE_CROP_MARGIN, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """Square crops around the face of every file of ``split`` that has one (data/faces.csv).
 
