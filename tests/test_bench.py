@@ -83,7 +83,8 @@ def test_quick_run_writes_every_table(quick_report):
     for row in http:
         assert number(row[2]) > 0 and row[9] == "0", row  # requests, errors
         assert 0 < number(row[4]) <= number(row[5]) <= number(row[7]), row  # p50 <= p95 <= max
-        assert number(row[10]) > 0, row  # the workers' CPU per request
+        # the workers' CPU per request; a quick run's few /health calls may add up to less than the clock's tick
+        assert number(row[10]) > 0 or (row[0] == "GET /health" and number(row[10]) == 0), row
 
     # The uploads span 20 KB to 1 MB, and each size has an HTTP and an in-process time.
     sizes = rows_of(text, "## By upload size")
