@@ -111,6 +111,11 @@ def _name_some(names: list[str], limit: int = 10) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def counted_problems(found: dict[str, list[str]], limit: int = 10) -> list[str]:
+    """``{"missing": [...], ...}`` -> ["3 missing: a, b, c", ...] for the non-empty lists, in order."""
+    return [f"{len(names)} {what}: {_name_some(names, limit)}" for what, names in found.items() if names]
+
+
 def verify_source(source: Path, manifest: list[ManifestEntry] | None = None, progress: bool = True) -> list[ManifestEntry]:
     """Check that ``source`` holds exactly the manifest's files, byte for byte."""
     manifest = manifest if manifest is not None else read_manifest()
@@ -131,13 +136,7 @@ def verify_source(source: Path, manifest: list[ManifestEntry] | None = None, pro
         entry, path = expected[name], source / name
         if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
             altered.append(name)
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing: {_name_some(missing)}")
-    if extra:
-        problems.append(f"{len(extra)} not in the manifest: {_name_some(extra)}")
-    if altered:
-        problems.append(f"{len(altered)} altered (sha256 differs): {_name_some(altered)}")
+    problems = counted_problems({"missing": missing, "not in the manifest": extra, "altered (sha256 differs)": altered})
     if problems:
         raise DataError(
             f"the source {source} does not match data/manifest.csv; "

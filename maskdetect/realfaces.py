@@ -97,11 +97,7 @@ def verify_realfaces_source(
             missing.append(entry.path)
         elif sha256_file(path) != entry.sha256:
             altered.append(entry.path)
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing: {data._name_some(missing, 5)}")
-    if altered:
-        problems.append(f"{len(altered)} altered (sha256 differs): {data._name_some(altered, 5)}")
+    problems = data.counted_problems({"missing": missing, "altered (sha256 differs)": altered}, limit=5)
     if problems:
         fix = fix or f"point {SOURCE_ENV} at an intact copy (../shared/data/realfaces-train), or unset it to download the files"
         raise DataError(
@@ -263,13 +259,14 @@ def check_realfaces_splits(rows: list[dict], manifest: list[RealfacesEntry]) -> 
         sides[row["group"]].add(row["split"])
     crossing = sorted(g for g, splits in sides.items() if len(splits) > 1)
     bad_split = sorted({r["split"] for r in rows} - set(SPLITS))
-    problems = []
-    if differing:
-        problems.append(f"{len(differing)} manifest files missing or with another class or group: {data._name_some(differing, 5)}")
-    if unknown:
-        problems.append(f"{len(unknown)} files not in the manifest: {data._name_some(unknown, 5)}")
-    if crossing:
-        problems.append(f"{len(crossing)} groups on both sides: {data._name_some(crossing, 5)}")
+    problems = data.counted_problems(
+        {
+            "manifest files missing or with another class or group": differing,
+            "files not in the manifest": unknown,
+            "groups on both sides": crossing,
+        },
+        limit=5,
+    )
     if bad_split:
         problems.append(f"splits other than {' / '.join(SPLITS)}: {bad_split}")
     if problems:

@@ -25,7 +25,9 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .crowd import counted_faces
+from tqdm import tqdm
+
+from .crowd import CrowdAnalyzer, counted_faces
 from .faces import FaceDetector
 from .images import decode_image
 from .inference import Predictor
@@ -235,10 +237,6 @@ def analyze_scenes(
     progress: bool = True,
 ) -> list[SceneResult]:
     """Per labelled image: its labelled faces and what the detector (and classifier) found."""
-    from tqdm import tqdm
-
-    from .crowd import CrowdAnalyzer
-
     scenes = read_labels(labels)
     names = sorted(scenes)[:limit]
     missing = [name for name in names if not (images / name).is_file()]
