@@ -101,21 +101,20 @@ class YuNetDetector:
         return np.zeros((0, 15), np.float32) if found is None else found
 
     def detect(self, image: Image.Image) -> list[Face]:
-        rgb = image.convert("RGB")
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
         width, height = rgb.size
         base = min(1.0, self.max_side / max(width, height))
         self.load()
-        pixels = np.asarray(rgb)
+        bgr = cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2BGR)  # YuNet's channel order, once at 1x
         rows = []
         for factor in sorted(self.scales, reverse=True):
             scale = min(base * factor, self.max_pass_side / max(width, height))
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            resized = pixels if size == (width, height) else cv2.resize(
-                pixels, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            resized = bgr if size == (width, height) else cv2.resize(
+                bgr, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
             )
-            bgr = np.ascontiguousarray(resized[:, :, ::-1])  # after resizing: the smaller copy
             with self._shared.lock:
-                found = self._pass(bgr)
+                found = self._pass(resized)
             found[:, :14] /= np.array([size[0] / width, size[1] / height] * 7, np.float32)
             rows.append(found)
         found = np.concatenate(rows)

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from .config import MAX_IMAGE_PIXELS
 
@@ -35,6 +35,8 @@ def decode_image(
 ) -> Image.Image:
     """Open ``source`` (bytes, a path or a PIL image) with EXIF orientation applied.
 
+    A PIL image that needs no turning is returned itself: callers that draw on it copy it first.
+
     ``draft=(mode, size)`` lets the JPEG decoder skip detail that a later resize to
     about ``size`` (a (width, height), or an int for the longer side) would throw away anyway
     (much faster on large photos). An image whose
@@ -42,7 +44,8 @@ def decode_image(
     of PNG can otherwise expand to gigabytes (a decompression bomb).
     """
     if isinstance(source, Image.Image):
-        return ImageOps.exif_transpose(source)
+        turned = source.getexif().get(ExifTags.Base.Orientation, 1) in range(2, 9)
+        return ImageOps.exif_transpose(source) if turned else source  # an upright image is returned as is, not copied
     name = "the given bytes" if isinstance(source, bytes) else str(source)
     try:
         with warnings.catch_warnings():
@@ -63,7 +66,8 @@ def decode_image(
             if image.draft(mode, size) is not None and image.size != full_size:
                 image.info["full_size"] = full_size
         image.load()
-        return ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # our own image: turned without a copy
+        return image
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as error:
@@ -103,7 +107,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def preprocess(
