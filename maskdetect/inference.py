@@ -77,18 +77,19 @@ class TFLiteBackend:
             raise ValueError(f"the model's input is {inputs[0]['dtype'].__name__} {shape}, not float32 (batch, size, size, 1 or 3)")
         _, self.input_size, _, self.channels = shape
         self._input, self._output = inputs[0]["index"], outputs[0]["index"]
-        self._shape: tuple[int, ...] | None = None
-        self.predict(np.zeros((1, self.input_size, self.input_size, self.channels), np.float32))  # allocate now
+        # One image per call: a fixed input shape is planned once, and a larger batch would
+        # keep its buffers in the worker for good while answering no faster on the CPU.
+        self.interpreter.resize_tensor_input(self._input, (1, self.input_size, self.input_size, self.channels))
+        self.interpreter.allocate_tensors()
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if batch.shape != self._shape:  # the batch size changed: resize the input, re-plan the tensors
-            self.interpreter.resize_tensor_input(self._input, batch.shape)
-            self.interpreter.allocate_tensors()
-            self._shape = batch.shape
-        self.interpreter.set_tensor(self._input, batch)
-        self.interpreter.invoke()
-        return np.asarray(self.interpreter.get_tensor(self._output), dtype=np.float64).reshape(len(batch))
+        probabilities = np.empty(len(batch), np.float64)
+        for row, image in enumerate(batch):
+            self.interpreter.set_tensor(self._input, image[np.newaxis])
+            self.interpreter.invoke()
+            probabilities[row] = self.interpreter.get_tensor(self._output).item()
+        return probabilities
 
 
 KERAS_SUFFIXES = (".h5", ".keras")
