@@ -128,9 +128,9 @@ SHARE_MIN_SCORE = 0.75
 # FACE_CROP_MARGIN, as the training crops are), and the whole photo only when no face is found
 # (documentation/modeling.md, "Face-centred prediction"). A photo sent to /predict shows its
 # subject large, so one small pass is enough; the photo is decoded at a reduced size of at least
-# SUBJECT_DECODE_SIDE px (JPEG draft), which keeps the crop sharper than the 100 px model input.
+# SUBJECT_DECODE_SIDE px (JPEG draft): as accurate on the validation photos as 640 px, and faster.
 SUBJECT_DETECTOR = {**DETECTOR, "scales": (1.0,), "max_side": 320, "score_threshold": 0.6}
-SUBJECT_DECODE_SIDE = 640
+SUBJECT_DECODE_SIDE = 320
 
 
 def face_centred() -> bool:
