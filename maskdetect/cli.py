@@ -317,10 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     export_parser = commands.add_parser(
         "export",
         help="convert the deployment model to TFLite (and ONNX), checked against it",
-        description="Convert the Keras model to float32 TFLite (MODEL.tflite beside it, served by the lean "
+        description="Convert the Keras model to TFLite with 8-bit weights (MODEL.tflite beside it, served by the lean "
         "runtime without TensorFlow) and, with --onnx, to ONNX (MODEL.onnx). Each export is run next to the "
         "Keras model on test images (data/test: run `maskdetect data` first) and refused, with no file written, "
-        "if any p(with_mask) differs by more than 1e-5. The checks are recorded in metrics.json beside the model.",
+        "if any p(with_mask) differs by more than 0.02 (TFLite) or 1e-5 (ONNX). The checks are recorded in metrics.json beside the model.",
     )
     export_parser.add_argument("--model", type=Path, help="the Keras model file (default: $MODEL_PATH, else deployment/maskdetect.h5)")
     export_parser.add_argument("--onnx", action="store_true", help="also export ONNX (MODEL.onnx; not committed)")
