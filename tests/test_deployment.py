@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import psutil
 import pytest
 import requests
 
@@ -54,6 +57,26 @@ def test_gunicorn_serves_the_app_with_the_configured_workers(service, images, im
     workers = psutil.Process(process.pid).children()
     assert len(workers) == 2
     assert "POST /predict" in log.read_text()  # the access log goes to stdout
+
+
+def test_a_worker_trims_its_heap_only_once_grown_past_the_slack_over_its_loaded_size(monkeypatch):
+    settings = runpy.run_path(str(DEPLOYMENT / "gunicorn.conf.py"))
+    assert abs(settings["_resident_mb"]() - psutil.Process().memory_info().rss / 2**20) < 4  # this process, read from /proc
+    trims = []
+    worker = SimpleNamespace(malloc_trim=trims.append)
+    sizes = iter([100.0, 100.0 + settings["HEAP_SLACK_MB"], 100.5 + settings["HEAP_SLACK_MB"]])
+    settings["post_worker_init"].__globals__["_resident_mb"] = lambda: next(sizes)
+    settings["post_worker_init"](worker)  # loaded at 100 MB
+    assert worker.loaded_mb == 100.0
+    settings["post_request"](worker, None, {}, None)  # at the slack: kept
+    assert trims == []
+    settings["post_request"](worker, None, {}, None)  # past it: every free page given back
+    assert trims == [0]
+
+    plain = SimpleNamespace()  # no glibc (musl, macOS): nothing measured, nothing trimmed
+    settings["post_worker_init"](plain)
+    settings["post_request"](plain, None, {}, None)
+    assert not hasattr(plain, "loaded_mb")
 
 
 def test_gunicorn_without_a_model_stops_and_says_what_to_do(tmp_path):
