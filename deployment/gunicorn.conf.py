@@ -6,6 +6,7 @@ Read from the environment:
   WORKERS     worker processes (default 2, one per core here); each holds its own model
   MODEL_PATH  the model file (default deployment/maskdetect.h5), read by the app
   MASKDETECT_ALLOW_PRIVATE_URLS=1  let URL inputs reach private addresses (tests only)
+  MASKDETECT_GUNICORN_BIND  where to listen instead of HOST:PORT (`maskdetect serve` sets a unix socket)
 gunicorn's own GUNICORN_CMD_ARGS still apply on top of these.
 """
 
@@ -18,7 +19,8 @@ import sys
 from maskdetect.config import DEFAULT_HOST, DEFAULT_PORT, model_path
 
 wsgi_app = "maskdetect.service:create_app()"
-bind = f"{os.environ.get('HOST') or DEFAULT_HOST}:{os.environ.get('PORT') or DEFAULT_PORT}"
+# `maskdetect serve` puts nginx on HOST:PORT and gunicorn on a unix socket behind it.
+bind = os.environ.get("MASKDETECT_GUNICORN_BIND") or f"{os.environ.get('HOST') or DEFAULT_HOST}:{os.environ.get('PORT') or DEFAULT_PORT}"
 workers = int(os.environ.get("WORKERS") or 2)
 # One request at a time per worker: inference is CPU-bound. gthread (2 workers x 2 threads, or
 # 1 x 4) answered no more requests/s on 2 cores (benchmarks/RESULTS.md, "What changed what").

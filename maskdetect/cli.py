@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from . import config
+from . import serve as serve_module
 
 
 def _print_counts(counts: dict[str, dict[str, int]]) -> None:
@@ -63,6 +64,14 @@ def command_weights(args: argparse.Namespace) -> int:
 
     print(obtain_detector_weights(progress=not args.quiet))
     return 0
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    try:
+        return serve_module.serve(host=args.host, port=args.port, proxy=args.proxy)
+    except (serve_module.ServeError, ValueError) as error:
+        print(f"maskdetect: error: {error}", file=sys.stderr)
+        return 1
 
 
 def command_train(args: argparse.Namespace) -> int:
@@ -271,6 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     weights_parser.add_argument("--quiet", action="store_true", help="no progress bar")
     weights_parser.set_defaults(run=command_weights)
+
+    serve_parser = commands.add_parser(
+        "serve",
+        help="serve the model: nginx in front of gunicorn on HOST:PORT (default 127.0.0.1:9696)",
+        description="Run the service as deployed: gunicorn (deployment/gunicorn.conf.py, the model at $MODEL_PATH) "
+        "behind nginx (deployment/nginx.conf), which reads every request whole, within "
+        "$MASKDETECT_CLIENT_TIMEOUT_S seconds per read, before a worker takes it. A request that waited for a worker "
+        "longer than $MASKDETECT_QUEUE_BUDGET_S seconds is answered 503 with Retry-After. HUP reloads both, "
+        "TERM or Ctrl-C stops them after the requests in flight.",
+    )
+    serve_module.add_arguments(serve_parser)
+    serve_parser.set_defaults(run=command_serve)
 
     train_parser = commands.add_parser(
         "train",

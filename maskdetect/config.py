@@ -84,6 +84,38 @@ URL_TOTAL_TIMEOUT = 10.0  # seconds for the whole fetch: DNS, redirects and body
 URL_MAX_REDIRECTS = 3
 
 
+# Reliability (`maskdetect serve`: nginx in front of gunicorn, documentation/local_service.md).
+# A client must send its headers, and each part of its body, within CLIENT_TIMEOUT_S seconds, and
+# read the answer as fast; nginx holds it meanwhile, not a gunicorn worker. A request that waited
+# for a worker longer than QUEUE_BUDGET_S is answered 503 with Retry-After at once (load shedding).
+CLIENT_TIMEOUT_S = 10.0
+QUEUE_BUDGET_S = 1.0
+RETRY_AFTER_S = 1  # what a shed request is told to wait
+
+
+def _seconds(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(f"{name}={value!r} is not a number of seconds over 0; unset it for the default {default:g}")
+    return seconds
+
+
+def client_timeout_s() -> float:
+    """MASKDETECT_CLIENT_TIMEOUT_S: nginx's deadline for each read from and write to a client."""
+    return _seconds("MASKDETECT_CLIENT_TIMEOUT_S", CLIENT_TIMEOUT_S)
+
+
+def queue_budget_s() -> float:
+    """MASKDETECT_QUEUE_BUDGET_S: how long a request may wait for a worker before it is shed (503)."""
+    return _seconds("MASKDETECT_QUEUE_BUDGET_S", QUEUE_BUDGET_S)
+
+
 # Threads of LiteRT's interpreter for a .tflite model (maskdetect.inference.TFLiteBackend). One:
 # gunicorn runs WORKERS=2 single-threaded sync workers on the 2 cores, so with both answering a
 # second interpreter thread per worker can only take a core from the other worker; and alone, 2

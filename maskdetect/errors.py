@@ -27,6 +27,18 @@ class ApiError(Exception):
         self.message = message
 
 
+class Overloaded(ApiError):
+    """A request shed because it waited for a worker longer than the queue budget: 503, Retry-After."""
+
+    def __init__(self, waited_s: float, budget_s: float, retry_after_s: int):
+        super().__init__(
+            503,
+            f"the service is busy: this request waited {waited_s:.1f} s for a worker, over the {budget_s:g} s budget; "
+            f"retry after {retry_after_s} s",
+        )
+        self.retry_after_s = retry_after_s
+
+
 # The exceptions status_and_message() knows; anything else is a fault of the service (500).
 KNOWN_ERRORS = (ApiError, FetchError, ImageDecodeError)
 

@@ -294,11 +294,14 @@ def wait_for_health(base_url: str, process, seconds: float = 90) -> dict:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"gunicorn exited with {process.returncode}")
+            raise AssertionError(f"the service exited with {process.returncode}")
         try:
-            return requests.get(f"{base_url}/health", timeout=5).json()
+            answer = requests.get(f"{base_url}/health", timeout=5)
+            if answer.status_code == 200:
+                return answer.json()
         except (requests.ConnectionError, requests.Timeout):  # bound, but the workers still boot
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     raise AssertionError(f"no /health answer from {base_url} within {seconds} s")
 
 
@@ -309,16 +312,34 @@ def gunicorn(log: Path, **settings):
     ``settings`` become environment variables (MODEL_PATH, WORKERS...); yields (base URL, the
     master process) once /health answers, and stops gunicorn afterwards. Output goes to ``log``.
     """
-    import subprocess
     import sys
+
+    command = [sys.executable, "-m", "gunicorn", "-c", str(config.PROJECT_ROOT / "deployment" / "gunicorn.conf.py")]
+    with _running(command, log, settings) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def serve(log: Path, **settings):
+    """``maskdetect serve`` (nginx in front of gunicorn) on 127.0.0.1 and a free port, as `make serve` runs it.
+
+    Yields (base URL, the serve process) once /health answers through nginx; stops it afterwards.
+    """
+    import sys
+
+    command = [sys.executable, "-m", "maskdetect.serve"]
+    with _running(command, log, settings) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _running(command: list[str], log: Path, settings: dict):
+    import subprocess
 
     port = free_port()
     env = service_env(PORT=port, HOST="127.0.0.1", **settings)
     with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(config.PROJECT_ROOT / "deployment" / "gunicorn.conf.py")],
-            cwd=config.PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(command, cwd=config.PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(base_url, process)
@@ -326,7 +347,7 @@ def gunicorn(log: Path, **settings):
     finally:
         process.terminate()
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

@@ -25,7 +25,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     Settings: MODEL_PATH (default $MODEL_PATH, else deployment/maskdetect.h5),
     MAX_CONTENT_LENGTH (request body cap, bytes), ALLOW_PRIVATE_URLS (default
     $MASKDETECT_ALLOW_PRIVATE_URLS), URL_LIMITS (a maskdetect.fetch.Limits), FACE_CENTRED
-    (default $MASKDETECT_FACE_CENTRED, on: /predict classifies the photo's largest face).
+    (default $MASKDETECT_FACE_CENTRED, on: /predict classifies the photo's largest face),
+    QUEUE_BUDGET_S (default $MASKDETECT_QUEUE_BUDGET_S, 1 s: a POST that waited longer for a
+    worker is answered 503; None never sheds; see :mod:`.shedding`).
     """
     app = Flask(__name__, static_folder=None)  # the page blueprint serves its own static files
     app.config.from_mapping(
@@ -34,6 +36,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         ALLOW_PRIVATE_URLS=config.allow_private_urls(),
         URL_LIMITS=Limits(),
         FACE_CENTRED=config.face_centred(),
+        QUEUE_BUDGET_S=config.queue_budget_s(),
     )
     app.json.sort_keys = False  # answers keep the documented order: label first
     if test_config is not None:
@@ -49,9 +52,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["maskdetect.predictor"] = predictor
     app.extensions["maskdetect.analyzer"] = CrowdAnalyzer(detector, predictor)
 
-    from . import api, errors, page
+    from . import api, errors, page, shedding
 
     errors.register(app)
+    shedding.register(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(page.bp)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import INTERNAL_ERROR, KNOWN_ERRORS, ApiError, body_too_large_message, status_and_message
+from ..errors import INTERNAL_ERROR, KNOWN_ERRORS, ApiError, Overloaded, body_too_large_message, status_and_message
 
 __all__ = ["ApiError", "ROUTES", "error_response", "register"]
 
@@ -34,8 +34,14 @@ def _http_message(error: HTTPException) -> str:
 
 
 def register(app: Flask) -> None:
+    def known(error: Exception):
+        response = error_response(*status_and_message(error))
+        if isinstance(error, Overloaded):
+            response.headers["Retry-After"] = str(error.retry_after_s)
+        return response
+
     for known_error in KNOWN_ERRORS:
-        app.register_error_handler(known_error, lambda error: error_response(*status_and_message(error)))
+        app.register_error_handler(known_error, known)
 
     @app.errorhandler(HTTPException)
     def http(error: HTTPException):

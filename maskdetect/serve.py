@@ -1,0 +1,168 @@
+"""``maskdetect serve``: the service as deployed, nginx in front of gunicorn.
+
+gunicorn (``deployment/gunicorn.conf.py``: sync workers, one request at a time each) listens on
+a unix socket in a temporary folder; nginx (``deployment/nginx.conf``) listens on HOST:PORT, reads
+every request whole within the client deadlines before it hands it on, and stamps it for load
+shedding (:mod:`maskdetect.service.shedding`). So a slow client costs an nginx connection, not a worker.
+
+Signals: HUP reloads both (gunicorn starts new workers and lets the old ones finish their
+request; nginx re-reads its configuration). TERM, INT and QUIT stop nginx gracefully first (it
+stops accepting and finishes the requests it holds), then gunicorn (its workers finish theirs).
+If either process exits on its own, the other is stopped and serve exits with status 1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import config
+
+DEPLOYMENT = config.PROJECT_ROOT / "deployment"
+GUNICORN_CONFIG = DEPLOYMENT / "gunicorn.conf.py"
+NGINX_TEMPLATE = DEPLOYMENT / "nginx.conf"
+UPSTREAM_TIMEOUT_S = 35  # gunicorn's worker timeout (30 s) and then some: gunicorn answers first
+SOCKET_WAIT_S = 60.0  # gunicorn binds its socket before it boots workers: seconds, even on a busy machine
+STOP_WAIT_S = 20.0  # per process, longer than gunicorn's graceful_timeout (10 s)
+
+
+class ServeError(RuntimeError):
+    """The stack cannot start; the message says why and what to do."""
+
+
+def find_nginx() -> str:
+    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+    if found is None:
+        raise ServeError(
+            "nginx is not installed: install it (Debian/Ubuntu: apt-get install nginx-light; macOS: brew install nginx), "
+            "or run gunicorn alone with `maskdetect serve --no-proxy` (development only: a few slow clients stop it)"
+        )
+    return found
+
+
+def render_nginx_config(run: Path, socket: Path, host: str, port: int, client_timeout_s: float) -> str:
+    """deployment/nginx.conf with its @NAMES@ filled in."""
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    values = {
+        "USER": "user root;" if os.geteuid() == 0 else "",  # as root, nginx would run its worker as nobody
+        "RUN": str(run),
+        "SOCKET": str(socket),
+        "LISTEN": listen,
+        "CLIENT_TIMEOUT": f"{client_timeout_s:g}",
+        "UPSTREAM_TIMEOUT": str(UPSTREAM_TIMEOUT_S),
+        "MAX_BODY": str(config.MAX_IMAGE_BYTES),
+        "MAX_BODY_MB": f"{config.MAX_IMAGE_BYTES / 1024 / 1024:g}",
+    }
+    text = re.sub(r"@([A-Z_]+)@", lambda match: values[match.group(1)], NGINX_TEMPLATE.read_text())
+    return text
+
+
+def _stop(process: subprocess.Popen, sig: int, wait_s: float = STOP_WAIT_S) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_socket(socket: Path, gunicorn: subprocess.Popen) -> None:
+    deadline = time.monotonic() + SOCKET_WAIT_S
+    while not socket.exists():
+        if gunicorn.poll() is not None:
+            raise ServeError(f"gunicorn stopped with status {gunicorn.returncode} before it listened (its log is above)")
+        if time.monotonic() > deadline:
+            raise ServeError(f"gunicorn did not listen on {socket} within {SOCKET_WAIT_S:g} s")
+        time.sleep(0.05)
+
+
+def serve(*, host: str | None = None, port: int | None = None, proxy: bool = True) -> int:
+    """Run the stack until a signal stops it; the exit status (0 after TERM, INT or QUIT)."""
+    host = host or os.environ.get("HOST") or config.DEFAULT_HOST
+    port = int(port or os.environ.get("PORT") or config.DEFAULT_PORT)
+    gunicorn_command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG)]
+    if not proxy:  # gunicorn in this process's place: signals reach it directly
+        os.execve(sys.executable, gunicorn_command, {**os.environ, "HOST": host, "PORT": str(port)})
+
+    nginx_binary = find_nginx()
+    client_timeout_s = config.client_timeout_s()
+    config.queue_budget_s()  # a bad value fails here, before anything starts
+    run = Path(tempfile.mkdtemp(prefix="maskdetect-serve-"))  # 0700: this user's only
+    try:
+        return _run_stack(run, nginx_binary, gunicorn_command, host, port, client_timeout_s)
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+
+
+def _run_stack(run: Path, nginx_binary: str, gunicorn_command: list[str], host: str, port: int, client_timeout_s: float) -> int:
+    socket = run / "gunicorn.sock"
+    nginx_config = run / "nginx.conf"
+    nginx_config.write_text(render_nginx_config(run, socket, host, port, client_timeout_s))
+    nginx_command = [nginx_binary, "-c", str(nginx_config), "-p", str(run), "-e", "stderr"]
+    check = subprocess.run([*nginx_command, "-t", "-q"], capture_output=True, text=True)
+    if check.returncode != 0:
+        raise ServeError(f"nginx refused its configuration: {check.stderr.strip()}")
+
+    requests: list[int] = []
+    handled = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+    previous = {sig: signal.signal(sig, lambda sig, _frame: requests.append(sig)) for sig in handled}
+    gunicorn = nginx = None
+    try:
+        gunicorn = subprocess.Popen(gunicorn_command, env={**os.environ, "MASKDETECT_GUNICORN_BIND": f"unix:{socket}"})
+        _wait_for_socket(socket, gunicorn)
+        nginx = subprocess.Popen(nginx_command)
+        print(f"maskdetect serve: http://{host}:{port} (nginx, pid {nginx.pid}) -> gunicorn (pid {gunicorn.pid}) on {socket}", file=sys.stderr, flush=True)
+        while True:
+            while requests:
+                sig = requests.pop(0)
+                if sig == signal.SIGHUP:
+                    gunicorn.send_signal(signal.SIGHUP)
+                    nginx.send_signal(signal.SIGHUP)
+                else:
+                    return 0
+            for name, process in (("gunicorn", gunicorn), ("nginx", nginx)):
+                if process.poll() is not None:
+                    print(f"maskdetect serve: {name} stopped with status {process.returncode}; stopping", file=sys.stderr, flush=True)
+                    return 1
+            time.sleep(0.1)
+    finally:
+        if nginx is not None:
+            _stop(nginx, signal.SIGQUIT)  # graceful: stops listening, finishes what it holds
+        if gunicorn is not None:
+            _stop(gunicorn, signal.SIGTERM)  # graceful: each worker finishes its request
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--host", help=f"address nginx listens on (default $HOST, else {config.DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, help=f"port (default $PORT, else {config.DEFAULT_PORT})")
+    parser.add_argument(
+        "--no-proxy", dest="proxy", action="store_false",
+        help="gunicorn alone on HOST:PORT, without nginx: for development only (a few slow clients stop it)",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m maskdetect.serve", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return serve(host=args.host, port=args.port, proxy=args.proxy)
+    except (ServeError, ValueError) as error:
+        print(f"maskdetect serve: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
