@@ -26,10 +26,17 @@ WORKDIR /app
 EXPOSE 9696
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '9696'), timeout=4)"]
-CMD ["gunicorn", "--config", "deployment/gunicorn.conf.py", "maskdetect.service:create_app()"]
+# nginx in front of gunicorn: a slow client costs an nginx connection, not a worker
+# (maskdetect/serve.py; documentation/local_service.md, "Slow clients, bursts and restarts").
+CMD ["python", "-m", "maskdetect.serve"]
 
 # The service runs as this user, without write access to its code or model.
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin maskdetect
+
+# Debian's nginx, run by maskdetect.serve as the service's user (its files under /tmp).
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx \
+    && rm -rf /var/lib/apt/lists/*
 
 # Only the packages serving needs, at Pipfile.lock's versions and hashes: requirements.txt is
 # generated from the lock by `make docker-requirements` (why: deployment/docker/requirements.in).
@@ -41,7 +48,7 @@ RUN python -m pip install --no-deps --require-hashes --root-user-action=ignore -
     && rm /tmp/requirements.txt
 
 COPY maskdetect/ maskdetect/
-COPY deployment/gunicorn.conf.py deployment/maskdetect.h5 deployment/maskdetect.tflite deployment/metrics.json deployment/
+COPY deployment/gunicorn.conf.py deployment/nginx.conf deployment/maskdetect.h5 deployment/maskdetect.tflite deployment/metrics.json deployment/
 # The face detector's weights, obtained by `make weights` (not committed); found where weights_dir() looks.
 COPY deployment/weights/face_detection_yunet_2023mar.onnx deployment/weights/
 USER maskdetect

@@ -37,10 +37,10 @@ weights: env  ## download the face detector's weights (YuNet, sha256-checked) in
 	$(VENV)/bin/maskdetect weights
 
 MODEL := $(or $(MODEL_PATH),deployment/maskdetect.h5)
-serve: env weights  ## serve the committed model at http://localhost:9696
+serve: env weights  ## serve the committed model at http://localhost:9696 (nginx in front of gunicorn)
 	@test -f "$(MODEL)" || { echo "make serve: no model at $(MODEL): train one with 'make train'," \
 	      "or serve another file with 'make serve MODEL_PATH=FILE.h5'" >&2; exit 1; }
-	MODEL_PATH="$(MODEL)" $(VENV)/bin/gunicorn -c deployment/gunicorn.conf.py
+	MODEL_PATH="$(MODEL)" $(VENV)/bin/maskdetect serve
 
 test: env weights  ## run the whole test suite
 	$(VENV)/bin/pytest

@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/bench.py --quick    # small counts (~1 min), the same tables
 
 For each model (deployment/maskdetect.h5 on Keras, deployment/maskdetect.tflite on LiteRT) it
-starts gunicorn with the production settings (deployment/gunicorn.conf.py: WORKERS sync workers)
-on 127.0.0.1 and a free port, as the service runs by default (/predict answers for the largest
+starts the service as deployed, `maskdetect serve` (nginx in front of gunicorn with
+deployment/gunicorn.conf.py: WORKERS sync workers), on 127.0.0.1 and a free port, as it runs by default (/predict answers for the largest
 face the YuNet detector finds), and times process start to the first 200 on /health (cold start).
 A second process, benchmarks/driver.py, then sends the scenarios below to each service in turn
 (scenario by scenario, so both models see the same machine load), bounded in count and time:
@@ -18,7 +18,7 @@ A second process, benchmarks/driver.py, then sends the scenarios below to each s
 - POST /detect with ~400 px crowd scenes from scenes-dev (MASKDETECT_SHARED_DATA), last.
 
 The seed-style baseline (benchmarks/seed_app.py: the .h5, model.predict on the whole photo) is served
-the same way and sent /health and the uploads only, for issue 15's ratio (--no-seed skips it).
+by gunicorn alone, as the original was, and sent /health and the uploads only, for issue 15's ratio (--no-seed skips it).
 
 Each worker's memory (psutil RSS / USS) is read after start, after the /predict scenarios and
 after /detect. benchmarks/inprocess.py times the parts without HTTP in one fresh process: the
@@ -184,19 +184,49 @@ def drive(target: Target, items: list[dict], concurrency: int, requests: int, se
     return json.loads(done.stdout)
 
 
-def workers(target: Target) -> list[psutil.Process]:
+def _children(target: Target) -> list[psutil.Process]:
     try:
-        children = psutil.Process(target.process.pid).children()
+        return psutil.Process(target.process.pid).children()
     except psutil.NoSuchProcess:
         return []
+
+
+def _command_line(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def workers(target: Target) -> list[psutil.Process]:
+    """The gunicorn workers: the children of gunicorn, or of the gunicorn under `maskdetect serve`."""
+    children = _children(target)
+    masters = [child for child in children if "gunicorn" in _command_line(child)]
+    if masters:  # maskdetect serve -> gunicorn -> workers
+        try:
+            children = [worker for master in masters for worker in master.children()]
+        except psutil.NoSuchProcess:
+            return []
     target.worker_pids.update(child.pid for child in children)
     return children
 
 
+def nginx_processes(target: Target) -> list[psutil.Process]:
+    """nginx's master and worker under `maskdetect serve` (none when gunicorn is served alone)."""
+    found = []
+    for child in _children(target):
+        if "nginx" in _command_line(child):
+            try:
+                found += [child, *child.children()]
+            except psutil.NoSuchProcess:
+                pass
+    return found
+
+
 def cpu_seconds(target: Target) -> dict[int, float]:
-    """CPU time (user + system) used so far by each worker, by pid."""
+    """CPU time (user + system) used so far by each worker and nginx process, by pid."""
     seconds = {}
-    for worker in workers(target):
+    for worker in workers(target) + nginx_processes(target):
         try:
             times = worker.cpu_times()
         except psutil.Error:
@@ -226,7 +256,7 @@ def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 
 
 def start(target: Target, workers_count: int, work: Path, config: Path | None = None, **settings: str) -> None:
-    """gunicorn with the production config; cold start = Popen to the first 200 on /health.
+    """`maskdetect serve` (gunicorn alone for the seed app or another ``config``); cold start = Popen to the first 200 on /health.
 
     ``config`` replaces deployment/gunicorn.conf.py (benchmarks/gunicorn_profile.conf.py wraps it);
     ``settings`` are more environment variables for the service.
@@ -243,6 +273,8 @@ def start(target: Target, workers_count: int, work: Path, config: Path | None = 
     command = [sys.executable, "-m", "gunicorn", "-c", str(config or target.root / "deployment" / "gunicorn.conf.py")]
     if target.app:  # the positional APP_MODULE overrides the config's wsgi_app; every other setting stays
         command += ["--pythonpath", str(HERE), target.app]
+    elif config is None and (target.root / "maskdetect" / "serve.py").is_file():
+        command = [sys.executable, "-m", "maskdetect.serve"]  # as deployed: nginx in front of gunicorn
     target.process = subprocess.Popen(
         command,
         cwd=target.root, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -571,7 +603,7 @@ def render(info: dict, started_at, plan: list[Scenario], targets: list[Target], 
         ["packages", packages],
         ["commit", info["commit"]],
         ["command", f"`{info['command']}`" + (" (via `make bench`)" if info["via_make"] else "")],
-        ["gunicorn", f"deployment/gunicorn.conf.py, WORKERS={args.workers}" + (f", GUNICORN_CMD_ARGS={info['gunicorn_cmd_args']}" if "gunicorn_cmd_args" in info else "")],
+        ["service", f"`maskdetect serve`: nginx (deployment/nginx.conf) in front of gunicorn (deployment/gunicorn.conf.py, WORKERS={args.workers})" + (f", GUNICORN_CMD_ARGS={info['gunicorn_cmd_args']}" if "gunicorn_cmd_args" in info else "")],
         ["models", "; ".join(f"{t.label}: {t.model.name} ({t.model.stat().st_size:,} B, sha256 {file_digest(t.model)}, {t.health.get('model', '?')})" for t in targets)],
     ]))
 
@@ -604,13 +636,14 @@ def render(info: dict, started_at, plan: list[Scenario], targets: list[Target], 
         "Latency from opening the connection to the last byte of the answer, as the driver process saw it "
         "(a new connection per request, as with gunicorn's sync workers); percentiles over the 2xx answers; "
         "req/s = 2xx answers per second of the run; errors = every non-2xx answer, refused or reset "
-        "connection and timeout. Server CPU = the gunicorn workers' CPU time (user + system) per request "
+        "connection and timeout. Server CPU = the CPU time (user + system) per request of the gunicorn workers and, "
+        "for the two models (served as deployed, `maskdetect serve`), of nginx in front of them "
         "(warm-up included), driver CPU = the driver process's per timed request: other jobs on the machine "
         "inflate them much less than the latencies, and on idle cores, cores x 1000 / (server + driver CPU) "
         "is about the most requests/s one machine can both send and answer. Both models run as the service "
         "does by default: /predict answers for the largest face the YuNet detector finds (the whole photo "
         f"when it finds none). {SEED_LABEL}: the seed-style baseline (`benchmarks/seed_app.py`: Flask, the .h5's "
-        "`model.predict` on the whole photo per request), sent /health and the uploads only."
+        "`model.predict` on the whole photo per request, gunicorn alone), sent /health and the uploads only."
     )
     rows = []
     for scenario in plan:

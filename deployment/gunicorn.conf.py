@@ -39,7 +39,9 @@ control_socket_disable = True
 # read-only root filesystem) rather than /tmp, which may be disk-backed or absent; gunicorn
 # blocks on disk-backed heartbeats. Where there is no /dev/shm (macOS), the temporary folder.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# Behind nginx (a unix socket) the client's address is in X-Forwarded-For.
+_client = "%({x-forwarded-for}i)s" if bind.startswith("unix:") else "%(h)s"
+access_log_format = _client + ' "%(r)s" %(s)s %(b)s %(M)sms'
 
 
 def on_starting(server):

@@ -6,6 +6,7 @@ moved with environment variables, so tests and CI never touch the working tree.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def _seconds(name: str, default: float) -> float:
         seconds = float(value)
     except ValueError:
         seconds = -1.0
-    if not seconds > 0:
+    if not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"{name}={value!r} is not a number of seconds over 0; unset it for the default {default:g}")
     return seconds
 

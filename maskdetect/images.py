@@ -98,10 +98,15 @@ BACKGROUND = (255, 255, 255)  # what transparent pixels become
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode -> 8-bit RGB (transparency composited onto white, 16-bit scaled down)."""
+    """Any PIL mode -> 8-bit RGB (transparency composited onto white, 16-bit scaled down, a float image
+    read as 0-1 when its values are, else as 0-255 or 0-65535; NaN and infinities black)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)  # non-finite: black
+        peak = values.max(initial=0)
+        if image.mode == "F" and peak <= 1.0:
+            top = 1.0  # a float image in [0, 1]
+        else:
+            top = 65535.0 if image.mode.startswith("I;16") or peak > 255 else 255.0
         image = Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")

@@ -41,7 +41,7 @@ def find_nginx() -> str:
     found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
     if found is None:
         raise ServeError(
-            "nginx is not installed: install it (Debian/Ubuntu: apt-get install nginx-light; macOS: brew install nginx), "
+            "nginx is not installed: install it (Debian/Ubuntu: apt-get install nginx; macOS: brew install nginx), "
             "or run gunicorn alone with `maskdetect serve --no-proxy` (development only: a few slow clients stop it)"
         )
     return found

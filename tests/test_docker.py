@@ -47,7 +47,7 @@ def test_dockerfile_copies_the_face_detectors_weights_where_the_service_looks():
     assert ("WORKDIR", "/app") in _dockerfile_instructions()
 
 
-def test_dockerfile_runs_gunicorn_as_a_non_root_user_on_9696():
+def test_dockerfile_runs_nginx_in_front_of_gunicorn_as_a_non_root_user_on_9696():
     instructions = _dockerfile_instructions()
     keywords = [keyword for keyword, _ in instructions]
     users = [rest for keyword, rest in instructions if keyword == "USER"]
@@ -55,7 +55,11 @@ def test_dockerfile_runs_gunicorn_as_a_non_root_user_on_9696():
     assert ("EXPOSE", "9696") in instructions
     assert "HEALTHCHECK" in keywords
     cmd = dict(instructions)["CMD"]
-    assert "gunicorn" in cmd and "deployment/gunicorn.conf.py" in cmd and "maskdetect.service:create_app()" in cmd
+    assert cmd == '["python", "-m", "maskdetect.serve"]'  # nginx on HOST:PORT, gunicorn behind it
+    runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
+    assert "apt-get install -y --no-install-recommends nginx" in runs and "rm -rf /var/lib/apt/lists/*" in runs
+    copied = _copy_sources()
+    assert "deployment/gunicorn.conf.py" in copied and "deployment/nginx.conf" in copied
     env = " ".join(rest for keyword, rest in instructions if keyword == "ENV")
     assert "HOST=0.0.0.0" in env and "PORT=9696" in env
 

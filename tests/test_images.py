@@ -53,6 +53,15 @@ def test_sixteen_bit_is_scaled_not_clipped():
     assert np.abs(grey - sixteen).max() < 2 / 255
 
 
+def test_a_float_tiff_with_nan_and_infinities_is_read_without_a_warning(recwarn):
+    values = np.linspace(0.0, 1.0, 32 * 32, dtype=np.float32).reshape(32, 32)
+    values[0, :4] = [np.nan, np.inf, -np.inf, np.nan]
+    array = preprocess(_bytes(Image.fromarray(values, mode="F"), "TIFF"), size=32, channels=1)
+    assert [str(w.message) for w in recwarn] == []
+    assert np.isfinite(array).all() and array[0, :4].max() == 0.0  # non-finite pixels black
+    assert array[31, 31, 0] == pytest.approx(1.0, abs=1 / 255)  # the rest scaled as a 0-1 float image
+
+
 def test_transparent_pixels_become_white():
     clear = Image.new("RGBA", (10, 10), (255, 0, 0, 0))
     assert np.allclose(preprocess(clear, size=4), 1.0)

@@ -173,32 +173,36 @@ def test_probes_call_the_apps_health_route_on_the_container_port(container):
     assert f"{rule.rule}'" in healthcheck, "the Dockerfile's HEALTHCHECK and the app disagree on the health path"
 
     port = container["ports"][0]["containerPort"]
-    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+    for kind in ("startupProbe", "readinessProbe"):  # readiness: a worker answers with the model loaded
         probe = container[kind]
         assert probe["httpGet"]["path"] == rule.rule, kind
         assert _named_port(container, probe["httpGet"]["port"]) == port, kind
+    liveness = container["livenessProbe"]["httpGet"]  # liveness: nginx alone, not a busy worker
+    assert _named_port(container, liveness["port"]) == port
+    assert f"location = {liveness['path']} {{" in (ROOT / "deployment" / "nginx.conf").read_text()
 
 
 def test_probe_timings_fit_gunicorns(container):
-    gunicorn = runpy.run_path(str(ROOT / "deployment" / "gunicorn.conf.py"))
-    liveness, startup = container["livenessProbe"], container["startupProbe"]
-    # A stuck worker is gunicorn's to replace (after `timeout`) before Kubernetes kills the pod.
-    assert liveness["periodSeconds"] * liveness["failureThreshold"] > gunicorn["timeout"]
+    startup = container["startupProbe"]
     # Model loading takes seconds to tens of seconds; the startup probe allows minutes.
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
     for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[kind]["timeoutSeconds"] < container[kind]["periodSeconds"], kind
 
 
-def test_termination_grace_outlasts_gunicorns_graceful_shutdown(deployment):
+def test_termination_grace_covers_the_pause_and_both_drains(deployment, container):
     gunicorn = runpy.run_path(str(ROOT / "deployment" / "gunicorn.conf.py"))
-    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > gunicorn["graceful_timeout"]
+    (command, seconds) = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command == "sleep" and int(seconds) >= 3  # the endpoints drop the pod first
+    # nginx finishes what it holds (a request takes at most gunicorn's timeout), then gunicorn's workers theirs
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > int(seconds) + 2 * gunicorn["graceful_timeout"]
 
 
 def test_environment_is_what_the_gunicorn_config_reads(container):
     """The Deployment sets each setting gunicorn.conf.py (and the model path) reads, no other."""
     read = set(re.findall(r"os\.environ\.get\(\s*['\"](\w+)['\"]", (ROOT / "deployment" / "gunicorn.conf.py").read_text()))
     read |= set(re.findall(r"os\.environ\.get\(\s*['\"](\w+)['\"]", inspect.getsource(config.model_path)))
+    read.discard("MASKDETECT_GUNICORN_BIND")  # maskdetect serve sets it: gunicorn on a socket behind nginx
     assert {"HOST", "PORT", "WORKERS", "MODEL_PATH"} <= read, read
     env = {item["name"]: item["value"] for item in container["env"]}
     assert set(env) == read

@@ -236,7 +236,7 @@ def test_serve_says_what_to_do_without_nginx_or_with_a_bad_setting(monkeypatch, 
     monkeypatch.setattr(stack_module.os, "access", lambda path, mode: False)
     assert stack_module.main([]) == 1
     said = capsys.readouterr().err
-    assert "nginx is not installed" in said and "apt-get install nginx-light" in said and "--no-proxy" in said
+    assert "nginx is not installed" in said and "apt-get install nginx" in said and "--no-proxy" in said
 
     monkeypatch.undo()
     monkeypatch.setenv("MASKDETECT_QUEUE_BUDGET_S", "soon")

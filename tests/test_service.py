@@ -158,6 +158,7 @@ ODD_IMAGES = {
     "animated gif": _animated_gif,
     "1-bit bmp": lambda: encode(_rgb().convert("1"), "BMP"),
     "tiff": lambda: encode(_rgb(), "TIFF"),
+    "float tiff with NaN": lambda: encode(Image.fromarray(np.where(np.eye(64, dtype=bool), np.nan, 0.5).astype(np.float32), mode="F"), "TIFF"),
     "webp": lambda: encode(_rgb(), "WEBP"),
     "very wide": lambda: encode(Image.new("RGB", (12000, 3), "white")),
     "very tall": lambda: encode(Image.new("RGB", (2, 9000), "white"), "PNG"),
@@ -412,3 +413,48 @@ def test_the_label_always_agrees_with_the_probability_shown_on_both_endpoints(co
         assert {where: [p for _, p in found] for where, found in moved.items()} == {
             where: [p for _, p in found] for where, found in answers.items()
         }  # the probabilities are the model's, whatever the threshold
+
+
+# ---------------------------------------------------------------------------- load shedding
+
+
+@pytest.mark.parametrize(
+    "header, waited",
+    [("t=1000.5", 2.5), ("1000.5", 2.5), (" t=1003.25 ", 0.0), ("t=1004", 0.0), ("t=soon", None), ("t=nan", None), ("", None), (None, None)],
+)
+def test_the_wait_for_a_worker_is_read_from_nginxs_stamp(header, waited):
+    from maskdetect.service.shedding import waited_s
+
+    assert waited_s(header, now=1003.0) == waited  # a stamp from the future (clock skew) counts as no wait
+
+
+def test_a_post_that_waited_past_the_budget_is_shed_with_retry_after_and_the_rest_answered(app, client):
+    photo = encode(_rgb())
+    late = client.post("/predict", data=photo, content_type="image/jpeg", headers={"X-Request-Start": f"t={time.time() - 5:.3f}"})
+    assert late.status_code == 503 and late.headers["Retry-After"] == "1"
+    assert late.get_json() == {"error": "the service is busy: this request waited 5.0 s for a worker, over the 1 s budget; retry after 1 s"}
+    scene = client.post("/detect", data=photo, content_type="image/jpeg", headers={"X-Request-Start": f"t={time.time() - 5:.3f}"})
+    assert scene.status_code == 503 and scene.headers["Retry-After"] == "1"
+
+    on_time = client.post("/predict", data=photo, content_type="image/jpeg", headers={"X-Request-Start": f"t={time.time() - 0.2:.3f}"})
+    unstamped = client.post("/predict", data=photo, content_type="image/jpeg")
+    assert on_time.status_code == unstamped.status_code == 200
+    health = client.get("/health", headers={"X-Request-Start": f"t={time.time() - 60:.3f}"})
+    assert health.status_code == 200  # a GET is never shed: readiness stays honest under load
+
+    app.config["QUEUE_BUDGET_S"] = None  # shedding off
+    try:
+        assert client.post("/predict", data=photo, content_type="image/jpeg", headers={"X-Request-Start": "t=1"}).status_code == 200
+    finally:
+        app.config["QUEUE_BUDGET_S"] = 1.0
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "inf", "nan"])
+def test_a_queue_budget_that_is_not_a_positive_number_of_seconds_is_refused(monkeypatch, value):
+    from maskdetect import config
+
+    monkeypatch.setenv("MASKDETECT_QUEUE_BUDGET_S", value)
+    with pytest.raises(ValueError, match="MASKDETECT_QUEUE_BUDGET_S=.* is not a number of seconds over 0"):
+        config.queue_budget_s()
+    monkeypatch.setenv("MASKDETECT_QUEUE_BUDGET_S", "2.5")
+    assert config.queue_budget_s() == 2.5

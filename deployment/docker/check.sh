@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make docker-check: build the image, run it, check /health, /predict and /detect, remove the container.
+# make docker-check: build the image, run it, check /health, /predict and /detect (also with 16 slow
+# clients connected), remove the container.
 #
 #   deployment/docker/check.sh
 #
@@ -123,7 +124,8 @@ sys.stdout.buffer.write(buffer.getvalue())
     first_200=$(awk -v a="$run_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     log "first 200 from /health ${first_200} s after 'run'"
 
-    if ! "${smoke[@]}" --wait 10 --detect | sed 's/^/   /' >&2; then
+    # ...and /health and /predict still answer within 2 s with 16 slow clients connected (nginx holds them).
+    if ! "${smoke[@]}" --wait 10 --detect --slow-clients 16 | sed 's/^/   /' >&2; then
         die "the service in $IMAGE did not answer as it should"
     fi
     log "a $((large_bytes / 1024)) KB upload (spooled to /tmp):"
@@ -133,7 +135,7 @@ sys.stdout.buffer.write(buffer.getvalue())
     run_healthcheck || die "the image's HEALTHCHECK command fails although /health answers"
     log "HEALTHCHECK: healthy"
 
-    log "OK: $IMAGE built in ${BUILD_SECONDS} s ($(image_size "$IMAGE")), first 200 ${first_200} s after run, health, four predictions and a detection OK, runs as uid $user with a read-only root and a tmpfs at /tmp"
+    log "OK: $IMAGE built in ${BUILD_SECONDS} s ($(image_size "$IMAGE")), first 200 ${first_200} s after run, health, four predictions and a detection OK, 16 slow clients held by nginx, runs as uid $user with a read-only root and a tmpfs at /tmp"
 }
 
 main "$@"
