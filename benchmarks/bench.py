@@ -202,7 +202,7 @@ def workers(target: Target) -> list[psutil.Process]:
     """The gunicorn workers: the children of gunicorn, or of the gunicorn under `maskdetect serve`."""
     children = _children(target)
     masters = [child for child in children if "gunicorn" in _command_line(child)]
-    if masters:  # maskdetect serve -> gunicorn -> workers
+    if "maskdetect.serve" in " ".join(target.process.args):  # maskdetect serve -> gunicorn -> workers
         try:
             children = [worker for master in masters for worker in master.children()]
         except psutil.NoSuchProcess:

@@ -14,6 +14,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+import time
 
 # (gunicorn reads every top-level name that matches a setting: `config` is one, so no such name here)
 from maskdetect.config import DEFAULT_HOST, DEFAULT_PORT, model_path
@@ -79,6 +80,7 @@ def post_fork(server, worker):
 
 
 HEAP_SLACK_MB = 56  # a worker's resident memory may grow this much over its size once loaded before it trims
+TRIM_INTERVAL_S = 10.0  # and it trims at most this often
 
 
 def _resident_mb() -> float:
@@ -90,16 +92,20 @@ def post_worker_init(worker):
     """The worker's resident size with its model and detector loaded: what post_request compares with."""
     if getattr(worker, "malloc_trim", None) is not None:
         worker.loaded_mb = _resident_mb()
+        worker.trimmed_at = float("-inf")
 
 
 def post_request(worker, req, environ, resp):
     """After an answer has been sent: when the worker has grown HEAP_SLACK_MB over its loaded size,
-    give the heap's free pages back, wherever they lie.
+    give the heap's free pages back, wherever they lie (at most every TRIM_INTERVAL_S).
 
     Large requests leave holes in the heap that the trim threshold (the top of the heap only)
-    misses. Trimming after every /detect kept a worker ~25 MB smaller but cost ~12 ms of CPU per
-    request in page faults (benchmarks/RESULTS.md), so it runs only past the slack.
+    misses. The next requests fault the pages they reuse back in: trimming after every /detect
+    cost ~12 ms of CPU per request (benchmarks/RESULTS.md), hence the slack and the interval.
     """
     loaded = getattr(worker, "loaded_mb", None)
-    if loaded is not None and _resident_mb() > loaded + HEAP_SLACK_MB:
+    if loaded is None or time.monotonic() - worker.trimmed_at < TRIM_INTERVAL_S:
+        return
+    if _resident_mb() > loaded + HEAP_SLACK_MB:
         worker.malloc_trim(0)
+        worker.trimmed_at = time.monotonic()

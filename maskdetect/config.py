@@ -151,6 +151,7 @@ DETECTOR = {
     "score_threshold": 0.55,
     "nms_threshold": 0.3,
     "max_side": 640,
+    "max_pass_side": 800,  # the 2x pass of a 400-640 px scene: the same recall as uncapped, less time and memory
 }
 FACE_CROP_MARGIN = 0.0  # the classifier sees the square around the detector's box, framed as realfaces-train's crops are
 # The unmasked share counts the faces the detector is sure of (the weaker boxes are more often not

@@ -59,19 +59,28 @@ def test_gunicorn_serves_the_app_with_the_configured_workers(service, images, im
     assert "POST /predict" in log.read_text()  # the access log goes to stdout
 
 
-def test_a_worker_trims_its_heap_only_once_grown_past_the_slack_over_its_loaded_size(monkeypatch):
+def test_a_worker_trims_its_heap_only_past_the_slack_over_its_loaded_size_and_at_most_every_interval(monkeypatch):
     settings = runpy.run_path(str(DEPLOYMENT / "gunicorn.conf.py"))
     assert abs(settings["_resident_mb"]() - psutil.Process().memory_info().rss / 2**20) < 4  # this process, read from /proc
-    trims = []
+    hooks = settings["post_request"].__globals__
+    slack, interval = settings["HEAP_SLACK_MB"], settings["TRIM_INTERVAL_S"]
+    trims, now = [], [1000.0]
     worker = SimpleNamespace(malloc_trim=trims.append)
-    sizes = iter([100.0, 100.0 + settings["HEAP_SLACK_MB"], 100.5 + settings["HEAP_SLACK_MB"]])
-    settings["post_worker_init"].__globals__["_resident_mb"] = lambda: next(sizes)
+    sizes = iter([100.0, 100.0 + slack, 101.0 + slack, 150.0 + slack, 150.0 + slack])
+    hooks["_resident_mb"] = lambda: next(sizes)
+    hooks["time"] = SimpleNamespace(monotonic=lambda: now[0])
     settings["post_worker_init"](worker)  # loaded at 100 MB
     assert worker.loaded_mb == 100.0
     settings["post_request"](worker, None, {}, None)  # at the slack: kept
     assert trims == []
     settings["post_request"](worker, None, {}, None)  # past it: every free page given back
     assert trims == [0]
+    now[0] += interval / 2
+    settings["post_request"](worker, None, {}, None)  # far past it, but trimmed a moment ago
+    assert trims == [0]
+    now[0] += interval
+    settings["post_request"](worker, None, {}, None)
+    assert trims == [0, 0]
 
     plain = SimpleNamespace()  # no glibc (musl, macOS): nothing measured, nothing trimmed
     settings["post_worker_init"](plain)

@@ -55,7 +55,14 @@ def openapi_document(app: Flask) -> dict:
             "pixel limit, or the image at the URL is over the size limit"
         ),
         "500": _error("a fault of the service itself (logged)"),
-        "502": _error("the URL could not be fetched: no such host, refused connection, TLS failure, an HTTP error status, too many redirects"),
+        "502": _error(
+            "the URL could not be fetched: no such host, refused connection, TLS failure, an HTTP error status, too many "
+            "redirects; or, behind `maskdetect serve`, the worker serving the request stopped (with Retry-After)"
+        ),
+        "503": {
+            **_error("the service is busy: the request waited for a worker longer than the queue budget (MASKDETECT_QUEUE_BUDGET_S)"),
+            "headers": {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}},
+        },
         "504": _error("the URL's host did not connect or answer in time"),
     }
     return {
