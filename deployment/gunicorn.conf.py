@@ -63,7 +63,7 @@ def post_fork(server, worker):
     default glibc raises its thresholds as large buffers (decoded photos, the detector's 2x pass)
     come and go and keeps their memory, so a worker would hold its largest request's memory for
     good. Fixed thresholds: buffers of 16 MiB and more are mapped and unmapped, and more than
-    4 MiB free at the heap's top goes back to the system (lower ones cost /detect CPU time).
+    4 MiB free at the heap's top goes back to the system (lower ones cost page faults).
     """
     import cv2
 
@@ -100,8 +100,8 @@ def post_request(worker, req, environ, resp):
     give the heap's free pages back, wherever they lie (at most every TRIM_INTERVAL_S).
 
     Large requests leave holes in the heap that the trim threshold (the top of the heap only)
-    misses. The next requests fault the pages they reuse back in: trimming after every /detect
-    cost ~12 ms of CPU per request (benchmarks/RESULTS.md), hence the slack and the interval.
+    misses. The next requests fault the pages they reuse back in, so trimming after every
+    request costs CPU (benchmarks/RESULTS.md): hence the slack and the interval.
     """
     loaded = getattr(worker, "loaded_mb", None)
     if loaded is None or time.monotonic() - worker.trimmed_at < TRIM_INTERVAL_S:

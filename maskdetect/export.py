@@ -5,7 +5,7 @@ runtime serves: :class:`maskdetect.inference.TFLiteBackend` runs it on LiteRT's 
 without TensorFlow. The ONNX file is for other runtimes (onnxruntime, ...); it is not committed.
 
 The TFLite file stores its weights as 8-bit integers (dynamic-range quantization: activations
-stay float32), which makes the classifier call about 3x faster on a CPU and the file 4x smaller;
+stay float32), which makes the classifier call faster on a CPU and the file smaller;
 the ONNX file is a plain float32 conversion. Each must give the Keras model's probabilities:
 every export is run, before it is kept, on real images of the test split (``data/test``, through
 :func:`maskdetect.images.preprocess`, like every other input) next to the Keras model, and
@@ -47,7 +47,7 @@ from .images import preprocess
 from .inference import KERAS_SUFFIXES, Predictor, TFLiteBackend, file_sha256
 
 # The largest |p_export - p_keras| accepted on any checked image, per format: 8-bit weights move
-# p(with_mask) by up to about 0.01 (documentation/local_service.md), a float32 conversion not at all.
+# p(with_mask) a little (documentation/local_service.md), a float32 conversion not at all.
 TOLERANCES = {"tflite": 0.02, "onnx": 1e-5}
 DEFAULT_IMAGES = 256  # the whole test split
 CHUNK = 64  # images per call when checking (bounds the memory of a large check)

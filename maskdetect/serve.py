@@ -48,7 +48,7 @@ def find_nginx() -> str:
 
 
 def render_nginx_config(run: Path, socket: Path, host: str, port: int, client_timeout_s: float) -> str:
-    """deployment/nginx.conf with its @NAMES@ filled in."""
+    """deployment/nginx.conf with its placeholders (capitals between at signs) filled in."""
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     values = {
         "USER": "user root;" if os.geteuid() == 0 else "",  # as root, nginx would run its worker as nobody
@@ -60,8 +60,7 @@ def render_nginx_config(run: Path, socket: Path, host: str, port: int, client_ti
         "MAX_BODY": str(config.MAX_IMAGE_BYTES),
         "MAX_BODY_MB": f"{config.MAX_IMAGE_BYTES / 1024 / 1024:g}",
     }
-    text = re.sub(r"@([A-Z_]+)@", lambda match: values[match.group(1)], NGINX_TEMPLATE.read_text())
-    return text
+    return re.sub(r"@([A-Z_]+)@", lambda match: values[match.group(1)], NGINX_TEMPLATE.read_text())
 
 
 def _stop(process: subprocess.Popen, sig: int, wait_s: float = STOP_WAIT_S) -> None:
