@@ -26,16 +26,12 @@ sys.path.insert(0, str(config.PROJECT_ROOT / "deployment" / "docker"))
 import smoke  # noqa: E402  (standard library only: it also runs on the host against the container)
 
 TFLITE = config.PROJECT_ROOT / "deployment" / "maskdetect.tflite"
-TEST_PHOTOS = config.PROJECT_ROOT / "data" / "test"
 
 
 @pytest.fixture(scope="module")
-def jpeg() -> bytes:
-    """A real test photo with a face: /predict runs the detector and the model on it."""
-    photos = sorted((TEST_PHOTOS / "with_mask").glob("*.jp*g"))
-    if not photos:
-        pytest.fail(f"no test photos under {TEST_PHOTOS}: run `make data` first")
-    return photos[0].read_bytes()
+def jpeg(observations) -> bytes:
+    """A real photo of a masked face: /predict runs the detector and the model on it."""
+    return (observations / "with_mask" / "0-with-mask.jpg").read_bytes()
 
 
 @pytest.fixture(scope="module")
