@@ -1,5 +1,6 @@
 # maskdetect: every target sets up what it needs first.
 #   make serve   serve the committed model at http://localhost:9696 (the main job)
+#   make check   the fast loop: unit tests only, under a minute
 #   make test    run the whole test suite
 #   make bench   measure the service's latency, throughput, memory and cold start
 #   make data    download, verify and lay out the leakage-safe split under data/
@@ -18,7 +19,7 @@ export PIPENV_NOSPIN := 1
 export PIPENV_YES := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help env weights serve test bench data split faces data-files train export notebooks lock clean
+.PHONY: help env weights serve check test bench data split faces data-files train export notebooks lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +42,9 @@ serve: env weights  ## serve the committed model at http://localhost:9696 (nginx
 	@test -f "$(MODEL)" || { echo "make serve: no model at $(MODEL): train one with 'make train'," \
 	      "or serve another file with 'make serve MODEL_PATH=FILE.h5'" >&2; exit 1; }
 	MODEL_PATH="$(MODEL)" $(VENV)/bin/maskdetect serve
+
+check: env weights  ## the fast loop: the unit tests (no server, browser, notebook or training), under a minute
+	$(VENV)/bin/pytest -q -m "not slow"
 
 test: env weights  ## run the whole test suite
 	$(VENV)/bin/pytest

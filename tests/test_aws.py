@@ -478,6 +478,7 @@ def _tag(loader, suffix, node):
 _CloudFormationLoader.add_multi_constructor("!", _tag)
 
 
+@pytest.mark.slow
 def test_the_template_passes_cfn_lint_and_cfn_lint_catches_a_broken_one(tmp_path):
     template = AWS / "template.yaml"
     lint = [str(Path(sys.executable).with_name("cfn-lint"))]
@@ -554,6 +555,7 @@ def local_api(tmp_path_factory):
         process.wait(timeout=20)
 
 
+@pytest.mark.slow
 def test_the_stand_in_answers_for_the_face_as_the_service_does(local_api, observations):
     api_url, _ = local_api
     portrait = (observations / "without_mask" / "298.jpg").read_bytes()
@@ -562,6 +564,7 @@ def test_the_stand_in_answers_for_the_face_as_the_service_does(local_api, observ
     assert answer == Predictor.load(MODEL, face_centred=True).predict(portrait).as_dict()
 
 
+@pytest.mark.slow
 def test_the_stand_in_turns_http_requests_into_events(local_api, images, image_site):
     api_url, log = local_api
     data = (images / "photo.jpg").read_bytes()
@@ -583,6 +586,7 @@ def test_the_stand_in_turns_http_requests_into_events(local_api, images, image_s
     assert all(line["event"] == "http" and line["request_id"] for line in lines)
 
 
+@pytest.mark.slow
 def test_the_notebook_calls_the_api_by_url_and_base64_and_shows_the_answers(local_api, images, image_site, tmp_path):
     import nbformat
     import papermill
@@ -630,6 +634,7 @@ def test_the_committed_notebook_has_its_run_against_the_stand_in():
 # ---------------------------------------------------------------------------- the benchmark
 
 
+@pytest.mark.slow
 def test_the_handler_benchmark_reports(model_file, observations, tmp_path, monkeypatch, capsys):
     """A short run of benchmarks/lambda_handler.py (documentation/aws_service.md has a full one).
 

@@ -30,6 +30,8 @@ import bench  # noqa: E402
 import driver  # noqa: E402
 import payloads  # noqa: E402
 
+pytestmark = pytest.mark.slow  # servers driven by the benchmark
+
 HEADINGS = (
     "## Machine",
     "## Targets (LiteRT path, 2 cores)",

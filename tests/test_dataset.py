@@ -63,11 +63,13 @@ def recomputed(observations):
     return data.compute_splits(observations, progress=False)
 
 
+@pytest.mark.slow
 def test_recomputing_the_split_reproduces_the_committed_file(recomputed, tmp_path):
     path = data.write_splits(recomputed, tmp_path / "splits.csv")
     assert path.read_text() == config.splits_path().read_text()
 
 
+@pytest.mark.slow
 def test_recomputed_grouping_agrees_with_the_reference(recomputed, reference_pairs, reference_groups):
     pair_share, crossing = _reference_agreement(recomputed, reference_pairs, reference_groups)
     assert pair_share >= 0.98

@@ -37,6 +37,7 @@ def service(model_file, tmp_path_factory):
 # ---------------------------------------------------------------------------- gunicorn
 
 
+@pytest.mark.slow
 def test_gunicorn_serves_the_app_with_the_configured_workers(service, images, image_site):
     import psutil
 
@@ -88,6 +89,7 @@ def test_a_worker_trims_its_heap_only_past_the_slack_over_its_loaded_size_and_at
     assert not hasattr(plain, "loaded_mb")
 
 
+@pytest.mark.slow
 def test_gunicorn_without_a_model_stops_and_says_what_to_do(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", str(DEPLOYMENT / "gunicorn.conf.py")],
@@ -98,6 +100,7 @@ def test_gunicorn_without_a_model_stops_and_says_what_to_do(tmp_path):
     assert "no model at" in result.stderr + result.stdout and "make train" in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_make_serve_without_a_model_says_what_to_do(tmp_path):
     # -o env: do not set the environment up; the model check comes before gunicorn starts.
     result = subprocess.run(
@@ -121,6 +124,7 @@ def test_the_committed_notebook_is_clean_and_parameterised():
     assert not [o for cell in code for o in cell.get("outputs", []) if o.output_type == "error"]
 
 
+@pytest.mark.slow
 def test_the_notebook_posts_urls_and_files_and_shows_the_answers(service, images, image_site, tmp_path):
     import nbformat
     import papermill
@@ -153,6 +157,7 @@ def test_the_notebook_posts_urls_and_files_and_shows_the_answers(service, images
     assert "400 {'error': 'refused URL" in text  # the error examples
 
 
+@pytest.mark.slow
 def test_predict_test_script(service, images, image_site):
     base_url, _, _ = service
     script = [sys.executable, str(DEPLOYMENT / "predict-test.py"), "--url", base_url]
@@ -203,6 +208,7 @@ def browser(chromium, tmp_path):
         driver.quit()
 
 
+@pytest.mark.slow
 def test_upload_a_file_and_paste_a_url_in_the_page(browser, service, images, image_site, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -21,6 +21,8 @@ from maskdetect import config, export
 from maskdetect.images import preprocess
 from maskdetect.inference import ModelError, Predictor, file_sha256
 
+pytestmark = pytest.mark.slow  # converts the model and runs the lean path in fresh processes
+
 DEPLOYMENT = config.PROJECT_ROOT / "deployment"
 H5 = DEPLOYMENT / config.MODEL_FILE
 TFLITE = DEPLOYMENT / "maskdetect.tflite"

@@ -35,6 +35,8 @@ from PIL import Image
 from conftest import encode, photo
 from maskdetect import config
 
+pytestmark = pytest.mark.slow  # thousands of generated inputs
+
 SCALE = int(os.environ.get("MASKDETECT_FUZZ_EXAMPLES") or 1)
 
 

@@ -31,6 +31,8 @@ from PIL import Image
 from conftest import encode, photo, serve
 from maskdetect import config
 
+pytestmark = pytest.mark.slow  # a server under 5,000 requests
+
 MODEL = Path(os.environ.get("MASKDETECT_LOAD_MODEL") or config.PROJECT_ROOT / "deployment" / "maskdetect.tflite")
 REQUESTS = 5_000
 CONCURRENCY = 16

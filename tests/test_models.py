@@ -29,6 +29,7 @@ def test_unknown_optimizer_is_refused():
         models.cnn1(optimizer="adagrad-ish")
 
 
+@pytest.mark.slow
 def test_pretrained_uses_the_bundled_vgg16_frozen():
     model = models.pretrained(input_size=64, inner=8)
     base = model.get_layer("vgg16_block3_pool")
@@ -60,6 +61,7 @@ def test_metrics_match_a_hand_count():
     assert m["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
 
 
+@pytest.mark.slow
 def test_fit_is_seeded_and_the_saved_model_predicts_the_same(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.random((24, 32, 32, 3), dtype=np.float32)
@@ -92,6 +94,7 @@ def _tiny_sets(n=16, size=32):
     return sets
 
 
+@pytest.mark.slow
 def test_run_trains_on_crops_too_and_scores_every_held_out_set():
     cfg = train.TrainConfig(input_size=32, filters=4, inner=8, epochs=1, batch_size=8, painted_masks=0.0)
     result = train.run(cfg, _tiny_sets(), progress=False)
@@ -108,6 +111,7 @@ def test_subsample_keeps_both_classes_and_aligned_paths():
     assert all(int(p.split("/")[1][:-4]) % 2 == int(l) for p, l in zip(paths, labels))
 
 
+@pytest.mark.slow
 def test_save_result_writes_model_and_metrics(tmp_path):
     cfg = train.TrainConfig(input_size=32, filters=4, inner=8, epochs=1, batch_size=8, painted_masks=0.0)
     result = train.run(cfg, _tiny_sets(), progress=False)
@@ -121,6 +125,7 @@ def test_save_result_writes_model_and_metrics(tmp_path):
     assert "face_centred" not in saved  # no photo folders given
 
 
+@pytest.mark.slow
 def test_save_result_scores_photo_folders_as_predict_answers(tmp_path, observations):
     import shutil
 
@@ -149,6 +154,7 @@ def _tiny_sets_with_real_faces():
     return sets
 
 
+@pytest.mark.slow
 def test_run_calibrates_on_the_held_out_faces_and_save_result_records_it(tmp_path):
     from maskdetect.calibration import apply_platt
 
@@ -175,6 +181,7 @@ def test_run_calibrates_on_the_held_out_faces_and_save_result_records_it(tmp_pat
     np.testing.assert_allclose(train.predict(reloaded, sets["test"][0]), calibrated.predictions["test"], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cosine_schedule_decays_the_learning_rate_to_zero_over_the_epochs():
     cfg = train.TrainConfig(input_size=32, filters=4, inner=8, epochs=2, batch_size=8, schedule="cosine", augment=False)
     sets = _tiny_sets()

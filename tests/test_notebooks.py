@@ -6,6 +6,8 @@ import pytest
 
 from maskdetect import config
 
+pytestmark = pytest.mark.slow  # runs every notebook
+
 FOLDER = config.PROJECT_ROOT / "notebooks"
 NOTEBOOKS = sorted(FOLDER.glob("nb*.ipynb"))  # published: they hold a full run
 

@@ -10,6 +10,8 @@ import pytest
 from conftest import SHARED, _require
 from test_deployment import browser  # noqa: F401 - the headless Chromium fixture
 
+pytestmark = pytest.mark.slow  # a browser
+
 
 @pytest.fixture(scope="module")
 def live_app(app):

@@ -92,6 +92,7 @@ class Load:
 # ---------------------------------------------------------------------------- slow clients
 
 
+@pytest.mark.slow
 def test_sixteen_slow_clients_leave_health_and_predict_answering_within_2_s(stack, jpeg):
     base_url, _, _ = stack
     slowest = smoke.check_under_slow_clients(base_url, jpeg, count=16, rounds=5, limit_s=2.0)
@@ -99,6 +100,7 @@ def test_sixteen_slow_clients_leave_health_and_predict_answering_within_2_s(stac
     assert slowest < 2.0
 
 
+@pytest.mark.slow
 def test_a_client_that_stops_sending_is_disconnected_after_the_client_timeout(stack):
     base_url, _, _ = stack
     host, port = base_url.removeprefix("http://").split(":")
@@ -132,6 +134,7 @@ def _burst(base_url: str, jpeg: bytes, count: int = 64) -> tuple[list[tuple[int,
     return answers, time.monotonic() - start
 
 
+@pytest.mark.slow
 def test_a_burst_of_64_uploads_is_answered_in_full_within_15_s(stack, jpeg):
     base_url, _, _ = stack
     answers, seconds = _burst(base_url, jpeg)
@@ -143,6 +146,7 @@ def test_a_burst_of_64_uploads_is_answered_in_full_within_15_s(stack, jpeg):
     assert sum(status == 200 for status, _, _ in answers) >= 32  # the default 1 s budget sheds little or nothing here
 
 
+@pytest.mark.slow
 def test_past_the_queue_budget_a_burst_is_shed_with_503_and_retry_after(tmp_path, jpeg):
     with serve(tmp_path / "serve.log", MODEL_PATH=TFLITE, WORKERS=2, MASKDETECT_QUEUE_BUDGET_S=0.05) as (base_url, _):
         answers, seconds = _burst(base_url, jpeg)
@@ -160,6 +164,7 @@ def test_past_the_queue_budget_a_burst_is_shed_with_503_and_retry_after(tmp_path
 # ---------------------------------------------------------------------------- restarts
 
 
+@pytest.mark.slow
 def test_a_reload_under_load_fails_no_request(stack, jpeg):
     base_url, process, _ = stack
     before = wait_for_workers(process, 2)
@@ -173,6 +178,7 @@ def test_a_reload_under_load_fails_no_request(stack, jpeg):
     assert len(load.answers) > 20 and load.failures() == []
 
 
+@pytest.mark.slow
 def test_a_killed_worker_fails_at_most_the_request_it_was_serving(stack, jpeg):
     base_url, process, _ = stack
     before = wait_for_workers(process, 2)
@@ -188,6 +194,7 @@ def test_a_killed_worker_fails_at_most_the_request_it_was_serving(stack, jpeg):
         assert status == 502 and headers["Retry-After"] == "1" and "retry after 1 s" in body["error"]
 
 
+@pytest.mark.slow
 def test_stopping_finishes_the_requests_in_flight_then_exits_0(tmp_path, jpeg, http_server):
     """TERM while a /predict waits on a slow image URL: the answer still comes, then serve exits 0."""
     def after_two_seconds(write):
@@ -240,6 +247,7 @@ def test_serve_says_what_to_do_without_nginx_or_with_a_bad_setting(monkeypatch, 
     assert "MASKDETECT_QUEUE_BUDGET_S='soon' is not a number of seconds over 0" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_serve_log_names_the_address_and_both_processes(stack):
     _, _, log = stack
     line = next(line for line in log.read_text().splitlines() if line.startswith("maskdetect serve: http://127.0.0.1:"))

@@ -30,6 +30,8 @@ from PIL import Image
 
 from conftest import encode
 
+pytestmark = pytest.mark.slow  # hundreds of generated requests
+
 
 @pytest.fixture(scope="module")
 def api_schema(app):

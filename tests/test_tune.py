@@ -33,6 +33,7 @@ def grouped_images(tmp_path):
     return np.array(paths), np.array(labels), np.array(groups)
 
 
+@pytest.mark.slow
 def test_search_uses_group_folds_and_probability_scoring(grouped_images, monkeypatch):
     paths, labels, groups = grouped_images
     fitted_on, scored = [], []
