@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import config
 from .fetch import download
-from .files import atomic_path
+from .files import atomic_path, sha256_file
 
 SPLIT_COLUMNS = ("source", "class", "sha256", "group", "split", "file")
 MANIFEST_COLUMNS = ("path", "class", "sha256", "bytes")
@@ -48,14 +48,6 @@ class ManifestEntry:
 
 
 # ----------------------------------------------------------------------------- files
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def natural_key(path: str) -> tuple:
@@ -484,7 +476,7 @@ def face_boxes(paths: list[Path], crop_margin: float | None = None) -> np.ndarra
     sources = {r["sha256"]: r["source"] for r in read_splits()}  # by content: any layout, either split
     found = np.full((len(paths), 4), np.nan, np.float32)
     for i, path in enumerate(map(Path, paths)):
-        box = boxes.get(sources.get(hashlib.sha256(path.read_bytes()).hexdigest(), ""))
+        box = boxes.get(sources.get(sha256_file(path), ""))
         if box is None:
             continue
         with Image.open(path) as image:

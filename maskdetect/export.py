@@ -44,7 +44,8 @@ import numpy as np
 from . import config
 from .data import natural_key
 from .images import preprocess
-from .inference import KERAS_SUFFIXES, Predictor, TFLiteBackend, file_sha256
+from .files import sha256_file, write_json
+from .inference import KERAS_SUFFIXES, Predictor, TFLiteBackend
 
 # The largest |p_export - p_keras| accepted on any checked image, per format: 8-bit weights move
 # p(with_mask) a little (documentation/local_service.md), a float32 conversion not at all.
@@ -238,7 +239,7 @@ def export_model(
                     f"on {len(files)} test images (tolerance {TOLERANCES[name]:g}); no file written"
                 )
             content = temporary.stat().st_size
-            export = Export(name, target, content, file_sha256(temporary), difference, len(files), converter())
+            export = Export(name, target, content, sha256_file(temporary), difference, len(files), converter())
             checked[-1] = (temporary, export)
             say(f"  {name}: {content / 1e6:.2f} MB, max |p - p_keras| = {difference:.2g} on {len(files)} images")
         for temporary, export in checked:
@@ -247,8 +248,6 @@ def export_model(
         for temporary, _ in checked:
             temporary.unlink(missing_ok=True)
         raise
-
-    from .train import write_json  # the project's atomic JSON writer (train imports scikit-learn: only now)
 
     exports = report.get("exports") if isinstance(report.get("exports"), dict) else {}
     exports.update({export.path.name: export.entry(path) for _, export in checked})

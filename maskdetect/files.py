@@ -1,7 +1,9 @@
-"""Atomic writes: a reader sees the old file or the new one, never half of one."""
+"""Files: atomic writes (a reader sees the old file or the new one, never half of one) and digests."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -25,3 +27,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_json(payload: dict, path: Path) -> Path:
+    """``payload`` as indented JSON at ``path``, atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    """The file's sha256, hex."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

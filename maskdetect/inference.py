@@ -17,7 +17,6 @@ this module imports neither at the top, and each backend imports its runtime whe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from dataclasses import asdict, dataclass, replace
@@ -29,6 +28,7 @@ import numpy as np
 from . import config
 from .config import THRESHOLD
 from .faces import YuNetDetector, crop_face, largest
+from .files import sha256_file
 from .images import ImageSource, decode_reduced, preprocess
 from .weights import WeightsError
 
@@ -134,14 +134,9 @@ def model_report(path: Path) -> dict | None:
     else:
         exports = report.get("exports")
         entry = exports.get(path.name) if isinstance(exports, dict) else None
-        if not isinstance(entry, dict) or entry.get("bytes") != path.stat().st_size or entry.get("sha256") != file_sha256(path):
+        if not isinstance(entry, dict) or entry.get("bytes") != path.stat().st_size or entry.get("sha256") != sha256_file(path):
             return None
     return report
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 class Predictor:

@@ -25,7 +25,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import config, data
-from .data import DataError, natural_key, sha256_file
+from .data import DataError, natural_key
+from .files import sha256_file
 from .fetch import FetchError, download
 from .files import atomic_path
 

@@ -9,8 +9,6 @@ dev set, and writes ``deployment/maskdetect.h5`` (no optimizer state) with
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import platform
 import time
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ from . import config, realfaces
 from .calibration import calibrate_model
 from .data import face_boxes, load_face_crops, load_folder
 from .evaluate import THRESHOLD, classification_metrics, evaluate_photo_folder
-from .files import atomic_path
+from .files import atomic_path, sha256_file, write_json
 from .inference import Predictor
 
 
@@ -170,19 +168,13 @@ def package_versions() -> dict[str, str]:
 
 
 def split_hash() -> str:
-    return hashlib.sha256(config.splits_path().read_bytes()).hexdigest()
+    return sha256_file(config.splits_path())
 
 
 def save_model(model, path: Path) -> Path:
     """Write the .h5 without optimizer state, atomically."""
     with atomic_path(path) as temporary:
         model.save(temporary, include_optimizer=False)
-    return path
-
-
-def write_json(payload: dict, path: Path) -> Path:
-    with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(payload, indent=2) + "\n")
     return path
 
 

@@ -12,7 +12,6 @@ upstream commit, and checks its size and sha256 either way.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from . import config
 from .fetch import FetchError, download
-from .files import atomic_path
+from .files import atomic_path, sha256_file
 
 DETECTOR_FILE = "face_detection_yunet_2023mar.onnx"
 DETECTOR_URL = (
@@ -68,11 +67,7 @@ _digests: dict[tuple[str, int, int, int], str] = {}
 def _sha256(path: Path, status: os.stat_result) -> str:
     key = (str(path.resolve()), status.st_ino, status.st_mtime_ns, status.st_size)
     if key not in _digests:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _digests[key] = digest.hexdigest()
+        _digests[key] = sha256_file(path)
     return _digests[key]
 
 

@@ -19,7 +19,8 @@ import pytest
 from conftest import SHARED, _require
 from maskdetect import config, export
 from maskdetect.images import preprocess
-from maskdetect.inference import ModelError, Predictor, file_sha256
+from maskdetect.files import sha256_file
+from maskdetect.inference import ModelError, Predictor
 
 pytestmark = pytest.mark.slow  # converts the model and runs the lean path in fresh processes
 
@@ -97,7 +98,7 @@ def test_each_export_is_recorded_in_metrics_keeping_every_other_key(exported):
     for result in results:
         entry = after["exports"][result.path.name]
         assert entry["bytes"] == result.path.stat().st_size == result.bytes
-        assert entry["sha256"] == file_sha256(result.path) == result.sha256
+        assert entry["sha256"] == sha256_file(result.path) == result.sha256
         assert entry["images"] == CHECKED and entry["max_abs_diff"] == result.max_abs_diff <= entry["tolerance"] == export.TOLERANCES[result.format]
         assert entry["source"] == "maskdetect.h5" and entry["format"] == result.format
 
@@ -123,7 +124,7 @@ def test_the_committed_tflite_is_the_committed_h5_converted(keras_model, real_ba
     _, batch, expected = real_batch
     metrics = json.loads((DEPLOYMENT / config.METRICS_FILE).read_text())
     entry = metrics["exports"]["maskdetect.tflite"]
-    assert entry["bytes"] == TFLITE.stat().st_size and entry["sha256"] == file_sha256(TFLITE)
+    assert entry["bytes"] == TFLITE.stat().st_size and entry["sha256"] == sha256_file(TFLITE)
     assert entry["source"] == config.MODEL_FILE and metrics["model_bytes"] == H5.stat().st_size
     assert entry["images"] == 256 and entry["max_abs_diff"] <= export.TOLERANCES["tflite"]
     committed = Predictor.load(TFLITE)

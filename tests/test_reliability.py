@@ -164,15 +164,27 @@ def test_past_the_queue_budget_a_burst_is_shed_with_503_and_retry_after(tmp_path
 # ---------------------------------------------------------------------------- restarts
 
 
-@pytest.mark.slow
-def test_a_reload_under_load_fails_no_request(stack, jpeg):
-    base_url, process, _ = stack
+def _disrupted_under_load(base_url, process, jpeg, disrupt) -> tuple[Load, set[int], set[int]]:
+    """4 clients for 1 s, then ``disrupt(workers)`` (which returns the pids to be replaced), until
+    new workers serve and for 1 s more: the load, the workers before and after."""
     before = wait_for_workers(process, 2)
     with Load(base_url, jpeg) as load:
         time.sleep(1.0)
-        process.send_signal(signal.SIGHUP)
-        after = wait_for_workers(process, 2, other_than=before)
+        replaced = disrupt(before)
+        after = wait_for_workers(process, 2, other_than=replaced)
         time.sleep(1.0)
+    return load, before, after
+
+
+@pytest.mark.slow
+def test_a_reload_under_load_fails_no_request(stack, jpeg):
+    base_url, process, _ = stack
+
+    def reload(workers):
+        process.send_signal(signal.SIGHUP)
+        return workers  # every worker is replaced
+
+    load, before, after = _disrupted_under_load(base_url, process, jpeg, reload)
     print(f"reload under load: {len(load.answers)} answers, {len(load.failures())} failed")
     assert after.isdisjoint(before)
     assert len(load.answers) > 20 and load.failures() == []
@@ -181,14 +193,16 @@ def test_a_reload_under_load_fails_no_request(stack, jpeg):
 @pytest.mark.slow
 def test_a_killed_worker_fails_at_most_the_request_it_was_serving(stack, jpeg):
     base_url, process, _ = stack
-    before = wait_for_workers(process, 2)
-    with Load(base_url, jpeg) as load:
-        time.sleep(1.0)
-        psutil.Process(min(before)).send_signal(signal.SIGKILL)
-        wait_for_workers(process, 2, other_than={min(before)})
-        time.sleep(1.0)
+
+    def kill_one(workers):
+        victim = min(workers)
+        psutil.Process(victim).send_signal(signal.SIGKILL)
+        return {victim}
+
+    load, before, after = _disrupted_under_load(base_url, process, jpeg, kill_one)
     failures = load.failures()
     print(f"killed worker under load: {len(load.answers)} answers, {len(failures)} failed {[f[0] for f in failures]}")
+    assert min(before) not in after and len(after & before) == 1
     assert len(load.answers) > 20 and len(failures) <= 1, failures
     for status, body, headers in failures:
         assert status == 502 and headers["Retry-After"] == "1" and "retry after 1 s" in body["error"]

@@ -141,8 +141,8 @@ def test_a_file_is_hashed_once_until_it_changes(weights_dir, tmp_path, monkeypat
     source = source_folder(tmp_path / "models", pinned_bytes)
     monkeypatch.setenv("MASKDETECT_DETECTOR_SOURCE", str(source))
     hashed = []
-    sha256 = hashlib.sha256
-    monkeypatch.setattr(weights.hashlib, "sha256", lambda *args: hashed.append(1) or sha256(*args))
+    sha256_file = weights.sha256_file
+    monkeypatch.setattr(weights, "sha256_file", lambda path: hashed.append(1) or sha256_file(path))
     for _ in range(3):
         find_detector_weights()
     assert len(hashed) == 1
