@@ -192,6 +192,10 @@ def command_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
+
+
 def _whole_image_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--whole-image",
@@ -268,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         "random file split, written to data/files-split/ to show how leakage inflates accuracy",
     )
     data_parser.add_argument("--out", type=Path, help="where 'split' / 'manifest' write (default: data/)")
-    data_parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _quiet_option(data_parser)
     data_parser.set_defaults(run=command_data)
 
     weights_parser = commands.add_parser(
@@ -278,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         "face_detection_yunet_2023mar.onnx), keep the copy already in deployment/weights/ "
         "($MASKDETECT_WEIGHTS_DIR), or download the pinned upstream file; check its sha256 and print its path.",
     )
-    weights_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _quiet_option(weights_parser)
     weights_parser.set_defaults(run=command_weights)
 
     serve_parser = commands.add_parser(
@@ -304,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--epochs", type=int, help="override the maximum number of epochs")
     train_parser.add_argument("--seed", type=int, help="override the seed")
     train_parser.add_argument("--out", type=Path, help="folder to write to (default: deployment/)")
-    train_parser.add_argument("--quiet", action="store_true", help="no progress output")
+    _quiet_option(train_parser)
     train_parser.set_defaults(run=command_train)
 
     model_help = "the model file (default: $MODEL_PATH, else deployment/maskdetect.h5)"
@@ -370,17 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
     scenes_parser.add_argument(
         "--missed", action="store_true", help="also list every missed labelled face, with the best IoU a detection reached on it"
     )
-    scenes_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _quiet_option(scenes_parser)
     _detector_options(scenes_parser)
     faces_parser = targets.add_parser("faces", help="face crops in DIR/with_mask and DIR/without_mask")
     faces_parser.add_argument("directory", type=Path, metavar="DIR")
     faces_parser.add_argument("--model", type=Path, help=model_help)
-    faces_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _quiet_option(faces_parser)
     photos_parser = targets.add_parser("photos", help="photos in DIR/with_mask and DIR/without_mask, answered as /predict does")
     photos_parser.add_argument("directory", type=Path, metavar="DIR")
     photos_parser.add_argument("--model", type=Path, help=model_help)
     _whole_image_option(photos_parser)
-    photos_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _quiet_option(photos_parser)
     evaluate_parser.set_defaults(run=command_evaluate)
     return parser
 
