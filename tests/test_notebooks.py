@@ -23,7 +23,8 @@ def test_committed_notebook_holds_a_clean_full_run(path):
     assert any("parameters" in c.metadata.get("tags", []) for c in code), "needs a papermill parameters cell"
     outputs = [o for c in code for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert any("image/png" in o.get("data", {}) for o in outputs), "a committed notebook shows its plots"
+    assert any({"image/png", "image/jpeg"} & set(o.get("data", {})) for o in outputs), "a committed notebook shows its plots"
+    assert path.stat().st_size <= 1_500_000, "keep a notebook's outputs small: smaller figures, or JPEG for photos"
     assert all(c.execution_count for c in code if c.source.strip()), "run top to bottom"
 
 
