@@ -201,10 +201,9 @@ def _command_line(process: psutil.Process) -> str:
 def workers(target: Target) -> list[psutil.Process]:
     """The gunicorn workers: the children of gunicorn, or of the gunicorn under `maskdetect serve`."""
     children = _children(target)
-    masters = [child for child in children if "gunicorn" in _command_line(child)]
     if "maskdetect.serve" in " ".join(target.process.args):  # maskdetect serve -> gunicorn -> workers
         try:
-            children = [worker for master in masters for worker in master.children()]
+            children = [worker for master in children if "gunicorn" in _command_line(master) for worker in master.children()]
         except psutil.NoSuchProcess:
             return []
     target.worker_pids.update(child.pid for child in children)

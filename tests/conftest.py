@@ -332,6 +332,14 @@ def serve(log: Path, **settings):
         yield running
 
 
+def gunicorn_master(serve_pid: int):
+    """The gunicorn master under a `maskdetect serve` process (its children are the workers)."""
+    import psutil
+
+    (master,) = [child for child in psutil.Process(serve_pid).children() if "gunicorn" in " ".join(child.cmdline())]
+    return master
+
+
 @contextlib.contextmanager
 def _running(command: list[str], log: Path, settings: dict):
     import subprocess

@@ -12,7 +12,6 @@ import os
 import runpy
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import psutil

@@ -28,7 +28,7 @@ import pytest
 import requests
 from PIL import Image
 
-from conftest import encode, photo, serve
+from conftest import encode, gunicorn_master, photo, serve
 from maskdetect import config
 
 pytestmark = pytest.mark.slow  # a server under 5,000 requests
@@ -80,7 +80,7 @@ def test_5000_uploads_at_concurrency_16(deployed_service, bodies, capsys):
     import psutil
 
     base_url, process, log = deployed_service
-    (master,) = [child for child in psutil.Process(process.pid).children() if "gunicorn" in " ".join(child.cmdline())]
+    master = gunicorn_master(process.pid)
     assert len(master.children()) == WORKERS
 
     counter = itertools.count()

@@ -13,13 +13,12 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import psutil
 import pytest
 import requests
 
-from conftest import serve
+from conftest import gunicorn_master, serve
 from maskdetect import config
 
 sys.path.insert(0, str(config.PROJECT_ROOT / "deployment" / "docker"))
@@ -41,17 +40,10 @@ def stack(tmp_path_factory):
         yield base_url, process, log
 
 
-def workers(serve_process: psutil.Process | int) -> list[psutil.Process]:
-    """The gunicorn workers under a `maskdetect serve` process."""
-    masters = [p for p in psutil.Process(serve_process if isinstance(serve_process, int) else serve_process.pid).children()
-               if "gunicorn" in " ".join(p.cmdline())]
-    return [worker for master in masters for worker in master.children()]
-
-
 def wait_for_workers(process, count: int, other_than: set[int] = frozenset(), seconds: float = 30) -> set[int]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        pids = {w.pid for w in workers(process.pid)}
+        pids = {worker.pid for worker in gunicorn_master(process.pid).children()}
         if len(pids) == count and not pids & other_than:
             return pids
         time.sleep(0.1)
