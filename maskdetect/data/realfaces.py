@@ -5,15 +5,14 @@
   upstream commit into ``data/raw/realfaces-train/``, one URL per file, resumable.
 * ``compute_realfaces_splits`` splits by ``group`` (augmented copies stay together) into
   train / validation; ``data/realfaces-splits.csv`` is its committed result.
-* ``prepare_realfaces`` lays out ``data/realfaces/{train,validation}/<class>/<file>`` and
-  ``load_realfaces`` reads one split through the one preprocessing.
+* ``prepare_realfaces`` lays out ``data/realfaces/{train,validation}/<class>/<file>``
+  (``maskdetect.training.inputs.load_realfaces`` reads one split).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import os
 import threading
 import urllib.parse
 from collections import Counter, defaultdict
@@ -21,20 +20,32 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from . import config, data
-from .data import DataError, natural_key
-from .files import sha256_file
-from .fetch import FetchError, download
-from .files import atomic_path
+from ..core.constants import CLASSES, PROJECT_ROOT
+from ..core.fetch import FetchError, download
+from ..core.files import atomic_path, natural_key, sha256_file, write_csv
+from ..settings import Settings
+from .layout import STAMP, materialise
+from .source import DataError, counted_problems
+from .split import SPLITS as OBSERVATIONS_SPLITS
+from .split import assign_splits
+
+# Real masked and unmasked face crops (the "Face Mask 12K" Train split cleaned of every evaluation
+# set; ../shared/data/README.md), fetched file by file from the pinned upstream commit.
+REALFACES_REPOSITORY = "Karimashraf01/Face-Mask-Detection-using-MobilenetV2"
+REALFACES_COMMIT = "1aeb6dd6ffcfe71609ebdd45eaea621b92a6df4b"
+REALFACES_RAW_URL = f"https://raw.githubusercontent.com/{REALFACES_REPOSITORY}/{REALFACES_COMMIT}/"
+REALFACES_MANIFEST = PROJECT_ROOT / "data" / "realfaces-manifest.csv"
+REALFACES_SPLITS_FILE = PROJECT_ROOT / "data" / "realfaces-splits.csv"
+REALFACES_SPLIT_FRACTIONS = {"train": 0.8, "validation": 0.2}  # validation: calibration and model checks
+REALFACES_SPLIT_SEED = 20261130
 
 SOURCE_ENV = "MASKDETECT_REALFACES_SOURCE"
 URL_ENV = "MASKDETECT_REALFACES_URL"
 MANIFEST_COLUMNS = ("path", "class", "source_path", "source_sha256", "sha256", "group")
 SPLIT_COLUMNS = ("path", "class", "group", "split")
-SPLITS = tuple(config.REALFACES_SPLIT_FRACTIONS)
+SPLITS = tuple(REALFACES_SPLIT_FRACTIONS)
 DOWNLOAD_THREADS = 4
 DOWNLOAD_TIMEOUT = 30.0  # seconds to connect and for each read of one file
 MAX_FILE_BYTES = 10 << 20  # the crops are PNGs of at most 224x224
@@ -42,7 +53,7 @@ LOCAL_COPY_HINT = (
     f"set {SOURCE_ENV}=DIR to a local copy laid out like ../shared/data/realfaces-train "
     "(with_mask/ and without_mask/)"
 )
-RECOMPUTE_HINT = "python -c 'from maskdetect import realfaces; realfaces.write_realfaces_splits()'"
+RECOMPUTE_HINT = "python -c 'from maskdetect.data import realfaces; realfaces.write_realfaces_splits()'"
 
 
 class RealfacesUnreachable(DataError):
@@ -63,7 +74,7 @@ class RealfacesEntry:
 
 
 def read_realfaces_manifest(path: Path | None = None) -> list[RealfacesEntry]:
-    path = Path(path or config.REALFACES_MANIFEST)
+    path = Path(path or REALFACES_MANIFEST)
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         lacking = sorted(set(MANIFEST_COLUMNS) - set(reader.fieldnames or ()))
@@ -98,11 +109,11 @@ def verify_realfaces_source(
             missing.append(entry.path)
         elif sha256_file(path) != entry.sha256:
             altered.append(entry.path)
-    problems = data.counted_problems({"missing": missing, "altered (sha256 differs)": altered}, limit=5)
+    problems = counted_problems({"missing": missing, "altered (sha256 differs)": altered}, limit=5)
     if problems:
         fix = fix or f"point {SOURCE_ENV} at an intact copy (../shared/data/realfaces-train), or unset it to download the files"
         raise DataError(
-            f"{source} does not match {config.REALFACES_MANIFEST.name}: {'; '.join(problems)}. Nothing was written; {fix}."
+            f"{source} does not match {REALFACES_MANIFEST.name}: {'; '.join(problems)}. Nothing was written; {fix}."
         )
     return source
 
@@ -111,7 +122,7 @@ def verify_realfaces_source(
 
 
 def download_dir() -> Path:
-    return config.data_dir() / "raw" / "realfaces-train"
+    return Settings.from_env().data_dir / "raw" / "realfaces-train"
 
 
 def download_realfaces(
@@ -128,8 +139,8 @@ def download_realfaces(
     """
     manifest = manifest if manifest is not None else read_realfaces_manifest()
     destination = Path(destination or download_dir())
-    base_url = (base_url or os.environ.get(URL_ENV) or config.REALFACES_RAW_URL).rstrip("/") + "/"
-    stamp = destination / data.STAMP
+    base_url = (base_url or Settings.from_env().realfaces_url or REALFACES_RAW_URL).rstrip("/") + "/"
+    stamp = destination / STAMP
     stamp.unlink(missing_ok=True)
     stop = threading.Event()  # set by the first network failure: every other file would fail alike
 
@@ -174,9 +185,9 @@ def download_realfaces(
     wrong = sorted(outcomes["wrong"], key=natural_key)
     if wrong:
         raise DataError(
-            f"{len(wrong)} files downloaded from {base_url} differ from {config.REALFACES_MANIFEST.name} "
+            f"{len(wrong)} files downloaded from {base_url} differ from {REALFACES_MANIFEST.name} "
             f"(source_sha256) and were not kept: {data._name_some(wrong, 5)}. That URL does not serve commit "
-            f"{config.REALFACES_COMMIT[:7]} of {config.REALFACES_REPOSITORY}: unset {URL_ENV}, or {LOCAL_COPY_HINT}"
+            f"{REALFACES_COMMIT[:7]} of {REALFACES_REPOSITORY}: unset {URL_ENV}, or {LOCAL_COPY_HINT}"
         )
     if outcomes["http"]:
         failed = sorted(outcomes["http"], key=natural_key)
@@ -194,11 +205,11 @@ def find_realfaces_source(
     None when there is none (nothing is downloaded here).
     """
     manifest = manifest if manifest is not None else read_realfaces_manifest()
-    source = source or (Path(os.environ[SOURCE_ENV]) if os.environ.get(SOURCE_ENV) else None)
+    source = source or Settings.from_env().realfaces_source
     if source is not None:
         return verify_realfaces_source(source, manifest, progress=progress)
     cached = download_dir()
-    stamp = cached / data.STAMP
+    stamp = cached / STAMP
     if not (stamp.is_file() and stamp.read_text().strip() == _manifest_digest(manifest)):
         return None
     return verify_realfaces_source(
@@ -224,7 +235,7 @@ def compute_realfaces_splits(manifest: list[RealfacesEntry] | None = None) -> li
     counts: dict[str, Counter] = defaultdict(Counter)
     for entry in manifest:
         counts[entry.group][entry.label] += 1
-    assignment = data.assign_splits(counts, config.REALFACES_SPLIT_FRACTIONS, config.REALFACES_SPLIT_SEED)
+    assignment = assign_splits(counts, REALFACES_SPLIT_FRACTIONS, REALFACES_SPLIT_SEED)
     return [
         {"path": e.path, "class": e.label, "group": e.group, "split": assignment[e.group]}
         for e in sorted(manifest, key=lambda e: natural_key(e.path))
@@ -233,16 +244,12 @@ def compute_realfaces_splits(manifest: list[RealfacesEntry] | None = None) -> li
 
 def write_realfaces_splits(rows: list[dict] | None = None, path: Path | None = None) -> Path:
     rows = rows if rows is not None else compute_realfaces_splits()
-    path = Path(path or config.REALFACES_SPLITS_FILE)
-    with atomic_path(path) as temporary, open(temporary, "w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=SPLIT_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({c: row[c] for c in SPLIT_COLUMNS} for row in rows)
-    return path
+    path = Path(path or REALFACES_SPLITS_FILE)
+    return write_csv(rows, SPLIT_COLUMNS, path)
 
 
 def read_realfaces_splits(path: Path | None = None) -> list[dict]:
-    path = Path(path or config.REALFACES_SPLITS_FILE)
+    path = Path(path or REALFACES_SPLITS_FILE)
     if not path.exists():
         raise DataError(f"{path} is missing; recompute it with {RECOMPUTE_HINT}")
     with open(path, newline="") as handle:
@@ -260,7 +267,7 @@ def check_realfaces_splits(rows: list[dict], manifest: list[RealfacesEntry]) -> 
         sides[row["group"]].add(row["split"])
     crossing = sorted(g for g, splits in sides.items() if len(splits) > 1)
     bad_split = sorted({r["split"] for r in rows} - set(SPLITS))
-    problems = data.counted_problems(
+    problems = counted_problems(
         {
             "manifest files missing or with another class or group": differing,
             "files not in the manifest": unknown,
@@ -272,13 +279,13 @@ def check_realfaces_splits(rows: list[dict], manifest: list[RealfacesEntry]) -> 
         problems.append(f"splits other than {' / '.join(SPLITS)}: {bad_split}")
     if problems:
         raise DataError(
-            f"{config.REALFACES_SPLITS_FILE.name} does not match {config.REALFACES_MANIFEST.name}: "
+            f"{REALFACES_SPLITS_FILE.name} does not match {REALFACES_MANIFEST.name}: "
             f"{'; '.join(problems)}. Recompute it with {RECOMPUTE_HINT}"
         )
 
 
 def split_counts(rows: list[dict]) -> dict[str, dict[str, int]]:
-    counts = {s: {c: 0 for c in config.CLASSES} for s in SPLITS}
+    counts = {s: {c: 0 for c in CLASSES} for s in SPLITS}
     for row in rows:
         counts[row["split"]][row["class"]] += 1
     return counts
@@ -288,7 +295,7 @@ def split_counts(rows: list[dict]) -> dict[str, dict[str, int]]:
 
 
 def realfaces_dir() -> Path:
-    return config.data_dir() / "realfaces"
+    return Settings.from_env().data_dir / "realfaces"
 
 
 def prepare_realfaces(source: Path | None = None, progress: bool = True) -> Path:
@@ -306,20 +313,8 @@ def prepare_realfaces(source: Path | None = None, progress: bool = True) -> Path
         for r in rows
     ]
     target = realfaces_dir()
-    data.materialise(layout, source, target, progress=progress)
-    for split in config.SPLITS:  # materialise links every observations split; realfaces has no test
+    materialise(layout, source, target, progress=progress)
+    for split in OBSERVATIONS_SPLITS:  # materialise links every observations split; realfaces has no test
         if split not in SPLITS and (target / split).is_symlink():
             (target / split).unlink()
     return target
-
-
-def load_realfaces(
-    split: str, size: int, channels: int = 3, progress: bool = True
-) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    """Every face of ``split`` through the one preprocessing: (images, labels, paths); 1 is with_mask."""
-    if split not in SPLITS:
-        raise DataError(f"realfaces-train has no {split!r} split; use {' or '.join(map(repr, SPLITS))}")
-    folder = realfaces_dir() / split
-    if not folder.is_dir():
-        raise DataError(f"{folder} is missing; run `maskdetect data` first (offline: with {SOURCE_ENV}=DIR)")
-    return data.load_folder(folder, size, channels, progress=progress)

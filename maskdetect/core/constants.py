@@ -1,0 +1,53 @@
+"""Fixed choices of the model and the service; what the environment may change is in maskdetect.settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+CLASSES = ("with_mask", "without_mask")
+THRESHOLD = 0.5  # p(with_mask) at or above it means "with_mask"
+
+MODEL_FILE = "maskdetect.h5"
+METRICS_FILE = "metrics.json"
+
+DEFAULT_PORT = 9696
+DEFAULT_HOST = "127.0.0.1"  # `make serve` stays on this machine; the container sets HOST=0.0.0.0
+
+# What a caller can make the service read: bodies are refused while they stream in, images
+# before their pixels are decoded (decompression bombs).
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000  # 2.5x the largest training photo, 120 MB once decoded
+URL_CONNECT_TIMEOUT = 3.0  # seconds to open the connection
+URL_TOTAL_TIMEOUT = 10.0  # seconds for the whole fetch: DNS, redirects and body
+URL_MAX_REDIRECTS = 3
+
+# nginx in front of gunicorn (`maskdetect serve`): client deadlines and the load-shedding budget.
+CLIENT_TIMEOUT_S = 10.0
+QUEUE_BUDGET_S = 1.0
+RETRY_AFTER_S = 1  # what a shed request is told to wait
+
+# LiteRT interpreter threads: each of the 2 sync workers has a core of its own.
+TFLITE_THREADS = 1
+
+# The crowd face detector (keyword arguments of maskdetect.core.faces.YuNetDetector): a 2x pass
+# finds the small faces of a street scene (documentation/crowd.md).
+DETECTOR = {
+    "scales": (1.0, 2.0),
+    "score_threshold": 0.55,
+    "nms_threshold": 0.3,
+    "max_side": 640,
+    "max_pass_side": 800,
+}
+FACE_CROP_MARGIN = 0.0  # the classifier sees the square around the detector's box, as in realfaces-train
+SHARE_MIN_SCORE = 0.75  # the unmasked share counts the faces the detector is this sure of
+
+# /predict classifies the photo's largest face, found in one small pass on a reduced decode.
+SUBJECT_DETECTOR = {**DETECTOR, "scales": (1.0,), "max_side": 320, "score_threshold": 0.6}
+SUBJECT_DECODE_SIDE = 320
+
+# The pinhole model behind close_pairs (maskdetect.core.crowd): assumptions, not measurements.
+FACE_WIDTH_M = 0.15  # a typical adult face is about 15 cm wide
+CAMERA_FOV_DEG = 60.0  # assumed horizontal field of view of the camera
+CLOSE_DISTANCE_M = 1.5  # unmasked people estimated closer than this are listed in close_pairs

@@ -1,0 +1,1 @@
+"""Modelling: model inputs, builders, training, tuning, evaluation, export and plots."""
