@@ -5,7 +5,7 @@
 #   curl http://localhost:9696/health
 #
 # `make docker` / `make docker-check` do the same, with podman and buildah where no Docker
-# engine runs (see documentation/pipfile_and_docker.md).
+# engine runs (see documentation/deployment.md, "Docker").
 
 # Debian bookworm's Python 3.11, like the project's environment. Without a registry,
 # deployment/docker/base-image.sh builds an equivalent image locally under this name.
@@ -27,7 +27,7 @@ EXPOSE 9696
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '9696'), timeout=4)"]
 # nginx in front of gunicorn: a slow client costs an nginx connection, not a worker
-# (maskdetect/serve.py; documentation/local_service.md, "Slow clients, bursts and restarts").
+# (maskdetect/serve.py; documentation/service.md, "Slow clients, bursts and restarts").
 CMD ["python", "-m", "maskdetect.serve"]
 
 # The service runs as this user, without write access to its code or model.

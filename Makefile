@@ -43,10 +43,12 @@ serve: env weights  ## serve the committed model at http://localhost:9696 (nginx
 	      "or serve another file with 'make serve MODEL_PATH=FILE.h5'" >&2; exit 1; }
 	MODEL_PATH="$(MODEL)" $(VENV)/bin/maskdetect serve
 
-check: env weights  ## the fast loop: the unit tests (no server, browser, notebook or training), under a minute
+check: env weights  ## the fast loop: the package's layers, then the unit tests (no server, browser, notebook or training), under a minute
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -m "not slow"
 
-test: env weights  ## run the whole test suite
+test: env weights  ## the package's layers, then the whole test suite
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
 
 bench: env  ## benchmark the service, .h5 and .tflite side by side, into benchmarks/RESULTS.md (~10 min; QUICK=1: ~1 min)
@@ -80,7 +82,7 @@ notebooks: data  ## re-run every notebook in full, in place (long: it trains eve
 lock: | $(PIPENV)  ## re-resolve Pipfile.lock after editing Pipfile
 	$(PIPENV) lock
 
-# The service image (documentation/pipfile_and_docker.md): docker when an engine answers,
+# The service image (documentation/deployment.md, "Docker"): docker when an engine answers,
 # else podman + buildah (installed, and the base image built, when missing).
 .PHONY: docker docker-run docker-check docker-requirements
 docker: weights  ## build the service image (maskdetect:latest)

@@ -31,23 +31,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import hashlib
 import importlib.metadata
 import json
 import os
 import platform
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +49,11 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(ROOT)]  # payloads beside it; the test helpers and the package of this checkout
 
 import payloads  # noqa: E402
+from maskdetect.settings import Settings  # noqa: E402
+from tests.servers import free_port, serve_folder, wait_for_health  # noqa: E402
 
 KEEP_MARKER = "<!-- kept -->"
 PACKAGES = ("tensorflow", "keras", "ai-edge-litert", "opencv-python-headless", "flask", "werkzeug", "gunicorn", "pillow", "numpy", "psutil")
@@ -125,12 +121,6 @@ class Target:
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentile(values, q: float) -> float | None:
@@ -246,14 +236,6 @@ def read_memory(target: Target, phase: str) -> None:
     target.memory[phase] = readings
 
 
-def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - 127.0.0.1 only
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, b""
-
-
 def start(target: Target, workers_count: int, work: Path, config: Path | None = None, **settings: str) -> None:
     """`maskdetect serve` (gunicorn alone for the seed app or another ``config``); cold start = Popen to the first 200 on /health.
 
@@ -279,22 +261,12 @@ def start(target: Target, workers_count: int, work: Path, config: Path | None = 
         cwd=target.root, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     log.close()
-    base = f"http://127.0.0.1:{target.port}"
     deadline = begin + 300
-    while True:
-        if target.process.poll() is not None:
-            raise RuntimeError(f"gunicorn for {target.label} exited with {target.process.returncode}:\n{tail(target.log)}")
-        if time.perf_counter() > deadline:
-            raise RuntimeError(f"gunicorn for {target.label}: no 200 on /health within 300 s:\n{tail(target.log)}")
-        try:
-            status, body = get(f"{base}/health", timeout=1.0)
-        except OSError:
-            status = 0
-        if status == 200:
-            target.cold_start_s = time.perf_counter() - begin
-            target.health = json.loads(body)
-            break
-        time.sleep(0.02)
+    try:
+        target.health = wait_for_health(f"http://127.0.0.1:{target.port}", target.process, seconds=300, interval=0.02)
+    except AssertionError as error:
+        raise RuntimeError(f"{target.label}: {error}:\n{tail(target.log)}") from None
+    target.cold_start_s = time.perf_counter() - begin
     # The first 200 comes from the first worker up; the others may still be loading. All are up
     # when every worker has used (almost) no CPU for half a second.
     while time.perf_counter() < deadline:
@@ -329,25 +301,6 @@ def tail(path: Path | None, lines: int = 30) -> str:
     if path is None or not path.exists():
         return ""
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # no line per request on the benchmark's output
-        pass
-
-
-class ImageSite:
-    """http://127.0.0.1:PORT/ serving the upload JPEGs: the URLs the service fetches."""
-
-    def __init__(self, folder: Path):
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
-        self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def file_digest(path: Path) -> str:
@@ -394,13 +347,13 @@ def machine() -> dict:
 # ---------------------------------------------------------------------------- the run
 
 
-def items_for(kind: str, uploads: list, scenes: list, site: ImageSite) -> list[dict]:
+def items_for(kind: str, uploads: list, scenes: list, site_url: str | None) -> list[dict]:
     if kind == "health":
         return [{"tag": "health", "method": "GET", "path": "/health"}]
     if kind == "upload":
         return [{"tag": p.tag, "method": "POST", "path": "/predict", "upload": str(p.path)} for p in uploads]
     if kind == "url":
-        return [{"tag": p.tag, "method": "POST", "path": "/predict", "json": {"url": f"{site.base_url}/{p.path.name}"}} for p in uploads]
+        return [{"tag": p.tag, "method": "POST", "path": "/predict", "json": {"url": f"{site_url}/{p.path.name}"}} for p in uploads]
     return [{"tag": s.tag, "method": "POST", "path": "/detect", "upload": str(s.path)} for s in scenes]
 
 
@@ -461,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     for model in models:
         if not model.is_file():
             parser.error(f"no model at {model} (make train / make export)")
-    shared = Path(os.environ.get("MASKDETECT_SHARED_DATA") or ROOT.parent / "shared" / "data")
+    shared = Settings.from_env().shared_data
     scenes_dir = args.scenes or shared / "scenes-dev" / "images"
     baseline = args.baseline.resolve() if args.baseline else None
     if baseline is not None and not (baseline / "deployment" / "gunicorn.conf.py").is_file():
@@ -491,66 +444,65 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(scratch)
         uploads = payloads.write_jpegs(work / "site")
         scenes = payloads.scenes(scenes_dir, 3 if args.quick else 20)
-        site = ImageSite(work / "site")
         pending: dict = {}
-        try:
-            # The parts without HTTP, timed alone on the machine; --quick runs them while the services
-            # start (its numbers are rough anyway) to stay near a minute.
-            # This checkout's parts only: inprocess.py calls this package's API, which a baseline may predate.
-            print("bench: timing the parts in one process (benchmarks/inprocess.py)", flush=True)
-            models = [t.model for t in targets if t.root == ROOT and t.app is None]
-            pending[ROOT] = InProcess(models, ROOT, uploads, scenes[0].path, 10 if args.quick else 200, work)
-            if not args.quick:
-                pending[ROOT] = pending[ROOT].result()
-            for target in targets:
-                print(f"bench: starting {target.label} ({target.model.name})", flush=True)
-                start(target, args.workers, work, **target.settings)
-                print(f"bench:   first 200 on /health after {target.cold_start_s:.2f} s, all workers up after {target.pool_ready_s:.2f} s", flush=True)
-            for root, parts in pending.items():
-                parts = parts.result() if isinstance(parts, InProcess) else parts
+        with serve_folder(work / "site") as site:
+            try:
+                # The parts without HTTP, timed alone on the machine; --quick runs them while the services
+                # start (its numbers are rough anyway) to stay near a minute.
+                # This checkout's parts only: inprocess.py calls this package's API, which a baseline may predate.
+                print("bench: timing the parts in one process (benchmarks/inprocess.py)", flush=True)
+                models = [t.model for t in targets if t.root == ROOT and t.app is None]
+                pending[ROOT] = InProcess(models, ROOT, uploads, scenes[0].path, 10 if args.quick else 200, work)
+                if not args.quick:
+                    pending[ROOT] = pending[ROOT].result()
                 for target in targets:
-                    if target.root == root and target.app is None:
-                        target.inprocess = {key: parts[key] for key in ("preprocess", "find_face", "detect")} | parts["models"][target.model.name]
-            for scenario in plan:
+                    print(f"bench: starting {target.label} ({target.model.name})", flush=True)
+                    start(target, args.workers, work, **target.settings)
+                    print(f"bench:   first 200 on /health after {target.cold_start_s:.2f} s, all workers up after {target.pool_ready_s:.2f} s", flush=True)
+                for root, parts in pending.items():
+                    parts = parts.result() if isinstance(parts, InProcess) else parts
+                    for target in targets:
+                        if target.root == root and target.app is None:
+                            target.inprocess = {key: parts[key] for key in ("preprocess", "find_face", "detect")} | parts["models"][target.model.name]
+                for scenario in plan:
+                    for target in targets:
+                        if scenario.kind not in target.kinds:
+                            continue
+                        items = items_for(scenario.kind, uploads, scenes, site)
+                        if scenario.kind == "detect":
+                            if "predicted" not in target.memory:
+                                read_memory(target, "predicted")
+                                warm_detect(target, items, args.workers)
+                            warmup = 1
+                        else:
+                            warmup = 2
+                        cpu_before = cpu_seconds(target)
+                        answer = drive(target, items, scenario.concurrency, scenario.requests, scenario.seconds, warmup)
+                        cpu_after = cpu_seconds(target)
+                        summary = summarize(answer["results"], answer["wall_s"])
+                        # The workers' CPU per request (warm-up included): steadier than latency on a busy machine.
+                        served = len(answer["results"]) + len(answer["warmup"])
+                        used = sum(after - cpu_before.get(pid, 0.0) for pid, after in cpu_after.items())
+                        summary["server_cpu_ms"] = used / served * 1e3 if served else None
+                        summary["driver_cpu_ms"] = answer["cpu_s"] / len(answer["results"]) * 1e3 if answer["results"] else None
+                        summary["warmup_errors"] = sum(not 200 <= status < 300 for status, _ in answer["warmup"])
+                        target.runs[scenario.key] = summary
+                        print(
+                            f"bench: {scenario.key:<10} {target.label:<22} n={summary['requests']:<5} p50={fmt(summary['p50_ms'])} ms "
+                            f"p95={fmt(summary['p95_ms'])} ms {fmt(summary['rps'], 1)} req/s errors={summary['errors']} "
+                            f"server CPU {fmt(summary['server_cpu_ms'], 2)} ms/req",
+                            flush=True,
+                        )
                 for target in targets:
-                    if scenario.kind not in target.kinds:
-                        continue
-                    items = items_for(scenario.kind, uploads, scenes, site)
-                    if scenario.kind == "detect":
-                        if "predicted" not in target.memory:
-                            read_memory(target, "predicted")
-                            warm_detect(target, items, args.workers)
-                        warmup = 1
-                    else:
-                        warmup = 2
-                    cpu_before = cpu_seconds(target)
-                    answer = drive(target, items, scenario.concurrency, scenario.requests, scenario.seconds, warmup)
-                    cpu_after = cpu_seconds(target)
-                    summary = summarize(answer["results"], answer["wall_s"])
-                    # The workers' CPU per request (warm-up included): steadier than latency on a busy machine.
-                    served = len(answer["results"]) + len(answer["warmup"])
-                    used = sum(after - cpu_before.get(pid, 0.0) for pid, after in cpu_after.items())
-                    summary["server_cpu_ms"] = used / served * 1e3 if served else None
-                    summary["driver_cpu_ms"] = answer["cpu_s"] / len(answer["results"]) * 1e3 if answer["results"] else None
-                    summary["warmup_errors"] = sum(not 200 <= status < 300 for status, _ in answer["warmup"])
-                    target.runs[scenario.key] = summary
-                    print(
-                        f"bench: {scenario.key:<10} {target.label:<22} n={summary['requests']:<5} p50={fmt(summary['p50_ms'])} ms "
-                        f"p95={fmt(summary['p95_ms'])} ms {fmt(summary['rps'], 1)} req/s errors={summary['errors']} "
-                        f"server CPU {fmt(summary['server_cpu_ms'], 2)} ms/req",
-                        flush=True,
-                    )
-            for target in targets:
-                read_memory(target, "detected" if "detect" in target.kinds else "predicted")
-                workers(target)
-        finally:
-            for target in targets:
-                stop(target)
-            for parts in pending.values():
-                if isinstance(parts, InProcess) and parts.process.poll() is None:
-                    parts.process.kill()
-                    parts.process.wait()
-            site.close()
+                    read_memory(target, "detected" if "detect" in target.kinds else "predicted")
+                    workers(target)
+            finally:
+                for target in targets:
+                    stop(target)
+                for parts in pending.values():
+                    if isinstance(parts, InProcess) and parts.process.poll() is None:
+                        parts.process.kill()
+                        parts.process.wait()
         info["load_end"] = os.getloadavg()
         info["duration_s"] = (datetime.datetime.now(datetime.timezone.utc) - started_at).total_seconds()
         report = render(info, started_at, plan, targets, uploads, scenes, args)
@@ -665,7 +617,7 @@ def render(info: dict, started_at, plan: list[Scenario], targets: list[Target], 
     out += ["", "## By upload size", ""]
     out.append(
         "p50 (ms) per JPEG over HTTP, 1 at a time (uploaded, and fetched from a URL on 127.0.0.1), "
-        "next to decode + preprocess alone in one process (`maskdetect.images.preprocess`, median)."
+        "next to decode + preprocess alone in one process (`maskdetect.core.images.preprocess`, median)."
     )
     header = ["JPEG", "bytes", "pixels"]
     columns = [(target, key) for target in targets for kind, key in (("upload", "upload-c1"), ("url", "url-c1")) if kind in target.kinds]

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.detect:
         plan += [("detect", 1, 30, 30.0), ("detect", 2, 40, 30.0)]
 
-    shared = Path(os.environ.get("MASKDETECT_SHARED_DATA") or bench.ROOT.parent / "shared" / "data")
+    shared = bench.Settings.from_env().shared_data
     with tempfile.TemporaryDirectory(prefix="maskdetect-settings-") as scratch:
         work = Path(scratch)
         uploads = payloads.write_jpegs(work / "site", tuple(s for s in payloads.SIZES if args.size in (None, payloads.tag(s))))

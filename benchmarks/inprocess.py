@@ -5,15 +5,15 @@
 
 Prints one JSON object:
 
-- ``preprocess``: ``maskdetect.images.preprocess(jpeg bytes)`` (decode + resize + scale) per JPEG;
+- ``preprocess``: ``maskdetect.core.images.preprocess(jpeg bytes)`` (decode + resize + scale) per JPEG;
 - per model, in the order given: ``load_s`` (``Predictor.load`` with its face detector, including
   the import of its runtime the first time: put the .tflite first so that its time has no
   TensorFlow in it), ``model`` (the backend's call on one preprocessed image), ``predict``
   (``Predictor.predict`` of the ~100 KB JPEG's bytes as /predict answers: decode, find the largest
   face, crop, preprocess, model call, answer) and ``analyze`` (``CrowdAnalyzer.analyze`` of the
   scene: the crowd detector + the face crops' batch);
-- ``find_face``: /predict's face detector (``config.SUBJECT_DETECTOR``) alone on the decoded ~100 KB JPEG;
-- ``detect``: /detect's face detector (``config.DETECTOR``) alone on the scene (the same for every model).
+- ``find_face``: /predict's face detector (``constants.SUBJECT_DETECTOR``) alone on the decoded ~100 KB JPEG;
+- ``detect``: /detect's face detector (``constants.DETECTOR``) alone on the scene (the same for every model).
 
 Each timing: median, p95, fastest and CPU per call (all threads of the process), after warm-up.
 """
@@ -62,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be at least 1")
 
     sys.path.insert(0, str(args.root.resolve()))
-    from maskdetect import config
-    from maskdetect.crowd import CrowdAnalyzer
-    from maskdetect.faces import YuNetDetector
-    from maskdetect.images import decode_image, preprocess
-    from maskdetect.inference import Predictor
+    from maskdetect.core import constants
+    from maskdetect.core.crowd import CrowdAnalyzer
+    from maskdetect.core.faces import YuNetDetector
+    from maskdetect.core.images import decode_image, preprocess
+    from maskdetect.core.inference import Predictor
 
     jpegs = {Path(path).name: Path(path).read_bytes() for path in args.jpeg}
     typical = min(jpegs.values(), key=lambda data: abs(len(data) - 100_000))
@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         predictors[Path(path).name] = predictor
     photo = decode_image(typical)
-    subject = YuNetDetector(**config.SUBJECT_DETECTOR).load()
+    subject = YuNetDetector(**constants.SUBJECT_DETECTOR).load()
     report["find_face"] = timing(lambda: subject.detect(photo), args.repeats)
-    detector = YuNetDetector(**config.DETECTOR).load()
+    detector = YuNetDetector(**constants.DETECTOR).load()
     report["detect"] = timing(lambda: detector.detect(scene), scene_repeats, warmup=2)
     for name, predictor in predictors.items():
         analyzer = CrowdAnalyzer(detector, predictor)

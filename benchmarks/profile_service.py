@@ -13,6 +13,7 @@ the answer.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -38,14 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model.is_file():
         parser.error(f"no model at {args.model}")
 
-    shared = Path(os.environ.get("MASKDETECT_SHARED_DATA") or bench.ROOT.parent / "shared" / "data")
-    with tempfile.TemporaryDirectory(prefix="maskdetect-profile-") as scratch:
+    shared = bench.Settings.from_env().shared_data
+    with tempfile.TemporaryDirectory(prefix="maskdetect-profile-") as scratch, contextlib.ExitStack() as cleanup:
         work = Path(scratch)
         sizes = tuple(size for size in payloads.SIZES if args.size in (None, payloads.tag(size)))
         uploads = payloads.write_jpegs(work / "site", sizes) if args.kind in ("upload", "url") else []
         scenes = payloads.scenes(shared / "scenes-dev" / "images", 20) if args.kind == "detect" else []
         (work / "profiles").mkdir()
-        site = bench.ImageSite(work / "site") if args.kind == "url" else None
+        site = cleanup.enter_context(bench.serve_folder(work / "site")) if args.kind == "url" else None
         target = bench.Target(args.model.suffix.lstrip("."), bench.ROOT, args.model.resolve())
         try:
             bench.start(
@@ -58,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
             summary = bench.summarize(answer["results"], answer["wall_s"])
         finally:
             bench.stop(target)
-            if site is not None:
-                site.close()
         print(
             f"{args.kind} {args.size or ''} on {args.model.name}: {summary['requests']} requests, p50 {bench.fmt(summary['p50_ms'])} ms, "
             f"{summary['errors']} errors; load average {os.getloadavg()[0]:.2f}\n"

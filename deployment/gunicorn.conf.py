@@ -17,11 +17,13 @@ import sys
 import time
 
 # (gunicorn reads every top-level name that matches a setting: `config` is one, so no such name here)
-from maskdetect.config import DEFAULT_HOST, DEFAULT_PORT, model_path
+from maskdetect.settings import Settings
+
+_settings = Settings.from_env()
 
 wsgi_app = "maskdetect.service:create_app()"
 # `maskdetect serve` puts nginx on HOST:PORT and gunicorn on a unix socket behind it.
-bind = os.environ.get("MASKDETECT_GUNICORN_BIND") or f"{os.environ.get('HOST') or DEFAULT_HOST}:{os.environ.get('PORT') or DEFAULT_PORT}"
+bind = os.environ.get("MASKDETECT_GUNICORN_BIND") or f"{_settings.host}:{_settings.port}"
 workers = int(os.environ.get("WORKERS") or 2)
 # One request at a time per worker: inference is CPU-bound. gthread (2 workers x 2 threads, or
 # 1 x 4) answered no more requests/s on 2 cores (benchmarks/RESULTS.md, "What changed what").
@@ -47,7 +49,7 @@ access_log_format = _client + ' "%(r)s" %(s)s %(b)s %(M)sms'
 
 def on_starting(server):
     """Fail at once, saying what to do, rather than as every worker fails to boot."""
-    path = model_path()
+    path = _settings.served_model
     if not path.is_file():
         server.log.error("no model at %s: train one with `make train`, or set MODEL_PATH to a model file", path)
         sys.exit(1)

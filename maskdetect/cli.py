@@ -3,56 +3,65 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
 
-from . import config
 from . import serve as serve_module
+from .core.constants import CLASSES, DETECTOR, METRICS_FILE, MODEL_FILE
+from .core.crowd import CrowdAnalyzer, annotate
+from .core.faces import YuNetDetector
+from .core.fetch import FetchError
+from .core.images import ImageDecodeError, decode_image
+from .core.inference import ModelError, Predictor
+from .core.weights import WeightsError, obtain_detector_weights
+from .data import boxes, layout, realfaces, source, split
+from .data.source import DataError
+from .settings import Settings
+from .training.export import ExportError, export_model
+from .training.scenes import ScenesError, evaluate_scenes
 
 
 def _print_counts(counts: dict[str, dict[str, int]]) -> None:
-    print(f"{'split':<12}" + "".join(f"{c:>14}" for c in config.CLASSES) + f"{'total':>8}")
-    for split, by_class in counts.items():
-        print(f"{split:<12}" + "".join(f"{n:>14}" for n in by_class.values()) + f"{sum(by_class.values()):>8}")
+    print(f"{'split':<12}" + "".join(f"{c:>14}" for c in CLASSES) + f"{'total':>8}")
+    for name, by_class in counts.items():
+        print(f"{name:<12}" + "".join(f"{n:>14}" for n in by_class.values()) + f"{sum(by_class.values()):>8}")
 
 
 def command_data(args: argparse.Namespace) -> int:
-    from . import data
-
     started = time.perf_counter()
     progress = not args.quiet
     if args.action == "split":
-        source = data.acquire_source(args.source, progress=progress)
-        rows = data.compute_splits(source, progress=progress)
-        path = data.write_splits(rows, args.out)
+        folder = source.acquire_source(args.source, progress=progress)
+        rows = split.compute_splits(folder, progress=progress)
+        path = split.write_splits(rows, args.out)
         groups = len({r["group"] for r in rows})
         print(f"wrote {path}: {len(rows)} distinct files in {groups} groups")
-        _print_counts(data.split_counts(rows))
+        _print_counts(split.split_counts(rows))
     elif args.action == "faces":
-        source = data.acquire_source(args.source, progress=progress)
-        found = data.compute_faces(source, data.read_splits(), progress=progress)
-        path = data.write_faces(found, args.out)
+        folder = source.acquire_source(args.source, progress=progress)
+        found = boxes.compute_faces(folder, split.read_splits(), progress=progress)
+        path = boxes.write_faces(found, args.out)
         print(f"wrote {path}: a face in {sum(r['xmin'] != '' for r in found)} of {len(found)} files")
     elif args.action == "manifest":
         if args.source is None:
-            raise data.DataError("`maskdetect data manifest` needs --source DIR (the folder to record)")
-        entries = data.write_manifest(args.source, args.out)
-        print(f"wrote {args.out or config.manifest_path()}: {len(entries)} files")
+            raise DataError("`maskdetect data manifest` needs --source DIR (the folder to record)")
+        entries = source.write_manifest(args.source, args.out)
+        print(f"wrote {args.out or source.MANIFEST}: {len(entries)} files")
     else:
-        target, rows, changed = data.prepare_data(args.source, args.strategy, progress=progress)
+        target, rows, changed = layout.prepare_data(args.source, args.strategy, progress=progress)
         state = "materialised" if changed else "already up to date:"
-        print(f"{state} {target}/{{{','.join(config.SPLITS)}}}/{{{','.join(config.CLASSES)}}}")
-        _print_counts(data.split_counts(rows))
+        print(f"{state} {target}/{{{','.join(split.SPLITS)}}}/{{{','.join(CLASSES)}}}")
+        _print_counts(split.split_counts(rows))
         if args.strategy == "groups":  # the real face crops too, unless they can be neither found nor downloaded
-            from . import realfaces
-
             try:
                 target = realfaces.prepare_realfaces(progress=progress)
             except realfaces.RealfacesUnreachable as error:
                 print(f"maskdetect: realfaces-train skipped: {error}", file=sys.stderr)
             else:
-                print(f"realfaces-train (real face crops, verified): {target}/{{{','.join(realfaces.SPLITS)}}}/{{{','.join(config.CLASSES)}}}")
+                print(f"realfaces-train (real face crops, verified): {target}/{{{','.join(realfaces.SPLITS)}}}/{{{','.join(CLASSES)}}}")
                 _print_counts(realfaces.split_counts(realfaces.read_realfaces_splits()))
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
@@ -60,9 +69,8 @@ def command_data(args: argparse.Namespace) -> int:
 
 def command_weights(args: argparse.Namespace) -> int:
     """Print the path of the verified face-detector weights."""
-    from .weights import obtain_detector_weights
-
-    print(obtain_detector_weights(progress=not args.quiet))
+    settings = Settings.from_env()
+    print(obtain_detector_weights(settings.detector_source, settings.weights_dir, settings.detector_url, progress=not args.quiet))
     return 0
 
 
@@ -75,35 +83,27 @@ def command_serve(args: argparse.Namespace) -> int:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    import dataclasses
-    import json
-
-    from . import train
+    from .training import train  # scikit-learn, and TensorFlow once it builds the model
 
     overrides = {k: v for k, v in (("model", args.model), ("epochs", args.epochs), ("seed", args.seed)) if v is not None}
     cfg = dataclasses.replace(train.DEPLOYED, **overrides)
     report = train.train_and_save(cfg, out_dir=args.out, progress=not args.quiet)
-    out = args.out or config.deployment_dir()
+    out = args.out or Settings.from_env().deployment_dir
     print(json.dumps({"model": report["model"], "metrics": report["metrics"]}, indent=2))
-    print(f"wrote {out / train.MODEL_FILE} ({report['model_bytes'] / 1e6:.1f} MB) and {out / train.METRICS_FILE}")
+    print(f"wrote {out / MODEL_FILE} ({report['model_bytes'] / 1e6:.1f} MB) and {out / METRICS_FILE}")
     print(f"trained in {report['training_seconds']:.0f} s ({report['epochs_run']} epochs, kept epoch {report['kept_epoch']})")
     return 0
 
 
 def command_predict(args: argparse.Namespace) -> int:
     """One JSON line per input on stdout, in order; a failed input is reported on stderr."""
-    import json
-
-    from .fetch import FetchError
-    from .images import ImageDecodeError
-    from .inference import Predictor
-
-    predictor = Predictor.load(args.model, face_centred=False if args.whole_image else None)
+    settings = Settings.from_env()
+    predictor = _predictor(args, settings, face_centred=settings.face_centred and not args.whole_image)
     failed = 0
     for item in args.inputs:
         try:
             if item.lower().startswith(("http://", "https://")):
-                answer = predictor.predict_url(item)
+                answer = predictor.predict_url(item, allow_private=settings.allow_private_urls)
             else:
                 path = Path(item)
                 if not path.is_file():
@@ -119,12 +119,10 @@ def command_predict(args: argparse.Namespace) -> int:
 
 def command_export(args: argparse.Namespace) -> int:
     """Progress on stderr; one line per export kept on stdout."""
-    from .export import export_model
-
     formats = ("tflite", "onnx") if args.onnx else ("tflite",)
     say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     checks = {} if args.images is None else {"images": args.images}
-    for export in export_model(args.model or config.model_path(), formats=formats, say=say, **checks):
+    for export in export_model(args.model or Settings.from_env().served_model, formats=formats, say=say, **checks):
         print(
             f"wrote {export.path} ({export.bytes / 1e6:.2f} MB, sha256 {export.sha256[:12]}): max |p - p_keras| "
             f"{export.max_abs_diff:.2g} on {export.images} test images"
@@ -133,34 +131,25 @@ def command_export(args: argparse.Namespace) -> int:
 
 
 def _detector(args: argparse.Namespace):
-    """The face detector: config.DETECTOR with any settings given on the command line."""
-    from .faces import YuNetDetector
-
-    settings = dict(config.DETECTOR)
+    """The face detector: DETECTOR with any settings given on the command line."""
+    settings = dict(DETECTOR)
     for name in ("scales", "score_threshold", "nms_threshold", "max_side"):
         if getattr(args, name, None) is not None:
             settings[name] = tuple(getattr(args, name)) if name == "scales" else getattr(args, name)
-    return YuNetDetector(**settings).load(), settings
+    return YuNetDetector(Settings.from_env().detector_weights, **settings).load(), settings
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
     """Print the metrics as JSON on stdout."""
-    import json
+    from .training.evaluate import evaluate_face_folder, evaluate_photo_folder  # scikit-learn
 
-    from .inference import Predictor
-
+    settings = Settings.from_env()
     if args.target == "faces":
-        from .evaluate import evaluate_face_folder
-
-        report = evaluate_face_folder(args.directory, Predictor.load(args.model), progress=not args.quiet)
+        report = evaluate_face_folder(args.directory, _predictor(args, settings, face_centred=False), progress=not args.quiet)
     elif args.target == "photos":
-        from .evaluate import evaluate_photo_folder
-
-        predictor = Predictor.load(args.model, face_centred=False if args.whole_image else None)
+        predictor = _predictor(args, settings, face_centred=settings.face_centred and not args.whole_image)
         report = evaluate_photo_folder(args.directory, predictor, progress=not args.quiet)
     else:
-        from .scenes import evaluate_scenes
-
         detector, settings = _detector(args)
         predictor = None if args.detection_only else _crowd_predictor(args)
         report = evaluate_scenes(
@@ -175,11 +164,6 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
 def command_detect(args: argparse.Namespace) -> int:
     """The /detect answer for one image as JSON on stdout; --out writes the annotated image."""
-    import json
-
-    from .crowd import CrowdAnalyzer, annotate
-    from .images import decode_image
-
     if not args.image.is_file():
         raise FileNotFoundError(f"no such file: {args.image}")
     detector, _ = _detector(args)
@@ -207,12 +191,16 @@ def _whole_image_option(parser: argparse.ArgumentParser) -> None:
 
 def _crowd_predictor(args: argparse.Namespace):
     """The classifier for face crops, with --threshold over the model's own."""
-    from .inference import Predictor
-
-    predictor = Predictor.load(args.model, face_centred=False)
+    predictor = _predictor(args, Settings.from_env(), face_centred=False)
     if args.threshold is not None:
         predictor.threshold = args.threshold
     return predictor
+
+
+def _predictor(args: argparse.Namespace, settings: Settings, face_centred: bool) -> Predictor:
+    """--model (default: the served model), face-centred or not."""
+    model = args.model or settings.served_model
+    return Predictor.load(model, face_centred, detector_weights=settings.detector_weights)
 
 
 def _probability(text: str) -> float:
@@ -235,7 +223,7 @@ def _threshold_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _detector_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("detector settings (default: maskdetect.config.DETECTOR)")
+    group = parser.add_argument_group("detector settings (default: maskdetect.core.constants.DETECTOR)")
     group.add_argument("--scales", type=float, nargs="+", metavar="S", help="run YuNet at these multiples of the image's size, merged (e.g. 1 2)")
     group.add_argument("--score-threshold", type=float, help="keep faces YuNet scores at least this")
     group.add_argument("--nms-threshold", type=float, help="overlap (IoU) above which the weaker of two boxes is dropped")
@@ -300,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser = commands.add_parser(
         "train",
         help="train the deployment model on data/ and write deployment/",
-        description="Train with the deployed settings (maskdetect.train.DEPLOYED), select the "
+        description="Train with the deployed settings (maskdetect.training.train.DEPLOYED), select the "
         "epoch on validation, evaluate once on test and on the real-photo dev set, and write "
         "deployment/maskdetect.h5 and deployment/metrics.json. Run `make data` first.",
     )
@@ -358,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="measure crowd analysis on labelled scenes, or the classifier on face crops or photos",
         description="Print JSON metrics. 'scenes': face recall (overall and by size), unmatched detections, label "
-        "accuracy, unmasked-share error, seconds per image (see maskdetect.scenes). 'faces': accuracy, "
+        "accuracy, unmasked-share error, seconds per image (see maskdetect.training.scenes). 'faces': accuracy, "
         "balanced accuracy, ROC AUC and confusion matrix on DIR/with_mask and DIR/without_mask, each file "
         "classified as it is (face crops). 'photos': the same, each file answered as POST /predict answers it "
         "(the largest face found, else the whole photo), e.g. data/test.",
@@ -390,14 +378,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import DataError
-    from .export import ExportError
-    from .fetch import FetchError
-    from .images import ImageDecodeError
-    from .inference import ModelError
-    from .scenes import ScenesError
-    from .weights import WeightsError
-
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

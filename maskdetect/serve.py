@@ -23,9 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import config
+from .core.constants import DEFAULT_HOST, DEFAULT_PORT, MAX_IMAGE_BYTES, PROJECT_ROOT
+from .settings import Settings
 
-DEPLOYMENT = config.PROJECT_ROOT / "deployment"
+DEPLOYMENT = PROJECT_ROOT / "deployment"
 GUNICORN_CONFIG = DEPLOYMENT / "gunicorn.conf.py"
 NGINX_TEMPLATE = DEPLOYMENT / "nginx.conf"
 UPSTREAM_TIMEOUT_S = 35  # gunicorn's worker timeout (30 s) and then some: gunicorn answers first
@@ -57,8 +58,8 @@ def render_nginx_config(run: Path, socket: Path, host: str, port: int, client_ti
         "LISTEN": listen,
         "CLIENT_TIMEOUT": f"{client_timeout_s:g}",
         "UPSTREAM_TIMEOUT": str(UPSTREAM_TIMEOUT_S),
-        "MAX_BODY": str(config.MAX_IMAGE_BYTES),
-        "MAX_BODY_MB": f"{config.MAX_IMAGE_BYTES / 1024 / 1024:g}",
+        "MAX_BODY": str(MAX_IMAGE_BYTES),
+        "MAX_BODY_MB": f"{MAX_IMAGE_BYTES / 1024 / 1024:g}",
     }
     return re.sub(r"@([A-Z_]+)@", lambda match: values[match.group(1)], NGINX_TEMPLATE.read_text())
 
@@ -83,17 +84,17 @@ def _wait_for_socket(socket: Path, gunicorn: subprocess.Popen) -> None:
         time.sleep(0.05)
 
 
-def serve(*, host: str | None = None, port: int | None = None, proxy: bool = True) -> int:
+def serve(*, host: str | None = None, port: int | None = None, proxy: bool = True, settings: Settings | None = None) -> int:
     """Run the stack until a signal stops it; the exit status (0 after TERM, INT or QUIT)."""
-    host = host or os.environ.get("HOST") or config.DEFAULT_HOST
-    port = int(port or os.environ.get("PORT") or config.DEFAULT_PORT)
+    settings = settings or Settings.from_env()  # a bad value fails here, before anything starts
+    host = host or settings.host
+    port = int(port or settings.port)
     gunicorn_command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG)]
     if not proxy:  # gunicorn in this process's place: signals reach it directly
         os.execve(sys.executable, gunicorn_command, {**os.environ, "HOST": host, "PORT": str(port)})
 
     nginx_binary = find_nginx()
-    client_timeout_s = config.client_timeout_s()
-    config.queue_budget_s()  # a bad value fails here, before anything starts
+    client_timeout_s = settings.client_timeout_s
     run = Path(tempfile.mkdtemp(prefix="maskdetect-serve-"))  # 0700: this user's only
     try:
         return _run_stack(run, nginx_binary, gunicorn_command, host, port, client_timeout_s)
@@ -142,8 +143,8 @@ def _run_stack(run: Path, nginx_binary: str, gunicorn_command: list[str], host: 
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--host", help=f"address nginx listens on (default $HOST, else {config.DEFAULT_HOST})")
-    parser.add_argument("--port", type=int, help=f"port (default $PORT, else {config.DEFAULT_PORT})")
+    parser.add_argument("--host", help=f"address nginx listens on (default $HOST, else {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, help=f"port (default $PORT, else {DEFAULT_PORT})")
     parser.add_argument(
         "--no-proxy", dest="proxy", action="store_false",
         help="gunicorn alone on HOST:PORT, without nginx: for development only (a few slow clients stop it)",

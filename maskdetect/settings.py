@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from .core.constants import CLIENT_TIMEOUT_S, DEFAULT_HOST, DEFAULT_PORT, MODEL_FILE, PROJECT_ROOT, QUEUE_BUDGET_S
@@ -24,7 +24,7 @@ FALSE = ("0", "false", "no", "off")
 class Settings:
     data_dir: Path = PROJECT_ROOT / "data"  # MASKDETECT_DATA_DIR: the laid-out split, downloads
     deployment_dir: Path = PROJECT_ROOT / "deployment"  # MASKDETECT_DEPLOYMENT_DIR: trained models, metrics
-    model_path: Path = PROJECT_ROOT / "deployment" / MODEL_FILE  # MODEL_PATH: the model served
+    model_path: Path | None = None  # MODEL_PATH: the model served (see served_model)
     shared_data: Path = PROJECT_ROOT.parent / "shared" / "data"  # MASKDETECT_SHARED_DATA: evaluation sets
     realworld_dir: Path | None = None  # MASKDETECT_REALWORLD_DIR, else shared_data/realworld-dev if there
     data_source: Path | None = None  # MASKDETECT_DATA_SOURCE: a local copy of the observations photos
@@ -40,6 +40,8 @@ class Settings:
     port: int = DEFAULT_PORT  # PORT
     client_timeout_s: float = CLIENT_TIMEOUT_S  # MASKDETECT_CLIENT_TIMEOUT_S: nginx's per-read client deadline
     queue_budget_s: float = QUEUE_BUDGET_S  # MASKDETECT_QUEUE_BUDGET_S: longest wait for a worker before a 503
+    lambda_task_root: Path | None = None  # LAMBDA_TASK_ROOT, set by the AWS Lambda runtime: the handler's folder
+    in_aws_lambda: bool = False  # AWS_LAMBDA_FUNCTION_NAME is set: running inside AWS Lambda
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -58,7 +60,7 @@ class Settings:
         return cls(
             data_dir=path("MASKDETECT_DATA_DIR") or defaults.data_dir,
             deployment_dir=deployment_dir,
-            model_path=path("MODEL_PATH") or deployment_dir / MODEL_FILE,
+            model_path=path("MODEL_PATH"),
             shared_data=shared_data,
             realworld_dir=realworld if (value("MASKDETECT_REALWORLD_DIR") or realworld.is_dir()) else None,
             data_source=path("MASKDETECT_DATA_SOURCE"),
@@ -74,15 +76,19 @@ class Settings:
             port=_port(value("PORT")),
             client_timeout_s=_seconds(env, "MASKDETECT_CLIENT_TIMEOUT_S", CLIENT_TIMEOUT_S),
             queue_budget_s=_seconds(env, "MASKDETECT_QUEUE_BUDGET_S", QUEUE_BUDGET_S),
+            lambda_task_root=path("LAMBDA_TASK_ROOT"),
+            in_aws_lambda=bool(value("AWS_LAMBDA_FUNCTION_NAME")),
         )
+
+    @property
+    def served_model(self) -> Path:
+        """The model the service and `maskdetect predict` load: MODEL_PATH, else the deployment folder's .h5."""
+        return self.model_path or self.deployment_dir / MODEL_FILE
 
     @property
     def detector_weights(self) -> Path:
         """The face detector's weights file: the local copy's when there is one, else the obtained one."""
         return (self.detector_source or self.weights_dir) / DETECTOR_FILE
-
-    def as_dict(self) -> dict[str, object]:
-        return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

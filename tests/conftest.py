@@ -1,21 +1,21 @@
-"""Shared fixtures: where the real data lives, and an isolated data folder per test."""
+"""Fixtures: where the real data lives, isolated folders, loopback servers, the service, the network guard.
+
+Helpers that are not fixtures live in samples.py (what tests make) and servers.py (what tests run).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from maskdetect import config
-
-SHARED = Path(os.environ.get("MASKDETECT_SHARED_DATA", config.PROJECT_ROOT.parent / "shared" / "data"))
+from maskdetect.data.source import write_manifest
+from tests.samples import SHARED, SHARED_MODELS, require, brightness_model, photo
+from tests.servers import serve_folder
 
 # The face detector's weights: the shared copy, as in CI (.ci/run), unless the environment names one.
-SHARED_MODELS = config.PROJECT_ROOT.parent / "shared" / "models"
 if not os.environ.get("MASKDETECT_DETECTOR_SOURCE") and SHARED_MODELS.is_dir():
     os.environ["MASKDETECT_DETECTOR_SOURCE"] = str(SHARED_MODELS)
 # The real training faces: the shared copy too, never a download.
@@ -32,7 +32,7 @@ def only_loopback_traffic(monkeypatch):
     """
     import ipaddress
 
-    from maskdetect import fetch
+    from maskdetect.core import fetch
 
     open_socket = fetch._PinnedHTTPConnection._open_socket
 
@@ -45,30 +45,20 @@ def only_loopback_traffic(monkeypatch):
     monkeypatch.setattr(fetch._PinnedHTTPConnection, "_open_socket", loopback_only)
 
 
-def _require(path: Path) -> Path:
-    """Real-data tests never skip in CI; elsewhere they say what is missing."""
-    if not path.exists():
-        message = f"{path} is missing: set MASKDETECT_SHARED_DATA to the folder with the shared data"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
 @pytest.fixture(scope="session")
 def observations() -> Path:
     """The real training photos (a verified copy of the upstream folder)."""
-    return _require(SHARED / "observations")
+    return require(SHARED / "observations")
 
 
 @pytest.fixture(scope="session")
 def reference_groups() -> Path:
-    return _require(SHARED / "observations_groups.csv")
+    return require(SHARED / "observations_groups.csv")
 
 
 @pytest.fixture(scope="session")
 def reference_pairs() -> Path:
-    return _require(SHARED / "observations_pairs.csv")
+    return require(SHARED / "observations_pairs.csv")
 
 
 @pytest.fixture
@@ -83,32 +73,17 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     return target
 
 
-def photo(seed: int, size=(120, 160)) -> Image.Image:
-    """A synthetic 'photo': smooth background and random ellipses and bars, seeded."""
-    rng = np.random.default_rng(seed)
-    width, height = size
-    y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([(x * rng.uniform(0.5, 2) + y * rng.uniform(0.5, 2)) % 255 for _ in range(3)], -1)
-    image = base.astype(np.uint8)
-    for _ in range(12):
-        cx, cy = rng.integers(0, width), rng.integers(0, height)
-        rx, ry = rng.integers(5, width // 3), rng.integers(5, height // 3)
-        inside = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 < 1
-        image[inside] = rng.integers(0, 256, 3)
-    return Image.fromarray(image)
-
-
 @pytest.fixture
 def tiny_source(tmp_path):
     """A small source folder (with_mask/, without_mask/) and its manifest entries."""
-    from maskdetect import data
+
 
     source = tmp_path / "source"
     for label, seeds in (("with_mask", range(6)), ("without_mask", range(100, 106))):
         (source / label).mkdir(parents=True)
         for seed in seeds:
             photo(seed).save(source / label / f"{seed}.jpg", quality=90)
-    manifest = data.write_manifest(source, tmp_path / "manifest.csv")
+    manifest = write_manifest(source, tmp_path / "manifest.csv")
     return source, manifest
 
 
@@ -167,25 +142,6 @@ def http_server():
 # ---------------------------------------------------------------------------- the service
 
 
-def brightness_model(path: Path) -> Path:
-    """A tiny Keras model saved like the deployment one: p(with_mask) grows with brightness.
-
-    Input (None, 100, 100, 3) in [0, 1], one sigmoid unit named with_mask; a white image
-    answers with_mask (p ~ 1), a black one without_mask (p ~ 0), so tests can check that
-    the right pixels reach the model and the right label comes back.
-    """
-    import keras
-
-    inputs = keras.Input((100, 100, 3), name="image")
-    mean = keras.layers.GlobalAveragePooling2D(name="mean")(inputs)
-    output = keras.layers.Dense(1, activation="sigmoid", name="with_mask")(mean)
-    model = keras.Model(inputs, output, name="brightness")
-    model.get_layer("with_mask").set_weights([np.full((3, 1), 8.0, np.float32), np.array([-12.0], np.float32)])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path, include_optimizer=False)
-    return path
-
-
 @pytest.fixture(scope="session")
 def model_file(tmp_path_factory) -> Path:
     """The brightness model as tmp/.../maskdetect.h5 (no metrics.json beside it)."""
@@ -208,36 +164,6 @@ def client(app):
     return app.test_client()
 
 
-def encode(image: Image.Image, format: str = "JPEG", **options) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    image.save(buffer, format, **options)
-    return buffer.getvalue()
-
-
-# ---------------------------------------------------------------------------- gunicorn
-
-
-@contextlib.contextmanager
-def serve_folder(folder: Path):
-    """http://127.0.0.1:PORT serving the files in ``folder`` (the URLs a service fetches)."""
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
     """A folder of images (and one text file) for services to fetch by URL."""
@@ -254,111 +180,6 @@ def image_site(images):
     """http://127.0.0.1:PORT/ serving the images folder (the URLs a service fetches)."""
     with serve_folder(images) as base_url:
         yield base_url
-
-
-def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
-    import re
-
-    text = re.sub(r"\\\n", " ", path.read_text())
-    rows = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keyword, _, rest = line.partition(" ")
-            rows.append((keyword.upper(), rest.strip()))
-    return rows
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def service_env(**settings) -> dict:
-    """The environment of a child process: this checkout's package first."""
-    env = {key: value for key, value in os.environ.items() if key not in ("MODEL_PATH", "HOST", "PORT", "WORKERS")}
-    env["PYTHONPATH"] = os.pathsep.join([str(config.PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update({key: str(value) for key, value in settings.items()})
-    return env
-
-
-def wait_for_health(base_url: str, process, seconds: float = 90) -> dict:
-    import time
-
-    import requests
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the service exited with {process.returncode}")
-        try:
-            answer = requests.get(f"{base_url}/health", timeout=5)
-            if answer.status_code == 200:
-                return answer.json()
-        except (requests.ConnectionError, requests.Timeout):  # bound, but the workers still boot
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"no /health answer from {base_url} within {seconds} s")
-
-
-@contextlib.contextmanager
-def gunicorn(log: Path, **settings):
-    """``gunicorn -c deployment/gunicorn.conf.py`` on 127.0.0.1 and a free port, as people run it.
-
-    ``settings`` become environment variables (MODEL_PATH, WORKERS...); yields (base URL, the
-    master process) once /health answers, and stops gunicorn afterwards. Output goes to ``log``.
-    """
-    import sys
-
-    command = [sys.executable, "-m", "gunicorn", "-c", str(config.PROJECT_ROOT / "deployment" / "gunicorn.conf.py")]
-    with _running(command, log, settings) as running:
-        yield running
-
-
-@contextlib.contextmanager
-def serve(log: Path, **settings):
-    """``maskdetect serve`` (nginx in front of gunicorn) on 127.0.0.1 and a free port, as `make serve` runs it.
-
-    Yields (base URL, the serve process) once /health answers through nginx; stops it afterwards.
-    """
-    import sys
-
-    command = [sys.executable, "-m", "maskdetect.serve"]
-    with _running(command, log, settings) as running:
-        yield running
-
-
-def gunicorn_master(serve_pid: int):
-    """The gunicorn master under a `maskdetect serve` process (its children are the workers)."""
-    import psutil
-
-    (master,) = [child for child in psutil.Process(serve_pid).children() if "gunicorn" in " ".join(child.cmdline())]
-    return master
-
-
-@contextlib.contextmanager
-def _running(command: list[str], log: Path, settings: dict):
-    import subprocess
-
-    port = free_port()
-    env = service_env(PORT=port, HOST="127.0.0.1", **settings)
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=config.PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(base_url, process)
-        yield base_url, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # ---------------------------------------------------------------------------- a network that stays here
@@ -397,7 +218,7 @@ def offline_network(monkeypatch) -> OfflineNetwork:
     import ipaddress
     import socket
 
-    from maskdetect import fetch
+    from maskdetect.core import fetch
 
     network = OfflineNetwork()
     numeric = socket.getaddrinfo

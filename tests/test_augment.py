@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from maskdetect import augment
+from maskdetect.training import augment
 
 MASK_BLUE = np.array([226, 242, 251], np.float32) / 255  # the pasted graphic, measured
 

@@ -27,16 +27,16 @@ import requests
 import yaml
 from PIL import Image
 
-from conftest import dockerfile_instructions, encode, photo
-from maskdetect import config
-from maskdetect.aws_lambda import LambdaApp, http_api_event
-from maskdetect.errors import INTERNAL_ERROR
-from maskdetect.faces import YuNetDetector
-from maskdetect.fetch import Limits
-from maskdetect.inference import Predictor
-from maskdetect.weights import DETECTOR_FILE, find_detector_weights
+from tests.samples import dockerfile_instructions, encode, photo
+from maskdetect.core import constants
+from maskdetect.aws.handler import LambdaApp, http_api_event
+from maskdetect.core.errors import INTERNAL_ERROR
+from maskdetect.core.faces import YuNetDetector
+from maskdetect.core.fetch import Limits
+from maskdetect.core.inference import Predictor
+from maskdetect.core.weights import DETECTOR_FILE, find_detector_weights
 
-ROOT = config.PROJECT_ROOT
+ROOT = constants.PROJECT_ROOT
 AWS = ROOT / "deployment" / "aws"
 EVENTS = AWS / "events"
 # The model the Lambda image serves: the committed export of deployment/maskdetect.h5.
@@ -281,13 +281,14 @@ def _load_handler_module(monkeypatch, **env):
 
 def test_the_handler_loads_the_model_in_the_init_phase_and_answers_the_sample_events(monkeypatch, http_server, capsys):
     monkeypatch.delenv("MASKDETECT_FACE_CENTRED", raising=False)  # the image sets none: the largest face
-    module = _load_handler_module(monkeypatch, MODEL_PATH=str(MODEL), AWS_LAMBDA_FUNCTION_NAME="maskdetect-test")
+    module = _load_handler_module(
+        monkeypatch, MODEL_PATH=str(MODEL), AWS_LAMBDA_FUNCTION_NAME="maskdetect-test", MASKDETECT_ALLOW_PRIVATE_URLS="1"
+    )
     assert "loaded the model" in capsys.readouterr().out  # at import, before any event
     assert isinstance(module.app.predictor().subject_detector, YuNetDetector)  # loaded with the model, in the init phase
     expected = module.app.predictor().predict(encode(Image.new("RGB", (32, 32), (250, 250, 250)), "PNG")).as_dict()
     photo_expected = module.app.predictor().predict(PHOTO).as_dict()
     http_server["/photo.jpg"] = (200, PHOTO)
-    monkeypatch.setenv("MASKDETECT_ALLOW_PRIVATE_URLS", "1")
     answers = {}
     for path in sorted(EVENTS.glob("*.json")):
         event = json.loads(path.read_text().replace(_sample_url(), f"{http_server.base_url}/photo.jpg"))
@@ -363,9 +364,13 @@ def test_importing_the_handler_loads_only_the_lean_runtime(tmp_path):
     assert third_party, "numpy and PIL at least"
     for top in third_party:
         assert {canonicalize_name(d) for d in distributions[top]} & installed, f"{top} is imported but not in deployment/aws/requirements.txt"
-    # ...and every module of the package it imports is copied into the image, nothing more.
-    package = {name.split(".", 1)[1] for name in modules if name.startswith("maskdetect.")}
-    assert package | {"__init__"} == _copied_package_modules()
+    # ...and every module of the package it imports is in what the image copies: the runtime, not training.
+    copied = _copied_package_sources()
+    for name in (name for name in modules if name.split(".")[0] == "maskdetect"):
+        path = name.replace(".", "/")
+        assert {f"{path}.py", f"{path}/__init__.py"} & copied or any(path.startswith(f"{folder}/") or path == folder
+                                                                       for folder in copied if not folder.endswith(".py")), name
+    assert {"maskdetect/core", "maskdetect/aws"} <= copied, "the runtime and the handler are copied whole"
 
 
 # Loads the handler as the Lambda runtime does (the init phase loads the model and the detector),
@@ -402,7 +407,7 @@ def test_the_handler_answers_a_real_portrait_for_its_face_without_tensorflow(obs
     left, top, right, bottom = answer["face"]  # a box, not null: the face was found and classified
     assert 0 <= left < right <= width and 0 <= top < bottom <= height
     assert (right - left) * (bottom - top) > 0.1 * width * height  # a portrait's face, not a speck
-    assert answer["label"] in config.CLASSES and answer["model"] == json.loads((MODEL.parent / "metrics.json").read_text())["model"]
+    assert answer["label"] in constants.CLASSES and answer["model"] == json.loads((MODEL.parent / "metrics.json").read_text())["model"]
 
 
 def _copies() -> list[tuple[list[str], str]]:
@@ -414,12 +419,12 @@ def _copies() -> list[tuple[list[str], str]]:
     return rows
 
 
-def _copied_package_modules() -> set[str]:
-    return {Path(source).stem for sources, _ in _copies() for source in sources if source.startswith("maskdetect/")}
+def _copied_package_sources() -> set[str]:
+    return {source.rstrip("/") for sources, _ in _copies() for source in sources if source.startswith("maskdetect/")}
 
 
 def test_the_lambda_dockerfile():
-    from maskdetect.aws_lambda import MODEL_FILE
+    from maskdetect.aws.handler import MODEL_FILE
 
     instructions = dockerfile_instructions(AWS / "Dockerfile")
     assert instructions[0] == ("ARG", "LAMBDA_IMAGE=public.ecr.aws/lambda/python:3.12")
@@ -438,7 +443,7 @@ def test_the_lambda_dockerfile():
     assert f"deployment/{MODEL_FILE}" in sources and "deployment/metrics.json" in sources
     for source in sources:
         assert (ROOT / source).exists(), f"COPY {source}: no such file"
-    assert not [s for s in sources if s.rstrip("/") in ("maskdetect", "deployment", ".")], "copy files, not folders"
+    assert not [s for s in sources if s.rstrip("/") in ("maskdetect", "deployment", ".")], "copy the runtime, not the whole package"
     destinations = {destination for _, destination in _copies()}
     assert destinations >= {"${LAMBDA_TASK_ROOT}/", "${LAMBDA_TASK_ROOT}/maskdetect/"}
     # `sam build` uses the repository root as the context: .dockerignore must let these in.
@@ -522,7 +527,7 @@ def test_the_template_routes_post_predict_to_the_image_function_within_the_limit
         "POST", "/predict", "2.0")
     assert event["Properties"]["ApiId"] == {"Ref": "PredictApi"} and resources["PredictApi"]["Type"] == "AWS::Serverless::HttpApi"
     # A URL fetch may take URL_TOTAL_TIMEOUT; the function stops before the API's integration timeout.
-    assert config.URL_TOTAL_TIMEOUT < properties["Timeout"] < event["Properties"]["TimeoutInMillis"] / 1000 <= 30
+    assert constants.URL_TOTAL_TIMEOUT < properties["Timeout"] < event["Properties"]["TimeoutInMillis"] / 1000 <= 30
     throttling = resources["PredictApi"]["Properties"]["DefaultRouteSettings"]
     assert set(throttling) == {"ThrottlingRateLimit", "ThrottlingBurstLimit"}
     assert "ReservedConcurrentExecutions" in properties and properties["MemorySize"] == {"Ref": "MemorySize"}
@@ -575,7 +580,7 @@ def test_the_stand_in_turns_http_requests_into_events(local_api, images, image_s
     chunked = requests.post(api_url, data=iter([data[:1000], data[1000:]]), headers={"Content-Type": "image/jpeg"}, timeout=30)
     answers = [r.json() for r in (by_url, by_base64, raw, form, chunked)]
     assert all(r.status_code == 200 for r in (by_url, by_base64, raw, form, chunked))
-    assert all(answer == answers[0] for answer in answers) and answers[0]["label"] in config.CLASSES
+    assert all(answer == answers[0] for answer in answers) and answers[0]["label"] in constants.CLASSES
     assert by_url.headers["Content-Type"] == "application/json" and by_url.headers["X-Content-Type-Options"] == "nosniff"
     wrong = requests.get(api_url, timeout=10)
     assert wrong.status_code == 405 and wrong.json() == {"error": "GET is not allowed on /predict; use POST"}
@@ -636,7 +641,7 @@ def test_the_committed_notebook_has_its_run_against_the_stand_in():
 
 @pytest.mark.slow
 def test_the_handler_benchmark_reports(model_file, observations, tmp_path, monkeypatch, capsys):
-    """A short run of benchmarks/lambda_handler.py (documentation/aws_service.md has a full one).
+    """A short run of benchmarks/lambda_handler.py (documentation/deployment.md, "AWS Lambda" has a full one).
 
     In this process, where TensorFlow is already imported (a fresh one would spend most of its
     time importing it again); the script's settings are undone by monkeypatch afterwards.

@@ -20,10 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from conftest import SHARED, _require
-from maskdetect import config
+from tests.samples import SHARED, require
+from maskdetect.core import constants
 
-ROOT = config.PROJECT_ROOT
+ROOT = constants.PROJECT_ROOT
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench  # noqa: E402
@@ -55,7 +55,7 @@ def number(cell: str) -> float:
 
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory):
-    _require(SHARED / "scenes-dev" / "images")
+    require(SHARED / "scenes-dev" / "images")
     out = tmp_path_factory.mktemp("bench") / "RESULTS.md"
     out.write_text("# old numbers\n\n<!-- kept -->\n\n## What changed what\n\nhand-written notes\n")
     env = dict(os.environ, MASKDETECT_SHARED_DATA=str(SHARED), PYTHONPATH=str(ROOT))

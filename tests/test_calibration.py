@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from maskdetect import models
-from maskdetect.calibration import (
+from maskdetect.training import models
+from maskdetect.training.calibration import (
     OUTPUT_LAYER,
     apply_platt,
     calibrate_model,

@@ -8,11 +8,11 @@ import math
 import pytest
 from PIL import Image
 
-from conftest import SHARED, _require
-from maskdetect import config
-from maskdetect.crowd import Camera, CrowdAnalyzer, CrowdFace, annotate, close_pairs
-from maskdetect.faces import Face, YuNetDetector
-from maskdetect.inference import Predictor
+from tests.samples import SHARED, require
+from maskdetect.core import constants
+from maskdetect.core.crowd import Camera, CrowdAnalyzer, CrowdFace, annotate, close_pairs
+from maskdetect.core.faces import Face, YuNetDetector
+from maskdetect.core.inference import Predictor
 
 
 def face(x: int, y: int, width: int, label: str = "without_mask") -> CrowdFace:
@@ -91,9 +91,9 @@ def test_each_crop_is_classified_and_counted(predictor):
 
 
 def expand_box_for_test(box, width, height):
-    from maskdetect.faces import expand_box
+    from maskdetect.core.faces import expand_box
 
-    return expand_box(box, config.FACE_CROP_MARGIN, width, height)
+    return expand_box(box, constants.FACE_CROP_MARGIN, width, height)
 
 
 def test_the_unmasked_share_counts_the_faces_the_detector_is_sure_of(predictor):
@@ -102,7 +102,7 @@ def test_the_unmasked_share_counts_the_faces_the_detector_is_sure_of(predictor):
     boxes = [(20, 20, 60, 60), (120, 20, 160, 60), (220, 20, 260, 60)]
     for box, colour in zip(boxes, ("white", "black", "black")):
         image.paste(colour, expand_box_for_test(box, 400, 200))
-    sure, unsure = config.SHARE_MIN_SCORE + 0.1, config.SHARE_MIN_SCORE - 0.1
+    sure, unsure = constants.SHARE_MIN_SCORE + 0.1, constants.SHARE_MIN_SCORE - 0.1
     answer = CrowdAnalyzer(FixedBoxes(boxes, [sure, unsure, unsure]), predictor).analyze(image).as_dict()
     assert (answer["total"], answer["without_mask"], answer["counted"], answer["unmasked_ratio"]) == (3, 2, 1, 0.0)
     # With no face that sure, every face found is counted.
@@ -134,12 +134,12 @@ def test_annotation_colours_boxes_by_label(predictor):
 
 @pytest.fixture(scope="module")
 def scene() -> bytes:
-    return (_require(SHARED / "scenes-dev" / "images") / "scene000.jpg").read_bytes()
+    return (require(SHARED / "scenes-dev" / "images") / "scene000.jpg").read_bytes()
 
 
 @pytest.fixture(scope="module")
 def analyzer(predictor):
-    return CrowdAnalyzer(YuNetDetector(**config.DETECTOR).load(), predictor)
+    return CrowdAnalyzer(YuNetDetector(**constants.DETECTOR).load(), predictor)
 
 
 def test_real_faces_are_found_in_a_street_scene(analyzer, scene):
@@ -152,7 +152,7 @@ def test_real_faces_are_found_in_a_street_scene(analyzer, scene):
     for found in answer["faces"]:
         xmin, ymin, xmax, ymax = found["box"]
         assert 0 <= xmin < xmax <= 512 and 0 <= ymin < ymax <= 366
-        assert config.DETECTOR["score_threshold"] <= found["score"] <= 1
+        assert constants.DETECTOR["score_threshold"] <= found["score"] <= 1
 
 
 def test_faces_are_labelled_by_the_predictors_one_threshold(predictor):
@@ -184,7 +184,7 @@ def test_boxes_are_in_displayed_pixels(analyzer, scene):
 
 
 def iou(a, b) -> float:
-    from maskdetect.scenes import box_iou
+    from maskdetect.training.scenes import box_iou
 
     return box_iou(a, b)
 
@@ -207,7 +207,7 @@ def test_detect_command_prints_the_answer_and_writes_the_annotated_image(scene, 
 
 def test_detect_command_without_the_detector_weights_says_how_to_get_them(scene, model_file, tmp_path, monkeypatch, capsys):
     from maskdetect.cli import main
-    from maskdetect.weights import DETECTOR_FILE
+    from maskdetect.core.weights import DETECTOR_FILE
 
     path = tmp_path / "scene.jpg"
     path.write_bytes(scene)

@@ -8,14 +8,20 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from maskdetect import cli, config, data
-from tests.conftest import photo
+from maskdetect import cli
+from maskdetect.core import constants
+from maskdetect.core.files import sha256_file
+from maskdetect.data.boxes import FACES_FILE, compute_faces, read_faces
+from maskdetect.data.source import SOURCE_COMMIT, SOURCE_FOLDER, read_manifest, verify_source
+from maskdetect.data.split import SPLITS, SPLITS_FILE, SPLIT_FRACTIONS, check_splits_against_manifest, compute_splits, file_level_splits, leaked_test_files, read_splits, split_counts, write_splits
+from maskdetect.training.inputs import face_boxes
+from tests.samples import photo
 
 
 def _row_of_every_file(rows):
     """Map every source path (duplicates included) to the row of its kept copy."""
     by_sha = {row["sha256"]: row for row in rows}
-    return {entry.path: by_sha[entry.sha256] for entry in data.read_manifest()}
+    return {entry.path: by_sha[entry.sha256] for entry in read_manifest()}
 
 
 def _reference_agreement(rows, reference_pairs, reference_groups):
@@ -35,38 +41,38 @@ def _reference_agreement(rows, reference_pairs, reference_groups):
 
 
 def test_committed_split_keeps_reference_groups_whole(reference_pairs, reference_groups):
-    rows = data.read_splits()
+    rows = read_splits()
     pair_share, crossing = _reference_agreement(rows, reference_pairs, reference_groups)
     assert pair_share >= 0.98
     assert crossing == []
 
 
 def test_committed_split_is_distinct_complete_and_stratified():
-    rows = data.read_splits()
-    manifest = data.read_manifest()
+    rows = read_splits()
+    manifest = read_manifest()
     assert len(rows) == 1279 == len({e.sha256 for e in manifest})
     assert len({r["sha256"] for r in rows}) == len(rows)
-    data.check_splits_against_manifest(rows, manifest)
+    check_splits_against_manifest(rows, manifest)
     groups = defaultdict(set)
     for row in rows:
         groups[row["group"]].add(row["split"])
     assert all(len(s) == 1 for s in groups.values())
-    counts = data.split_counts(rows)
-    for label in config.CLASSES:
-        total = sum(counts[s][label] for s in config.SPLITS)
-        for split, fraction in config.SPLIT_FRACTIONS.items():
+    counts = split_counts(rows)
+    for label in constants.CLASSES:
+        total = sum(counts[s][label] for s in SPLITS)
+        for split, fraction in SPLIT_FRACTIONS.items():
             assert abs(counts[split][label] / total - fraction) < 0.02
 
 
 @pytest.fixture(scope="module")
 def recomputed(observations):
-    return data.compute_splits(observations, progress=False)
+    return compute_splits(observations, progress=False)
 
 
 @pytest.mark.slow
 def test_recomputing_the_split_reproduces_the_committed_file(recomputed, tmp_path):
-    path = data.write_splits(recomputed, tmp_path / "splits.csv")
-    assert path.read_text() == config.splits_path().read_text()
+    path = write_splits(recomputed, tmp_path / "splits.csv")
+    assert path.read_text() == SPLITS_FILE.read_text()
 
 
 @pytest.mark.slow
@@ -77,7 +83,7 @@ def test_recomputed_grouping_agrees_with_the_reference(recomputed, reference_pai
 
 
 def _materialised(target):
-    return {str(p.relative_to(target)): data.sha256_file(p) for p in target.glob("*/*/*.jpg")}
+    return {str(p.relative_to(target)): sha256_file(p) for p in target.glob("*/*/*.jpg")}
 
 
 def _expected(rows):
@@ -85,12 +91,12 @@ def _expected(rows):
 
 
 def test_download_extract_verify_and_materialise(observations, data_dir, http_server, tmp_path, capsys):
-    top = f"observations-{config.SOURCE_COMMIT}"
+    top = f"observations-{SOURCE_COMMIT}"
     archive = tmp_path / "archive.tar.gz"
     with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
-        tar.add(config.PROJECT_ROOT / "pyproject.toml", f"{top}/README.md")  # other upstream files
-        for label in config.CLASSES:
-            tar.add(observations / label, f"{top}/{config.SOURCE_FOLDER}/{label}")
+        tar.add(constants.PROJECT_ROOT / "pyproject.toml", f"{top}/README.md")  # other upstream files
+        for label in constants.CLASSES:
+            tar.add(observations / label, f"{top}/{SOURCE_FOLDER}/{label}")
     http_server["/observations.tar.gz"] = (200, archive.read_bytes())
     url = f"{http_server.base_url}/observations.tar.gz"
 
@@ -98,8 +104,8 @@ def test_download_extract_verify_and_materialise(observations, data_dir, http_se
         patch.setenv("MASKDETECT_DATA_URL", url)
         assert cli.main(["data", "--quiet"]) == 0
     assert "materialised" in capsys.readouterr().out
-    assert data.verify_source(data_dir / "raw" / "observations", progress=False)
-    assert _materialised(data_dir) == _expected(data.read_splits())
+    assert verify_source(data_dir / "raw" / "observations", progress=False)
+    assert _materialised(data_dir) == _expected(read_splits())
     leftovers = [p.name for p in (*data_dir.iterdir(), *(data_dir / "raw").iterdir()) if p.name.startswith(".")]
     assert leftovers == [".builds"]  # no partial download, staging folder or link
 
@@ -137,19 +143,19 @@ def test_missing_source_folder_is_a_clear_cli_error(data_dir, tmp_path, capsys):
 
 
 def test_file_level_split_leaks_and_the_group_split_does_not():
-    groups = data.read_splits()
-    leaky = data.file_level_splits(data.read_manifest())
-    leaked = data.leaked_test_files(leaky, groups)
+    groups = read_splits()
+    leaky = file_level_splits(read_manifest())
+    leaked = leaked_test_files(leaky, groups)
     assert len(leaked) / sum(r["split"] == "test" for r in leaky) > 0.5
-    assert data.leaked_test_files(groups, groups) == []
+    assert leaked_test_files(groups, groups) == []
 
 
 def test_committed_face_boxes_cover_the_split(observations):
-    from maskdetect.images import decode_image
+    from maskdetect.core.images import decode_image
 
-    rows = data.read_splits()
-    boxes = data.read_faces()
-    with open(config.faces_path()) as handle:
+    rows = read_splits()
+    boxes = read_faces()
+    with open(FACES_FILE) as handle:
         listed = [r["source"] for r in csv.DictReader(handle)]
     assert listed == [r["source"] for r in rows]
     assert len(boxes) / len(rows) > 0.9
@@ -159,23 +165,23 @@ def test_committed_face_boxes_cover_the_split(observations):
 
 
 def test_committed_face_boxes_are_what_the_subject_detector_finds_now(observations):
-    rows = data.read_splits()[::60]
-    with open(config.faces_path()) as handle:
+    rows = read_splits()[::60]
+    with open(FACES_FILE) as handle:
         committed = {r["source"]: r for r in csv.DictReader(handle)}
-    found = [{name: str(value) for name, value in row.items()} for row in data.compute_faces(observations, rows, progress=False)]
+    found = [{name: str(value) for name, value in row.items()} for row in compute_faces(observations, rows, progress=False)]
     assert sum(r["xmin"] != "" for r in found) >= 0.9 * len(rows)
     assert found == [committed[r["source"]] for r in rows]  # `maskdetect data faces` would write the same rows
 
 
 def test_face_boxes_place_the_face_in_the_photo_and_in_its_crop(observations, data_dir):
-    from maskdetect.faces import expand_box
-    from maskdetect.images import decode_image
+    from maskdetect.core.faces import expand_box
+    from maskdetect.core.images import decode_image
 
     assert cli.main(["data", "--quiet", "--source", str(observations)]) == 0
-    boxes = data.read_faces()
-    rows = [r for r in data.read_splits() if r["split"] == "train"][::4]
+    boxes = read_faces()
+    rows = [r for r in read_splits() if r["split"] == "train"][::4]
     paths = [data_dir / "train" / r["class"] / r["file"] for r in rows]
-    whole, cropped = data.face_boxes(paths), data.face_boxes(paths, crop_margin=0.2)
+    whole, cropped = face_boxes(paths), face_boxes(paths, crop_margin=0.2)
     assert whole.shape == cropped.shape == (len(rows), 4)
     checked_unclipped = 0
     for row, in_photo, in_crop in zip(rows, whole, cropped):
@@ -195,4 +201,4 @@ def test_face_boxes_place_the_face_in_the_photo_and_in_its_crop(observations, da
     assert checked_unclipped >= 10
     stranger = data_dir / "stranger.jpg"  # found by content, so a file from elsewhere has no box
     photo(5).save(stranger)
-    assert np.isnan(data.face_boxes([stranger])).all()
+    assert np.isnan(face_boxes([stranger])).all()

@@ -18,10 +18,10 @@ import psutil
 import pytest
 import requests
 
-from conftest import free_port, gunicorn, service_env
-from maskdetect import config
+from tests.servers import free_port, gunicorn, service_env
+from maskdetect.core import constants
 
-ROOT = config.PROJECT_ROOT
+ROOT = constants.PROJECT_ROOT
 DEPLOYMENT = ROOT / "deployment"
 
 

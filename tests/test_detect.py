@@ -7,9 +7,10 @@ import io
 import pytest
 from PIL import Image
 
-from conftest import SHARED, _require, encode
-from maskdetect import config
-from maskdetect.crowd import COLOURS
+from tests.samples import SHARED, require
+from tests.samples import encode
+from maskdetect.core import constants
+from maskdetect.core.crowd import COLOURS
 from test_service import assert_error
 
 # scene000.jpg (512x366): its three labelled faces, which the crowd detector finds.
@@ -19,7 +20,7 @@ FOUND = [(79, 105, 109, 142), (185, 100, 226, 144), (325, 90, 360, 141)]
 
 @pytest.fixture(scope="module")
 def scene() -> bytes:
-    return (_require(SHARED / "scenes-dev" / "images") / SCENE).read_bytes()
+    return (require(SHARED / "scenes-dev" / "images") / SCENE).read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def detected(app, scene) -> dict:
 
 
 def iou(a, b) -> float:
-    from maskdetect.scenes import box_iou
+    from maskdetect.training.scenes import box_iou
 
     return box_iou(tuple(a), tuple(b))
 
@@ -40,7 +41,7 @@ def test_detect_finds_the_faces_of_a_real_scene(app, detected):
     for truth in FOUND:
         assert any(iou(face["box"], truth) >= 0.4 for face in detected["faces"]), detected["faces"]
     assert detected["total"] == len(detected["faces"]) == detected["with_mask"] + detected["without_mask"]
-    sure = [face for face in detected["faces"] if face["score"] >= config.SHARE_MIN_SCORE] or detected["faces"]
+    sure = [face for face in detected["faces"] if face["score"] >= constants.SHARE_MIN_SCORE] or detected["faces"]
     assert detected["counted"] == len(sure)
     unmasked = sum(face["label"] == "without_mask" for face in sure)
     assert detected["unmasked_ratio"] == pytest.approx(unmasked / len(sure), abs=1e-4)
@@ -49,7 +50,7 @@ def test_detect_finds_the_faces_of_a_real_scene(app, detected):
         xmin, ymin, xmax, ymax = face["box"]
         assert 0 <= xmin < xmax <= 512 and 0 <= ymin < ymax <= 366
         assert face["label"] == ("with_mask" if face["with_mask"] >= threshold else "without_mask")
-        assert config.DETECTOR["score_threshold"] <= face["score"] <= 1
+        assert constants.DETECTOR["score_threshold"] <= face["score"] <= 1
     unmasked = {i for i, face in enumerate(detected["faces"]) if face["label"] == "without_mask"}
     for pair in detected["close_pairs"]:
         assert {pair["a"], pair["b"]} <= unmasked and pair["a"] < pair["b"] and 0 < pair["distance_m"] < 1.5

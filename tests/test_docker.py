@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import dockerfile_instructions
-from maskdetect.weights import DETECTOR_FILE
+from tests.samples import dockerfile_instructions
+from maskdetect.core.weights import DETECTOR_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "deployment" / "docker"

@@ -16,16 +16,19 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import SHARED, _require
-from maskdetect import config, export
-from maskdetect.images import preprocess
-from maskdetect.files import sha256_file
-from maskdetect.inference import ModelError, Predictor
+from tests.samples import SHARED, require
+from maskdetect.core import constants
+from maskdetect.training import export
+from maskdetect.core.images import preprocess
+from maskdetect.core.files import sha256_file
+from maskdetect.core.inference import ModelError, Predictor
+from maskdetect.data.layout import prepare_data
+from maskdetect.settings import Settings
 
 pytestmark = pytest.mark.slow  # converts the model and runs the lean path in fresh processes
 
-DEPLOYMENT = config.PROJECT_ROOT / "deployment"
-H5 = DEPLOYMENT / config.MODEL_FILE
+DEPLOYMENT = constants.PROJECT_ROOT / "deployment"
+H5 = DEPLOYMENT / constants.MODEL_FILE
 TFLITE = DEPLOYMENT / "maskdetect.tflite"
 CHECKED = 64  # test images each export of the module is checked on
 
@@ -33,13 +36,13 @@ CHECKED = 64  # test images each export of the module is checked on
 @pytest.fixture(scope="module")
 def test_split(observations, tmp_path_factory):
     """The real split laid out outside the checkout; MASKDETECT_DATA_DIR points at it for the module."""
-    from maskdetect import data
+
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MASKDETECT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
         patch.setenv("MASKDETECT_DATA_SOURCE", str(observations))
-        data.prepare_data(progress=False)
-        yield config.data_dir() / "test"
+        prepare_data(progress=False)
+        yield Settings.from_env().data_dir / "test"
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +54,8 @@ def keras_model():
 def exported(test_split, keras_model, tmp_path_factory):
     """The committed .h5 and metrics.json copied to a folder, exported there to TFLite and ONNX."""
     folder = tmp_path_factory.mktemp("deployment")
-    model = shutil.copy(H5, folder / config.MODEL_FILE)
-    shutil.copy(DEPLOYMENT / config.METRICS_FILE, folder / config.METRICS_FILE)
+    model = shutil.copy(H5, folder / constants.MODEL_FILE)
+    shutil.copy(DEPLOYMENT / constants.METRICS_FILE, folder / constants.METRICS_FILE)
     said = []
     results = export.export_model(model, formats=("tflite", "onnx"), images=CHECKED, say=said.append)
     return folder, results, said
@@ -85,14 +88,14 @@ def test_exports_give_the_keras_probabilities_on_real_test_images(exported, kera
     assert [(r.format, r.path) for r in results] == [("tflite", folder / "maskdetect.tflite"), ("onnx", folder / "maskdetect.onnx")]
     assert all(r.images == CHECKED and 0 <= r.max_abs_diff <= export.TOLERANCES[r.format] for r in results)
     assert os.path.getsize(folder / "maskdetect.tflite") < 0.5 * os.path.getsize(folder / "maskdetect.onnx")  # 8-bit weights
-    assert said[0] == f"loading {folder / config.MODEL_FILE}" and any("converting to onnx" in line for line in said)
+    assert said[0] == f"loading {folder / constants.MODEL_FILE}" and any("converting to onnx" in line for line in said)
     assert sorted(p.name for p in folder.iterdir()) == ["maskdetect.h5", "maskdetect.onnx", "maskdetect.tflite", "metrics.json"]
 
 
 def test_each_export_is_recorded_in_metrics_keeping_every_other_key(exported):
     folder, results, _ = exported
-    before = json.loads((DEPLOYMENT / config.METRICS_FILE).read_text())
-    after = json.loads((folder / config.METRICS_FILE).read_text())
+    before = json.loads((DEPLOYMENT / constants.METRICS_FILE).read_text())
+    after = json.loads((folder / constants.METRICS_FILE).read_text())
     assert {k: v for k, v in after.items() if k != "exports"} == {k: v for k, v in before.items() if k != "exports"}
     assert set(after["exports"]) == {"maskdetect.tflite", "maskdetect.onnx"}
     for result in results:
@@ -105,12 +108,12 @@ def test_each_export_is_recorded_in_metrics_keeping_every_other_key(exported):
 
 def test_the_export_is_served_under_the_models_name_only_while_it_is_that_file(exported, tmp_path):
     folder, _, _ = exported
-    metrics = json.loads((folder / config.METRICS_FILE).read_text())
+    metrics = json.loads((folder / constants.METRICS_FILE).read_text())
     loaded = Predictor.load(folder / "maskdetect.tflite")
     assert (loaded.name, loaded.threshold) == (metrics["model"], metrics["threshold"])
 
     # The same metrics beside a different .tflite of the same size (one weight byte changed): not this model.
-    shutil.copy(folder / config.METRICS_FILE, tmp_path / config.METRICS_FILE)
+    shutil.copy(folder / constants.METRICS_FILE, tmp_path / constants.METRICS_FILE)
     content = bytearray((folder / "maskdetect.tflite").read_bytes())
     content[len(content) // 2] ^= 0x01
     (tmp_path / "maskdetect.tflite").write_bytes(bytes(content))
@@ -122,10 +125,10 @@ def test_the_export_is_served_under_the_models_name_only_while_it_is_that_file(e
 
 def test_the_committed_tflite_is_the_committed_h5_converted(keras_model, real_batch):
     _, batch, expected = real_batch
-    metrics = json.loads((DEPLOYMENT / config.METRICS_FILE).read_text())
+    metrics = json.loads((DEPLOYMENT / constants.METRICS_FILE).read_text())
     entry = metrics["exports"]["maskdetect.tflite"]
     assert entry["bytes"] == TFLITE.stat().st_size and entry["sha256"] == sha256_file(TFLITE)
-    assert entry["source"] == config.MODEL_FILE and metrics["model_bytes"] == H5.stat().st_size
+    assert entry["source"] == constants.MODEL_FILE and metrics["model_bytes"] == H5.stat().st_size
     assert entry["images"] == 256 and entry["max_abs_diff"] <= export.TOLERANCES["tflite"]
     committed = Predictor.load(TFLITE)
     assert committed.name == metrics["model"] == keras_model.name
@@ -135,7 +138,7 @@ def test_the_committed_tflite_is_the_committed_h5_converted(keras_model, real_ba
 def test_a_failing_check_writes_nothing_and_keeps_the_previous_export(test_split, model_file, tmp_path, monkeypatch):
     """A converter that gives another model (the committed classifier for the brightness model) is refused."""
     model = shutil.copy(model_file, tmp_path / "maskdetect.h5")
-    metrics = tmp_path / config.METRICS_FILE
+    metrics = tmp_path / constants.METRICS_FILE
     metrics.write_text('{"model": "brightness", "model_bytes": %d}' % os.path.getsize(model))
     previous = tmp_path / "maskdetect.tflite"
     previous.write_bytes(b"the previous export")
@@ -159,12 +162,13 @@ LEAN = textwrap.dedent(
     def heavy():
         return sorted(HEAVY & {name.split(".")[0] for name in sys.modules})
 
-    import maskdetect.config, maskdetect.fetch, maskdetect.images, maskdetect.inference
-    from maskdetect.inference import Predictor
+    import maskdetect.core.constants, maskdetect.core.fetch, maskdetect.core.images, maskdetect.core.inference
+    from maskdetect.core.inference import Predictor
     from maskdetect.service import create_app
+    from maskdetect.settings import Settings
     steps = {"imports": heavy()}
     model, image, scene = sys.argv[1], open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read()
-    answer = Predictor.load(model).predict(image)
+    answer = Predictor.load(model, Settings.from_env().face_centred).predict(image)
     steps["Predictor.predict"] = heavy()
     client = create_app({"TESTING": True, "MODEL_PATH": model}).test_client()
     predicted = client.post("/predict", data=image, content_type="image/jpeg").get_json()
@@ -183,8 +187,8 @@ LEAN = textwrap.dedent(
 def test_the_lean_path_never_imports_tensorflow_detect_included(real_batch, face_centred):
     files, _, expected = real_batch
     image = files[0]
-    scene = _require(SHARED / "scenes-dev" / "images" / "scene000.jpg")
-    env = {**os.environ, "PYTHONPATH": str(config.PROJECT_ROOT), "MASKDETECT_FACE_CENTRED": "1" if face_centred else "0"}
+    scene = require(SHARED / "scenes-dev" / "images" / "scene000.jpg")
+    env = {**os.environ, "PYTHONPATH": str(constants.PROJECT_ROOT), "MASKDETECT_FACE_CENTRED": "1" if face_centred else "0"}
     env.pop("MODEL_PATH", None)
     run = subprocess.run(
         [sys.executable, "-c", LEAN, str(TFLITE), str(image), str(scene)], capture_output=True, text=True, env=env, timeout=300
@@ -194,7 +198,7 @@ def test_the_lean_path_never_imports_tensorflow_detect_included(real_batch, face
     steps = result["steps"]
     assert steps == {"imports": [], "Predictor.predict": [], "/predict, /health, /": [], "/detect": []}, steps
 
-    name = json.loads((DEPLOYMENT / config.METRICS_FILE).read_text())["model"]
+    name = json.loads((DEPLOYMENT / constants.METRICS_FILE).read_text())["model"]
     assert result["health"] == {"status": "ok", "model": name} and result["page"] == 200
     assert result["predicted"] == result["answer"] and result["answer"]["model"] == name
     if face_centred:  # a test photo: its face is found and classified
@@ -239,7 +243,7 @@ def test_cli_errors_exit_non_zero_with_a_message(tmp_path, data_dir, capsys):
     broken = tmp_path / "broken"
     broken.mkdir()
     shutil.copy(H5, broken / "maskdetect.h5")
-    (broken / config.METRICS_FILE).write_text("{not json")
+    (broken / constants.METRICS_FILE).write_text("{not json")
     assert run_export("--model", str(broken / "maskdetect.h5")) == 1
     assert "metrics.json is not readable JSON" in capsys.readouterr().err
     assert sorted(p.name for p in broken.iterdir()) == ["maskdetect.h5", "metrics.json"]
@@ -250,7 +254,7 @@ def test_the_command_exits_non_zero_for_a_missing_model(tmp_path):
         [sys.executable, "-m", "maskdetect.cli", "export", "--model", str(tmp_path / "missing.h5")],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(config.PROJECT_ROOT)},
+        env={**os.environ, "PYTHONPATH": str(constants.PROJECT_ROOT)},
         timeout=120,
     )
     assert run.returncode == 1 and run.stdout == ""

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import SHARED, _require
-from maskdetect import config
-from maskdetect.data import read_splits
-from maskdetect.faces import Face, YuNetDetector, crop_face, expand_box, largest, largest_face
-from maskdetect.images import decode_image
-from maskdetect.scenes import box_iou, match, read_labels, size_bucket
-from maskdetect.weights import WeightsError
+from tests.samples import SHARED, require
+from maskdetect.core import constants
+from maskdetect.data.split import read_splits
+from maskdetect.core.faces import Face, YuNetDetector, crop_face, expand_box, largest, largest_face
+from maskdetect.core.images import decode_image
+from maskdetect.training.scenes import box_iou, match, read_labels, size_bucket
+from maskdetect.core.weights import WeightsError
 
 # Boxes are rounded to whole pixels, so an overlap YuNet computed on floats can read a little lower.
 ROUNDING_SLACK = 0.05
@@ -44,7 +44,7 @@ def two_scales():
 
 @pytest.fixture(scope="module")
 def scenes() -> Path:
-    return _require(SHARED / "scenes-dev" / "images")
+    return require(SHARED / "scenes-dev" / "images")
 
 
 # ---------------------------------------------------------------------------- crop geometry
@@ -170,35 +170,34 @@ def test_a_photo_larger_than_max_side_is_shrunk_but_answered_in_its_own_pixels(s
 
 @pytest.mark.parametrize("name", ["DETECTOR", "SUBJECT_DETECTOR"])
 def test_the_configured_settings_reach_the_detector(name):
-    settings = getattr(config, name)
+    settings = getattr(constants, name)
     detector = YuNetDetector(**settings).load()
     assert {key: getattr(detector, key) for key in settings} == settings
     assert detector.detect(Image.new("RGB", (64, 64), "white")) == []
 
 
 def test_the_subject_detector_makes_one_pass_and_the_crowd_detector_more():
-    assert config.SUBJECT_DETECTOR["scales"] == (1.0,)  # /predict: one large face
-    assert len(config.DETECTOR["scales"]) > 1 and max(config.DETECTOR["scales"]) > 1  # /detect: small faces too
+    assert constants.SUBJECT_DETECTOR["scales"] == (1.0,)  # /predict: one large face
+    assert len(constants.DETECTOR["scales"]) > 1 and max(constants.DETECTOR["scales"]) > 1  # /detect: small faces too
 
 
 def test_missing_weights_are_a_clear_error_when_loaded_not_per_image(tmp_path, monkeypatch):
-    from maskdetect.weights import DETECTOR_FILE
+    from maskdetect.core.weights import DETECTOR_FILE
 
-    monkeypatch.setenv("MASKDETECT_DETECTOR_SOURCE", str(tmp_path))
-    with pytest.raises(WeightsError, match="MASKDETECT_DETECTOR_SOURCE") as error:
-        YuNetDetector().load()
+    with pytest.raises(WeightsError, match="make weights") as error:
+        YuNetDetector(tmp_path / DETECTOR_FILE).load()
     assert str(tmp_path / DETECTOR_FILE) in str(error.value) and "is missing" in str(error.value)
 
 
 def test_detectors_sharing_a_network_answer_as_their_own_settings_do(scenes):
     name = sorted(read_labels(scenes.parent / "labels.csv"))[0]
     image = decode_image(scenes / name).convert("RGB")
-    crowd = YuNetDetector(**config.DETECTOR).load()
-    subject = crowd.with_settings(**{k: v for k, v in config.SUBJECT_DETECTOR.items()})
+    crowd = YuNetDetector(**constants.DETECTOR).load()
+    subject = crowd.with_settings(**{k: v for k, v in constants.SUBJECT_DETECTOR.items()})
     assert subject._shared is crowd._shared  # one network, one lock
-    alone = YuNetDetector(**config.SUBJECT_DETECTOR).load()
+    alone = YuNetDetector(**constants.SUBJECT_DETECTOR).load()
     for _ in range(2):  # interleaved: each call sets its own input size and thresholds
         assert [f.box for f in subject.detect(image)] == [f.box for f in alone.detect(image)]
-        assert [f.box for f in crowd.detect(image)] == [f.box for f in YuNetDetector(**config.DETECTOR).load().detect(image)]
+        assert [f.box for f in crowd.detect(image)] == [f.box for f in YuNetDetector(**constants.DETECTOR).load().detect(image)]
     with pytest.raises(TypeError, match="weights"):
         crowd.with_settings(weights="other.onnx")

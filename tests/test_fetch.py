@@ -2,7 +2,7 @@
 
 import pytest
 
-from maskdetect.fetch import FetchError, download
+from maskdetect.core.fetch import FetchError, download
 
 
 def test_download_writes_the_whole_body(http_server, tmp_path):
@@ -47,8 +47,8 @@ import ipaddress  # noqa: E402
 import socket  # noqa: E402
 import time  # noqa: E402
 
-from maskdetect import fetch  # noqa: E402
-from maskdetect.fetch import BodyTooLarge, FetchTimeout, Limits, URLRefused, fetch_bytes  # noqa: E402
+from maskdetect.core import fetch  # noqa: E402
+from maskdetect.core.fetch import BodyTooLarge, FetchTimeout, Limits, URLRefused, fetch_bytes  # noqa: E402
 
 
 @pytest.fixture
@@ -71,7 +71,6 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr(fetch._PinnedHTTPConnection, "_open_socket", refuse_to_connect)
-    monkeypatch.delenv("MASKDETECT_ALLOW_PRIVATE_URLS", raising=False)
     return table, calls
 
 
@@ -229,22 +228,15 @@ def test_address_rule(address, problem):
 # ---------------------------------------------------------------------------- against 127.0.0.1
 
 
-@pytest.fixture
-def allow_private(monkeypatch):
-    monkeypatch.setenv("MASKDETECT_ALLOW_PRIVATE_URLS", "1")
-
-
-def test_the_loopback_server_is_refused_unless_allowed(http_server, monkeypatch):
+def test_the_loopback_server_is_refused_unless_allowed(http_server):
     http_server["/a.jpg"] = (200, b"jpeg bytes")
-    monkeypatch.delenv("MASKDETECT_ALLOW_PRIVATE_URLS", raising=False)
     with pytest.raises(URLRefused, match="loopback"):
         fetch_bytes(f"{http_server.base_url}/a.jpg")
     assert http_server.requests == []
-    monkeypatch.setenv("MASKDETECT_ALLOW_PRIVATE_URLS", "1")
-    assert fetch_bytes(f"{http_server.base_url}/a.jpg") == b"jpeg bytes"
+    assert fetch_bytes(f"{http_server.base_url}/a.jpg", allow_private=True) == b"jpeg bytes"
 
 
-def test_the_host_name_is_resolved_once_and_kept_in_the_host_header(http_server, allow_private, monkeypatch):
+def test_the_host_name_is_resolved_once_and_kept_in_the_host_header(http_server, monkeypatch):
     calls = []
     real = socket.getaddrinfo
 
@@ -254,20 +246,20 @@ def test_the_host_name_is_resolved_once_and_kept_in_the_host_header(http_server,
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     http_server["/a.jpg"] = (200, b"jpeg bytes")
-    assert fetch_bytes(f"http://images.test:{http_server.port}/a.jpg") == b"jpeg bytes"
+    assert fetch_bytes(f"http://images.test:{http_server.port}/a.jpg", allow_private=True) == b"jpeg bytes"
     assert calls == ["images.test"]  # http.client did not look the name up again
     assert http_server.requests[0][1]["Host"] == f"images.test:{http_server.port}"
 
 
-def test_up_to_three_redirects_are_followed(http_server, allow_private):
+def test_up_to_three_redirects_are_followed(http_server):
     http_server["/1"] = (302, b"", 0, {"Location": "/2"})
     http_server["/2"] = (301, b"", 0, {"Location": f"{http_server.base_url}/3"})
     http_server["/3"] = (307, b"", 0, {"Location": "img?x=1"})
     http_server["/img?x=1"] = (200, b"image")
-    assert fetch_bytes(f"{http_server.base_url}/1") == b"image"
+    assert fetch_bytes(f"{http_server.base_url}/1", allow_private=True) == b"image"
     http_server["/0"] = (308, b"", 0, {"Location": "/1"})
     with pytest.raises(fetch.FetchError, match="more than 3"):
-        fetch_bytes(f"{http_server.base_url}/0")
+        fetch_bytes(f"{http_server.base_url}/0", allow_private=True)
 
 
 @pytest.mark.parametrize(
@@ -276,7 +268,6 @@ def test_up_to_three_redirects_are_followed(http_server, allow_private):
 )
 def test_every_redirect_is_checked_again(location, http_server, monkeypatch):
     """The first hop goes to 127.0.0.1 treated as public; its redirect must still be refused."""
-    monkeypatch.delenv("MASKDETECT_ALLOW_PRIVATE_URLS", raising=False)
     real = fetch.address_problem
     monkeypatch.setattr(
         fetch, "address_problem", lambda a: None if a == ipaddress.ip_address("127.0.0.1") and not seen else real(a)
@@ -295,19 +286,19 @@ def test_every_redirect_is_checked_again(location, http_server, monkeypatch):
     assert seen == [("127.0.0.1", http_server.port)]
 
 
-def test_http_errors_name_the_status(http_server, allow_private):
+def test_http_errors_name_the_status(http_server):
     with pytest.raises(fetch.FetchError, match="HTTP 404") as error:
-        fetch_bytes(f"{http_server.base_url}/missing.jpg")
+        fetch_bytes(f"{http_server.base_url}/missing.jpg", allow_private=True)
     assert not isinstance(error.value, (URLRefused, FetchTimeout))
 
 
-def test_a_declared_length_over_the_cap_is_refused_before_reading(http_server, allow_private):
+def test_a_declared_length_over_the_cap_is_refused_before_reading(http_server):
     http_server["/big"] = (200, b"x" * 2000)
     with pytest.raises(BodyTooLarge, match="2000 bytes"):
-        fetch_bytes(f"{http_server.base_url}/big", limits=Limits(max_bytes=1000))
+        fetch_bytes(f"{http_server.base_url}/big", limits=Limits(max_bytes=1000), allow_private=True)
 
 
-def test_the_cap_is_enforced_while_streaming(http_server, allow_private):
+def test_the_cap_is_enforced_while_streaming(http_server):
     def endless(write):  # no Content-Length; would take 5 s to finish
         for _ in range(500):
             write(b"x" * 65536)
@@ -316,19 +307,19 @@ def test_the_cap_is_enforced_while_streaming(http_server, allow_private):
     http_server["/stream"] = (200, endless, None)
     started = time.monotonic()
     with pytest.raises(BodyTooLarge, match="more than the 200000-byte cap"):
-        fetch_bytes(f"{http_server.base_url}/stream", limits=Limits(max_bytes=200_000))
+        fetch_bytes(f"{http_server.base_url}/stream", limits=Limits(max_bytes=200_000), allow_private=True)
     assert time.monotonic() - started < 2
 
 
-def test_a_silent_server_times_out(http_server, allow_private):
+def test_a_silent_server_times_out(http_server):
     http_server["/silent"] = (200, lambda write: time.sleep(3), 100)
     started = time.monotonic()
     with pytest.raises(FetchTimeout):
-        fetch_bytes(f"{http_server.base_url}/silent", limits=Limits(read_timeout=0.5, total_timeout=5))
+        fetch_bytes(f"{http_server.base_url}/silent", limits=Limits(read_timeout=0.5, total_timeout=5), allow_private=True)
     assert time.monotonic() - started < 2
 
 
-def test_a_trickling_server_meets_the_total_deadline(http_server, allow_private):
+def test_a_trickling_server_meets_the_total_deadline(http_server):
     def trickle(write):  # one byte every 0.1 s: each read is quick, the whole is not
         for _ in range(60):
             write(b"x")
@@ -337,21 +328,21 @@ def test_a_trickling_server_meets_the_total_deadline(http_server, allow_private)
     http_server["/trickle"] = (200, trickle, 60)
     started = time.monotonic()
     with pytest.raises(FetchTimeout):
-        fetch_bytes(f"{http_server.base_url}/trickle", limits=Limits(read_timeout=1, total_timeout=1))
+        fetch_bytes(f"{http_server.base_url}/trickle", limits=Limits(read_timeout=1, total_timeout=1), allow_private=True)
     assert time.monotonic() - started < 2.5
 
 
-def test_a_body_cut_short_is_an_error(http_server, allow_private):
+def test_a_body_cut_short_is_an_error(http_server):
     http_server["/short"] = (200, b"x" * 10, 500)
     with pytest.raises(fetch.FetchError, match="10 of 500"):
-        fetch_bytes(f"{http_server.base_url}/short")
+        fetch_bytes(f"{http_server.base_url}/short", allow_private=True)
 
 
-def test_https_to_a_plain_http_server_fails_cleanly(http_server, allow_private):
+def test_https_to_a_plain_http_server_fails_cleanly(http_server):
     with pytest.raises(fetch.FetchError, match="TLS|failed"):
-        fetch_bytes(f"https://127.0.0.1:{http_server.port}/a.jpg")
+        fetch_bytes(f"https://127.0.0.1:{http_server.port}/a.jpg", allow_private=True)
 
 
-def test_refused_connection_is_a_fetch_error(allow_private):
+def test_refused_connection_is_a_fetch_error():
     with pytest.raises(fetch.FetchError, match="could not connect"):
-        fetch_bytes("http://127.0.0.1:9/a.jpg")
+        fetch_bytes("http://127.0.0.1:9/a.jpg", allow_private=True)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from maskdetect.files import atomic_path
+from maskdetect.core.files import atomic_path
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_nothing(tmp_path):

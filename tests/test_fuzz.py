@@ -32,8 +32,8 @@ from hypothesis import strategies as st
 from hypothesis.provisional import urls as web_urls
 from PIL import Image
 
-from conftest import encode, photo
-from maskdetect import config
+from tests.samples import encode, photo
+from maskdetect.core import constants
 
 pytestmark = pytest.mark.slow  # thousands of generated inputs
 
@@ -61,7 +61,7 @@ def fuzz(examples: int) -> settings:
 
 def assert_label_agrees(answer: dict) -> None:
     """The label is the one the probability shown gives (the test app's model has the default threshold)."""
-    assert answer["label"] == (config.CLASSES[0] if answer["with_mask"] >= config.THRESHOLD else config.CLASSES[1]), answer
+    assert answer["label"] == (constants.CLASSES[0] if answer["with_mask"] >= constants.THRESHOLD else constants.CLASSES[1]), answer
 
 
 def check_answer(response, path: str, *, fetched: bool = False) -> int:
@@ -76,7 +76,7 @@ def check_answer(response, path: str, *, fetched: bool = False) -> int:
             return status
         body = response.get_json()
         if path.startswith("/predict"):
-            assert body["label"] in config.CLASSES and 0 <= body["with_mask"] <= 1
+            assert body["label"] in constants.CLASSES and 0 <= body["with_mask"] <= 1
             assert_label_agrees(body)
         else:
             assert body["total"] == len(body["faces"]) == body["with_mask"] + body["without_mask"]
@@ -278,11 +278,16 @@ def test_odd_images_are_answered_in_every_form(name, app, http_server, monkeypat
     assert check_answer(detect, "/detect") == 200, detect.get_data(as_text=True)
 
 
-def test_base64_images_in_json_are_refused_with_what_to_send_instead(client):
-    """JSON carries a URL only: a base64 image, or a data: URL, is a 400 that says what to do."""
-    data = base64.b64encode(encode(Image.new("RGB", (8, 8), "white"))).decode()
-    for payload in ({"image": data}, {"url": data}, {"url": f"data:image/jpeg;base64,{data}"}):
-        for path in ("/predict", "/detect"):
+def test_a_base64_image_in_json_is_answered_as_its_upload_and_a_data_url_is_no_url(client):
+    """{"image": base64} is the upload by another road; base64 or a data: URL in "url" is a 400 about URLs."""
+    image = encode(Image.new("RGB", (8, 8), "white"))
+    data = base64.b64encode(image).decode()
+    for path in ("/predict", "/detect"):
+        upload = client.post(path, data={"image": (io.BytesIO(image), "image.jpg")})
+        for payload in ({"image": data}, {"image": f"data:image/jpeg;base64,{data}"}):
+            response = client.post(path, json=payload)
+            assert check_answer(response, path) == 200 and response.get_json() == upload.get_json()
+        for payload in ({"url": data}, {"url": f"data:image/jpeg;base64,{data}"}):
             response = client.post(path, json=payload)
             assert check_answer(response, path) == 400
             assert "url" in response.get_json()["error"].lower() or "http" in response.get_json()["error"]

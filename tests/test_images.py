@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskdetect import data
-from maskdetect.images import ImageDecodeError, decode_image, decode_reduced, preprocess
-from tests.conftest import photo
+
+from maskdetect.core.images import ImageDecodeError, decode_image, decode_reduced, preprocess
+from maskdetect.training.inputs import load_folder
+from tests.samples import photo
 
 
 def _bytes(image: Image.Image, fmt: str, **options) -> bytes:
@@ -101,7 +102,7 @@ def test_training_and_serving_inputs_are_identical(observations, tmp_path):
     for label, name in (("with_mask", "0-with-mask.jpg"), ("without_mask", "augmented_image_219.jpg")):
         (folder / label).mkdir(parents=True)
         (folder / label / name).write_bytes((observations / label / name).read_bytes())
-    images, labels, paths = data.load_folder(folder, size=100, progress=False)
+    images, labels, paths = load_folder(folder, size=100, progress=False)
     assert labels.tolist() == [1.0, 0.0]
     for image, path in zip(images, paths):
         assert np.array_equal(image, preprocess(path.read_bytes(), size=100))

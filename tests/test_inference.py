@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import encode, photo
-from maskdetect import config
-from maskdetect.images import preprocess
-from maskdetect.inference import ModelError, Predictor
+from tests.samples import encode, photo
+from maskdetect.core import constants
+from maskdetect.core.images import preprocess
+from maskdetect.core.inference import ModelError, Predictor
+from maskdetect.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +73,9 @@ def test_unreadable_or_unknown_model_files_are_model_errors(tmp_path):
         Predictor.load(other)
 
 
-def test_model_path_comes_from_the_environment(model_file, monkeypatch, tmp_path):
+def test_the_served_model_comes_from_the_settings(model_file, monkeypatch):
     monkeypatch.setenv("MODEL_PATH", str(model_file))
-    assert config.model_path() == model_file
-    assert Predictor.load().name == "maskdetect.h5"
-    monkeypatch.delenv("MODEL_PATH")
-    monkeypatch.setenv("MASKDETECT_DEPLOYMENT_DIR", str(tmp_path))
-    assert config.model_path() == tmp_path / "maskdetect.h5"
+    assert Predictor.load(Settings.from_env().served_model).name == "maskdetect.h5"
 
 
 def test_the_name_and_threshold_come_from_the_metrics_beside_the_model(model_file, tmp_path):
@@ -144,7 +141,7 @@ def test_cli_without_a_model_says_how_to_get_one(tmp_path, monkeypatch, capsys):
 
 # ---------------------------------------------------------------------------- the committed model
 
-DEPLOYED = config.PROJECT_ROOT / "deployment" / config.MODEL_FILE
+DEPLOYED = constants.PROJECT_ROOT / "deployment" / constants.MODEL_FILE
 
 
 @pytest.mark.skipif(not DEPLOYED.exists(), reason=f"{DEPLOYED} is not committed yet (make train writes it)")
@@ -153,7 +150,7 @@ def test_the_committed_deployment_model_is_served():
 
     client = create_app({"TESTING": True, "MODEL_PATH": str(DEPLOYED)}).test_client()
     health = client.get("/health").get_json()
-    metrics = json.loads((DEPLOYED.parent / config.METRICS_FILE).read_text())
+    metrics = json.loads((DEPLOYED.parent / constants.METRICS_FILE).read_text())
     assert health == {"status": "ok", "model": metrics["model"]}
     predictor = client.application.extensions["maskdetect.predictor"]
     assert (predictor.backend.input_size, predictor.backend.channels) == (100, 3)
@@ -189,8 +186,8 @@ def subject_photo(observations):
 
 
 def test_a_photo_is_answered_for_its_largest_face(model_file, subject_photo):
-    from maskdetect.faces import expand_box
-    from maskdetect.images import decode_image
+    from maskdetect.core.faces import expand_box
+    from maskdetect.core.images import decode_image
 
     predictor = Predictor.load(model_file, face_centred=True)
     answer = predictor.predict(subject_photo)
@@ -199,7 +196,7 @@ def test_a_photo_is_answered_for_its_largest_face(model_file, subject_photo):
     assert 0 <= xmin < xmax <= image.width and 0 <= ymin < ymax <= image.height
     assert (xmax - xmin) * (ymax - ymin) < image.width * image.height / 4  # the face, not the photo
     # what the model saw: the face grown by the training crops' margin, through the one preprocess
-    crop = image.crop(expand_box(tuple(answer.face), config.FACE_CROP_MARGIN, image.width, image.height))
+    crop = image.crop(expand_box(tuple(answer.face), constants.FACE_CROP_MARGIN, image.width, image.height))
     assert answer.with_mask == predictor.predict_batch([crop])[0].with_mask
     whole = Predictor.load(model_file, face_centred=False).predict(subject_photo)
     assert whole.face is None and whole.with_mask == predictor.predict_batch([subject_photo])[0].with_mask
@@ -210,13 +207,13 @@ def test_a_photo_is_answered_for_its_largest_face(model_file, subject_photo):
 def test_a_large_photo_is_answered_with_the_face_box_in_its_full_size_pixels(model_file, subject_photo, tmp_path):
     import io
 
-    from maskdetect.images import decode_image, decode_reduced
+    from maskdetect.core.images import decode_image, decode_reduced
 
     small = decode_image(subject_photo).convert("RGB")
     large = small.resize((small.width * 4, small.height * 4), Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
     large.save(buffer, "JPEG", quality=92)
-    reduced, scale = decode_reduced(buffer.getvalue(), config.SUBJECT_DECODE_SIDE)
+    reduced, scale = decode_reduced(buffer.getvalue(), constants.SUBJECT_DECODE_SIDE)
     assert scale > 1  # decoded at a reduced size
     answer = Predictor.load(model_file, face_centred=True).predict(buffer.getvalue())
     at_small_size = Predictor.load(model_file, face_centred=True).predict(subject_photo)
@@ -233,29 +230,25 @@ def test_without_a_face_the_whole_photo_is_classified(model_file):
     assert answer == predictor.predict_batch([blank])[0]
 
 
-def test_face_centring_follows_the_environment(model_file, monkeypatch):
-    monkeypatch.delenv("MASKDETECT_FACE_CENTRED", raising=False)
-    assert Predictor.load(model_file).subject_detector is not None  # on by default
-    monkeypatch.setenv("MASKDETECT_FACE_CENTRED", "0")
-    assert Predictor.load(model_file).subject_detector is None
-    assert Predictor.load(model_file, face_centred=True).subject_detector is not None  # an explicit choice wins
+def test_face_centring_is_on_unless_turned_off(model_file):
+    assert Predictor.load(model_file).subject_detector is not None
+    assert Predictor.load(model_file, face_centred=False).subject_detector is None
 
 
-def test_face_centring_without_the_detector_weights_says_what_to_do(model_file, tmp_path, monkeypatch):
-    from maskdetect.weights import DETECTOR_FILE
+def test_face_centring_without_the_detector_weights_says_what_to_do(model_file, tmp_path):
+    from maskdetect.core.weights import DETECTOR_FILE
 
-    monkeypatch.setenv("MASKDETECT_DETECTOR_SOURCE", str(tmp_path))
-    with pytest.raises(ModelError, match="MASKDETECT_DETECTOR_SOURCE") as error:
-        Predictor.load(model_file, face_centred=True)
+    with pytest.raises(ModelError, match="make weights") as error:
+        Predictor.load(model_file, face_centred=True, detector_weights=tmp_path / DETECTOR_FILE)
     assert str(tmp_path / DETECTOR_FILE) in str(error.value)
     assert Predictor.load(model_file, face_centred=False).predict(encode(photo(1))).face is None  # whole photos need no weights
 
 
 def test_the_subject_detector_has_the_subject_settings_loaded(model_file):
     detector = Predictor.load(model_file, face_centred=True).subject_detector
-    assert detector.scales == config.SUBJECT_DETECTOR["scales"] == (1.0,)
+    assert detector.scales == constants.SUBJECT_DETECTOR["scales"] == (1.0,)
     assert (detector.score_threshold, detector.nms_threshold, detector.max_side) == (
-        config.SUBJECT_DETECTOR["score_threshold"], config.SUBJECT_DETECTOR["nms_threshold"], config.SUBJECT_DETECTOR["max_side"]
+        constants.SUBJECT_DETECTOR["score_threshold"], constants.SUBJECT_DETECTOR["nms_threshold"], constants.SUBJECT_DETECTOR["max_side"]
     )
     assert detector._shared.network is not None  # read at load time, not by the first request
 

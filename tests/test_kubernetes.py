@@ -10,7 +10,6 @@ deployment/gunicorn.conf.py reads, the read-only set-up against what `make docke
 from __future__ import annotations
 
 import copy
-import inspect
 import re
 import runpy
 import shlex
@@ -20,12 +19,11 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kubernetes_validate
 
-from conftest import dockerfile_instructions
-from maskdetect import config
+from tests.samples import dockerfile_instructions
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deployment" / "kubernetes"
-DOCS = ROOT / "documentation" / "kubernetes.md"
+DOCS = ROOT / "documentation" / "deployment.md"
 
 # The oldest Kubernetes the manifests are checked against, and the newest schemas shipped.
 OLDEST_KUBERNETES = "1.30"
@@ -199,9 +197,11 @@ def test_termination_grace_covers_the_pause_and_both_drains(deployment, containe
 
 
 def test_environment_is_what_the_gunicorn_config_reads(container):
-    """The Deployment sets each setting gunicorn.conf.py (and the model path) reads, no other."""
-    read = set(re.findall(r"os\.environ\.get\(\s*['\"](\w+)['\"]", (ROOT / "deployment" / "gunicorn.conf.py").read_text()))
-    read |= set(re.findall(r"os\.environ\.get\(\s*['\"](\w+)['\"]", inspect.getsource(config.model_path)))
+    """The Deployment sets each setting gunicorn.conf.py reads itself or through Settings (address, model), no other."""
+    conf = (ROOT / "deployment" / "gunicorn.conf.py").read_text()
+    read = set(re.findall(r"os\.environ\.get\(\s*['\"](\w+)['\"]", conf))
+    assert "_settings.host" in conf and "_settings.port" in conf and "_settings.served_model" in conf
+    read |= {"HOST", "PORT", "MODEL_PATH"}  # Settings.from_env() reads them for the bind address and the model
     read.discard("MASKDETECT_GUNICORN_BIND")  # maskdetect serve sets it: gunicorn on a socket behind nginx
     assert {"HOST", "PORT", "WORKERS", "MODEL_PATH"} <= read, read
     env = {item["name"]: item["value"] for item in container["env"]}
@@ -230,7 +230,7 @@ def test_resources_have_requests_and_limits_that_fit(container, resources):
     # The documentation states the same numbers.
     docs = DOCS.read_text()
     for value in (requests["cpu"], limits["cpu"], requests["memory"], limits["memory"]):
-        assert f"`{value}`" in docs, f"documentation/kubernetes.md does not state {value}"
+        assert f"`{value}`" in docs, f"documentation/deployment.md does not state {value}"
 
 
 def test_deployment_selects_its_pods_and_leaves_replicas_to_the_autoscaler(deployment):

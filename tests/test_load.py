@@ -28,12 +28,13 @@ import pytest
 import requests
 from PIL import Image
 
-from conftest import encode, gunicorn_master, photo, serve
-from maskdetect import config
+from tests.samples import encode, photo
+from tests.servers import gunicorn_master, serve
+from maskdetect.core import constants
 
 pytestmark = pytest.mark.slow  # a server under 5,000 requests
 
-MODEL = Path(os.environ.get("MASKDETECT_LOAD_MODEL") or config.PROJECT_ROOT / "deployment" / "maskdetect.tflite")
+MODEL = Path(os.environ.get("MASKDETECT_LOAD_MODEL") or constants.PROJECT_ROOT / "deployment" / "maskdetect.tflite")
 REQUESTS = 5_000
 CONCURRENCY = 16
 WORKERS = 2

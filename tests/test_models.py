@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from maskdetect import evaluate, models, train
+from maskdetect.training import evaluate, models, train
 
 
 @pytest.mark.parametrize("builder,convs", [(models.cnn1, 1), (models.cnn2, 2), (models.cnn4, 4)])
@@ -129,7 +129,7 @@ def test_save_result_writes_model_and_metrics(tmp_path):
 def test_save_result_scores_photo_folders_as_predict_answers(tmp_path, observations):
     import shutil
 
-    from maskdetect.inference import Predictor
+    from maskdetect.core.inference import Predictor
 
     folder = tmp_path / "photos"
     for label, names in (("with_mask", ["0-with-mask.jpg"]), ("without_mask", ["298.jpg", "0.jpg"])):
@@ -156,7 +156,7 @@ def _tiny_sets_with_real_faces():
 
 @pytest.mark.slow
 def test_run_calibrates_on_the_held_out_faces_and_save_result_records_it(tmp_path):
-    from maskdetect.calibration import apply_platt
+    from maskdetect.training.calibration import apply_platt
 
     sets = _tiny_sets_with_real_faces()
     settings = dict(input_size=32, filters=4, inner=8, epochs=1, batch_size=8, painted_masks=0.0, real_faces=True)

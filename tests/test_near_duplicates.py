@@ -3,8 +3,8 @@
 import pytest
 from PIL import Image
 
-from maskdetect import near_duplicates as nd
-from tests.conftest import photo
+from maskdetect.data import near_duplicates as nd
+from tests.samples import photo
 
 
 def _features(image: Image.Image, tmp_path, name: str) -> nd.Features:

@@ -4,11 +4,12 @@
 import nbformat
 import pytest
 
-from maskdetect import config
+from maskdetect.core import constants
+from maskdetect.data.layout import prepare_data
 
 pytestmark = pytest.mark.slow  # runs every notebook
 
-FOLDER = config.PROJECT_ROOT / "notebooks"
+FOLDER = constants.PROJECT_ROOT / "notebooks"
 NOTEBOOKS = sorted(FOLDER.glob("nb*.ipynb"))  # published: they hold a full run
 
 
@@ -31,12 +32,12 @@ def test_committed_notebook_holds_a_clean_full_run(path):
 @pytest.fixture(scope="module")
 def prepared_data(observations, tmp_path_factory):
     """A materialised split (observations and realfaces-train) outside the checkout, for the notebooks' kernels."""
-    from maskdetect import data, realfaces
+    from maskdetect.data import realfaces
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MASKDETECT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
         patch.setenv("MASKDETECT_DATA_SOURCE", str(observations))
-        data.prepare_data(progress=False)
+        prepare_data(progress=False)
         realfaces.prepare_realfaces(progress=False)
         yield
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from conftest import SHARED, _require
+from tests.samples import SHARED, require
 from test_deployment import browser  # noqa: F401 - the headless Chromium fixture
 
 pytestmark = pytest.mark.slow  # a browser
@@ -29,7 +29,7 @@ def test_crowd_mode_draws_boxes_and_counts(browser, live_app, tmp_path):  # noqa
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    scene = _require(SHARED / "scenes-dev" / "images") / "scene000.jpg"
+    scene = require(SHARED / "scenes-dev" / "images") / "scene000.jpg"
     browser.get(f"{live_app}/")
     browser.find_element(By.CSS_SELECTOR, 'input[name="mode"][value="detect"]').click()
     browser.find_element(By.ID, "file").send_keys(str(scene))

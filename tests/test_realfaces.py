@@ -1,6 +1,5 @@
 """realfaces-train: the committed manifest and split, a local source, the download, the layout, loading."""
 
-import csv
 import shutil
 import socket
 import urllib.parse
@@ -9,15 +8,19 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from maskdetect import cli, config, realfaces
-from maskdetect.data import DataError
-from tests.conftest import SHARED, _require
+from maskdetect import cli
+from maskdetect.core import constants
+from maskdetect.data import realfaces
+from maskdetect.data.source import DataError
+from maskdetect.training.inputs import load_realfaces
+from maskdetect.data.realfaces import REALFACES_MANIFEST, REALFACES_SPLITS_FILE
+from tests.samples import SHARED, require
 
 
 @pytest.fixture(scope="session")
 def shared_realfaces():
     """The shared verified copy of realfaces-train (with_mask/, without_mask/, manifest.csv)."""
-    return _require(SHARED / "realfaces-train")
+    return require(SHARED / "realfaces-train")
 
 
 def _subset_paths():
@@ -36,12 +39,12 @@ def _subset_paths():
 def subset(tmp_path, monkeypatch, data_dir):
     """A subset manifest and split in place of the committed ones; no source or URL from the environment."""
     paths = set(_subset_paths())
-    for name, committed in (("manifest", config.REALFACES_MANIFEST), ("splits", config.REALFACES_SPLITS_FILE)):
+    for name, committed in (("manifest", REALFACES_MANIFEST), ("splits", REALFACES_SPLITS_FILE)):
         lines = committed.read_text().splitlines(keepends=True)
         kept = [line for line in lines[1:] if line.split(",")[0] in paths]
         (tmp_path / f"realfaces-{name}.csv").write_text(lines[0] + "".join(kept))
-    monkeypatch.setattr(config, "REALFACES_MANIFEST", tmp_path / "realfaces-manifest.csv")
-    monkeypatch.setattr(config, "REALFACES_SPLITS_FILE", tmp_path / "realfaces-splits.csv")
+    monkeypatch.setattr(realfaces, "REALFACES_MANIFEST", tmp_path / "realfaces-manifest.csv")
+    monkeypatch.setattr(realfaces, "REALFACES_SPLITS_FILE", tmp_path / "realfaces-splits.csv")
     monkeypatch.delenv(realfaces.SOURCE_ENV, raising=False)
     monkeypatch.delenv(realfaces.URL_ENV, raising=False)
     return realfaces.read_realfaces_manifest()
@@ -74,7 +77,7 @@ def _files(folder):
 
 
 def test_the_committed_manifest_is_the_shared_one_and_describes_the_shared_files(shared_realfaces):
-    assert config.REALFACES_MANIFEST.read_bytes() == (shared_realfaces / "manifest.csv").read_bytes()
+    assert REALFACES_MANIFEST.read_bytes() == (shared_realfaces / "manifest.csv").read_bytes()
     manifest = realfaces.read_realfaces_manifest()
     assert Counter(e.label for e in manifest) == {"with_mask": 872, "without_mask": 872}
     assert all(e.path.startswith(f"{e.label}/") and e.source_sha256 == e.sha256 for e in manifest)
@@ -87,7 +90,7 @@ def test_the_committed_split_lists_the_manifest_and_is_its_recomputation(tmp_pat
     realfaces.check_realfaces_splits(rows, manifest)
     assert sorted(r["path"] for r in rows) == sorted(e.path for e in manifest)
     recomputed = realfaces.write_realfaces_splits(realfaces.compute_realfaces_splits(manifest), tmp_path / "splits.csv")
-    assert recomputed.read_text() == config.REALFACES_SPLITS_FILE.read_text()
+    assert recomputed.read_text() == REALFACES_SPLITS_FILE.read_text()
 
 
 def test_the_split_keeps_every_group_on_one_side_and_each_class_near_80_20():
@@ -99,7 +102,7 @@ def test_the_split_keeps_every_group_on_one_side_and_each_class_near_80_20():
     augmented = {g for g in sides if g.startswith("Augmented_")}
     assert len(augmented) == 152 and {next(iter(sides[g])) for g in augmented} == {"train", "validation"}
     counts = realfaces.split_counts(rows)
-    for label in config.CLASSES:
+    for label in constants.CLASSES:
         assert counts["validation"][label] > 0
         share = counts["train"][label] / (counts["train"][label] + counts["validation"][label])
         assert 0.78 <= share <= 0.82
@@ -207,16 +210,16 @@ def test_load_realfaces_gives_preprocessed_images_and_labels(local_source, subse
     monkeypatch.setenv(realfaces.SOURCE_ENV, str(local_source))
     realfaces.prepare_realfaces(progress=False)
     for split in realfaces.SPLITS:
-        images, labels, paths = realfaces.load_realfaces(split, 32, progress=False)
+        images, labels, paths = load_realfaces(split, 32, progress=False)
         rows = [r for r in realfaces.read_realfaces_splits() if r["split"] == split]
         assert images.shape == (len(rows), 32, 32, 3) and images.dtype == np.float32
         assert 0 <= images.min() and images.max() <= 1 and images.std() > 0.05
         assert labels.tolist() == [1.0 if p.parent.name == "with_mask" else 0.0 for p in paths]
         assert sorted(labels.tolist()) == sorted(1.0 if r["class"] == "with_mask" else 0.0 for r in rows)
-    gray, _, _ = realfaces.load_realfaces("train", 16, channels=1, progress=False)
+    gray, _, _ = load_realfaces("train", 16, channels=1, progress=False)
     assert gray.shape[1:] == (16, 16, 1)
     with pytest.raises(DataError, match="no 'test' split"):
-        realfaces.load_realfaces("test", 32, progress=False)
+        load_realfaces("test", 32, progress=False)
 
 
 def test_maskdetect_data_lays_out_realfaces_after_the_observations(observations, local_source, subset, data_dir, monkeypatch, capsys):

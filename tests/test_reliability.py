@@ -18,13 +18,13 @@ import psutil
 import pytest
 import requests
 
-from conftest import gunicorn_master, serve
-from maskdetect import config
+from tests.servers import gunicorn_master, serve
+from maskdetect.core import constants
 
-sys.path.insert(0, str(config.PROJECT_ROOT / "deployment" / "docker"))
+sys.path.insert(0, str(constants.PROJECT_ROOT / "deployment" / "docker"))
 import smoke  # noqa: E402  (standard library only: it also runs on the host against the container)
 
-TFLITE = config.PROJECT_ROOT / "deployment" / "maskdetect.tflite"
+TFLITE = constants.PROJECT_ROOT / "deployment" / "maskdetect.tflite"
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +231,7 @@ def test_the_nginx_configuration_is_complete_and_accepted_by_nginx(tmp_path):
     text = stack_module.render_nginx_config(tmp_path, tmp_path / "g.sock", "127.0.0.1", 9, 3.0)
     assert "@" not in text.replace("@too_large", "").replace("@unavailable", "").replace("@timed_out", "")
     assert "client_header_timeout 3s;" in text and "client_body_timeout 3s;" in text
-    assert f"client_max_body_size {config.MAX_IMAGE_BYTES};" in text and f"server unix:{tmp_path / 'g.sock'};" in text
+    assert f"client_max_body_size {constants.MAX_IMAGE_BYTES};" in text and f"server unix:{tmp_path / 'g.sock'};" in text
     (tmp_path / "nginx.conf").write_text(text)
     check = subprocess.run([stack_module.find_nginx(), "-t", "-q", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path), "-e", "stderr"],
                            capture_output=True, text=True)

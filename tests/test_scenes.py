@@ -7,10 +7,11 @@ import json
 import pytest
 from PIL import Image
 
-from conftest import SHARED, _require, photo
-from maskdetect import config
+from tests.samples import SHARED, require
+from tests.samples import photo
+from maskdetect.core import constants
 from maskdetect.cli import main
-from maskdetect.scenes import (
+from maskdetect.training.scenes import (
     Detected,
     Labelled,
     SceneResult,
@@ -167,12 +168,12 @@ def test_evaluate_scenes_command_prints_json(tmp_path, model_file, capsys):
     assert report["recall_by_size"]["<24"] == {"recall": 0.0, "faces": 1}
     assert report["unmasked_share_mae"] is None and report["images_without_detection"] == 2
     assert report["seconds_per_image"] > 0 and report["model"] == "maskdetect.h5"
-    assert report["detector"] == json.loads(json.dumps(config.DETECTOR))  # the crowd settings by default
+    assert report["detector"] == json.loads(json.dumps(constants.DETECTOR))  # the crowd settings by default
     assert [(m["image"], m["best_iou"]) for m in report["missed"]] == [("one.jpg", 0.0), ("one.jpg", 0.0), ("two.jpg", 0.0)]
 
 
 def test_detector_options_reach_the_detector_and_the_report(capsys):
-    folder = _require(SHARED / "scenes-dev")
+    folder = require(SHARED / "scenes-dev")
     arguments = ["evaluate", "scenes", "--images", str(folder / "images"), "--labels", str(folder / "labels.csv"),
                  "--detection-only", "--limit", "3", "--quiet"]
     assert main(arguments) == 0
@@ -187,9 +188,9 @@ def test_detector_options_reach_the_detector_and_the_report(capsys):
 
 
 def test_evaluate_scenes_without_the_detector_weights_says_how_to_get_them(tmp_path, model_file, monkeypatch, capsys):
-    from maskdetect.weights import DETECTOR_FILE
+    from maskdetect.core.weights import DETECTOR_FILE
 
-    folder = _require(SHARED / "scenes-dev")
+    folder = require(SHARED / "scenes-dev")
     monkeypatch.setenv("MASKDETECT_DETECTOR_SOURCE", str(tmp_path))
     arguments = ["evaluate", "scenes", "--images", str(folder / "images"), "--labels", str(folder / "labels.csv"),
                  "--model", str(model_file), "--limit", "1", "--quiet"]
@@ -223,7 +224,7 @@ def test_evaluate_faces_needs_both_folders(tmp_path, model_file, capsys):
 
 def test_threshold_option_overrides_the_models_own(model_file, capsys):
     """--threshold on detect and evaluate scenes; the report names the threshold it used."""
-    folder = _require(SHARED / "scenes-dev")
+    folder = require(SHARED / "scenes-dev")
     labels = read_labels(folder / "labels.csv")
     busiest = max(sorted(labels)[:20], key=lambda name: len(labels[name]))
     assert main(["detect", str(folder / "images" / busiest), "--model", str(model_file)]) == 0

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import encode
+from tests.samples import encode
 
 pytestmark = pytest.mark.slow  # hundreds of generated requests
 
@@ -91,10 +91,10 @@ def test_regression_a_405_says_which_methods_are_allowed(client):
 
 
 def test_the_documented_url_pattern_is_what_the_fetcher_takes():
-    """The pattern in /openapi.json and maskdetect.fetch.parse_url agree on the URL's form."""
+    """The pattern in /openapi.json and maskdetect.core.fetch.parse_url agree on the URL's form."""
     import re
 
-    from maskdetect.fetch import URLRefused, parse_url
+    from maskdetect.core.fetch import URLRefused, parse_url
     from maskdetect.service.openapi import URL_PATTERN
 
     for url in ("https://example.com/a.jpg", "HTTP://example.com", "http://1.2.3.4:8080/x?y=1#z", "http://[2001:db8::1]/"):

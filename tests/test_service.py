@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import struct
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SHARED, _require, encode, photo
-from maskdetect import config
+from tests.samples import SHARED, require
+from tests.samples import encode, photo
+from maskdetect.core import constants
 
 WHITE = encode(Image.new("RGB", (64, 48), "white"))
 BLACK = encode(Image.new("RGB", (64, 48), "black"))
@@ -59,8 +61,8 @@ def test_a_photo_is_answered_for_its_face_unless_face_centring_is_off(app, model
     predictor = app.extensions["maskdetect.predictor"]
     assert centred == predictor.predict(photo_bytes).as_dict() and len(centred["face"]) == 4
     # /predict looks for one large face at 1x; /detect runs the crowd settings
-    assert predictor.subject_detector.scales == config.SUBJECT_DETECTOR["scales"]
-    assert app.extensions["maskdetect.analyzer"].detector.scales == config.DETECTOR["scales"]
+    assert predictor.subject_detector.scales == constants.SUBJECT_DETECTOR["scales"]
+    assert app.extensions["maskdetect.analyzer"].detector.scales == constants.DETECTOR["scales"]
     whole_app = create_app({"TESTING": True, "MODEL_PATH": str(model_file), "FACE_CENTRED": False})
     whole = whole_app.test_client().post("/predict", data=photo_bytes, content_type="image/jpeg").get_json()
     assert whole["face"] is None and whole["with_mask"] != centred["with_mask"]
@@ -69,9 +71,9 @@ def test_a_photo_is_answered_for_its_face_unless_face_centring_is_off(app, model
 
 @pytest.mark.parametrize("face_centred", [True, False])
 def test_missing_detector_weights_stop_the_start_up_with_a_clear_model_error(model_file, tmp_path, monkeypatch, face_centred):
-    from maskdetect.inference import ModelError
+    from maskdetect.core.inference import ModelError
     from maskdetect.service import create_app
-    from maskdetect.weights import DETECTOR_FILE
+    from maskdetect.core.weights import DETECTOR_FILE
 
     monkeypatch.setenv("MASKDETECT_DETECTOR_SOURCE", str(tmp_path))
     with pytest.raises(ModelError, match="MASKDETECT_DETECTOR_SOURCE") as error:
@@ -89,7 +91,7 @@ def test_concurrent_predict_and_detect_answer_as_one_at_a_time(app, observations
     from concurrent.futures import ThreadPoolExecutor
 
     portraits = [(observations / "without_mask" / "298.jpg").read_bytes(), (observations / "with_mask" / "0-with-mask.jpg").read_bytes()]
-    scenes = [(_require(SHARED / "scenes-dev" / "images") / name).read_bytes() for name in ("scene000.jpg", "scene002.jpg")]
+    scenes = [(require(SHARED / "scenes-dev" / "images") / name).read_bytes() for name in ("scene000.jpg", "scene002.jpg")]
     requests = [("/predict", image) for image in portraits] + [("/detect", image) for image in scenes]
 
     def answer(request):
@@ -105,14 +107,15 @@ def test_concurrent_predict_and_detect_answer_as_one_at_a_time(app, observations
     assert together == one_at_a_time * 6
 
 
-def test_the_three_forms_give_the_same_answer(app, client, http_server, monkeypatch):
+def test_the_four_forms_give_the_same_answer(app, client, http_server, monkeypatch):
     image = encode(photo(3, (200, 150)), quality=85)
     http_server["/photo.jpg"] = (200, image, len(image), {"Content-Type": "image/jpeg"})
     raw = client.post("/predict", data=image, content_type="image/jpeg").get_json()
     form = client.post("/predict", data={"image": (io.BytesIO(image), "photo.jpg")}).get_json()
+    encoded = client.post("/predict", json={"image": "data:image/jpeg;base64," + base64.b64encode(image).decode()}).get_json()
     monkeypatch.setitem(app.config, "ALLOW_PRIVATE_URLS", True)
     url = client.post("/predict", json={"url": f"{http_server.base_url}/photo.jpg"}).get_json()
-    assert raw == form == url
+    assert raw == form == encoded == url
     expected = 1 / (1 + np.exp(-(8 * np.asarray(Image.open(io.BytesIO(image)).convert("RGB").resize((100, 100), Image.Resampling.BILINEAR), np.float64).mean((0, 1)).sum() / 255 - 12)))
     assert raw["with_mask"] == pytest.approx(expected, abs=1e-3)
 
@@ -196,7 +199,9 @@ BAD_REQUESTS = {
     "invalid json": (dict(data=b'{"url": ', content_type="application/json"), 400, ["JSON"]),
     "json array": (dict(json=["https://example.com/a.jpg"]), 400, ["JSON object"]),
     "json null": (dict(data=b"null", content_type="application/json"), 400, ["JSON object"]),
-    "json without url": (dict(json={"image": "https://example.com/a.jpg"}), 400, ['"url"']),
+    "json without url": (dict(json={"picture": "https://example.com/a.jpg"}), 400, ['"url"', '"image"']),
+    "json image not base64": (dict(json={"image": "https://example.com/a.jpg"}), 400, ['"image"', "base64"]),
+    "json url and image": (dict(json={"url": "https://example.com/a.jpg", "image": "AAAA"}), 400, ["one of them"]),
     "json url not a string": (dict(json={"url": 42}), 400, ['"url"']),
     "json url empty": (dict(json={"url": "  "}), 400, ['"url"']),
     "ftp url": (dict(json={"url": "ftp://example.com/a.jpg"}), 400, ["refused URL", "http"]),
@@ -254,7 +259,7 @@ def test_wrong_paths_and_methods(method, path, status, words, client):
 @pytest.fixture
 def url_client(app, monkeypatch):
     """The app fetching from 127.0.0.1 (the rule lifted) with short time limits."""
-    from maskdetect.fetch import Limits
+    from maskdetect.core.fetch import Limits
 
     monkeypatch.setitem(app.config, "ALLOW_PRIVATE_URLS", True)
     monkeypatch.setitem(app.config, "URL_LIMITS", Limits(connect_timeout=1, read_timeout=1, total_timeout=1.5, max_bytes=100_000))
@@ -279,7 +284,7 @@ def test_url_failures(url_client, http_server):
 
 def test_a_redirect_to_a_private_address_is_refused(app, client, http_server, monkeypatch):
     """127.0.0.1 stands in for a public host; its redirect to the metadata address is a 400."""
-    from maskdetect import fetch
+    from maskdetect.core import fetch
 
     real = fetch.address_problem
     monkeypatch.setattr(fetch, "address_problem", lambda a: None if str(a) == "127.0.0.1" else real(a))
@@ -354,17 +359,17 @@ def test_the_page_offers_a_file_and_a_url_and_loads_nothing_from_elsewhere(clien
 def committed_app():
     from maskdetect.service import create_app
 
-    return create_app({"TESTING": True, "MODEL_PATH": str(config.PROJECT_ROOT / "deployment" / config.MODEL_FILE)})
+    return create_app({"TESTING": True, "MODEL_PATH": str(constants.PROJECT_ROOT / "deployment" / constants.MODEL_FILE)})
 
 
 @pytest.fixture(scope="module")
 def real_uploads(observations) -> dict[str, list[bytes]]:
     """Real photos for /predict (five test-split photos of each class) and /detect (street scenes)."""
-    from maskdetect.data import read_splits
+    from maskdetect.data.split import read_splits
 
     test_split = [row for row in read_splits() if row["split"] == "test"]
-    portraits = [observations / row["source"] for label in config.CLASSES for row in [r for r in test_split if r["class"] == label][:5]]
-    scenes = _require(SHARED / "scenes-dev" / "images")
+    portraits = [observations / row["source"] for label in constants.CLASSES for row in [r for r in test_split if r["class"] == label][:5]]
+    scenes = require(SHARED / "scenes-dev" / "images")
     return {
         "/predict": [path.read_bytes() for path in portraits],
         "/detect": [(scenes / f"scene{n:03d}.jpg").read_bytes() for n in (0, 2, 12, 34, 52)],
@@ -394,8 +399,8 @@ def assert_labels_follow(answers: dict[str, list[tuple[str, float]]], threshold:
 
 def test_the_label_always_agrees_with_the_probability_shown_on_both_endpoints(committed_app, real_uploads, monkeypatch):
     predictor = committed_app.extensions["maskdetect.predictor"]
-    metrics = json.loads((config.PROJECT_ROOT / "deployment" / config.METRICS_FILE).read_text())
-    assert predictor.threshold == metrics.get("threshold", config.THRESHOLD)  # one threshold, from the model's metrics
+    metrics = json.loads((constants.PROJECT_ROOT / "deployment" / constants.METRICS_FILE).read_text())
+    assert predictor.threshold == metrics.get("threshold", constants.THRESHOLD)  # one threshold, from the model's metrics
     assert committed_app.extensions["maskdetect.analyzer"].predictor is predictor
     client = committed_app.test_client()
     answers = labelled_answers(client, real_uploads)
@@ -448,13 +453,3 @@ def test_a_post_that_waited_past_the_budget_is_shed_with_retry_after_and_the_res
     finally:
         app.config["QUEUE_BUDGET_S"] = 1.0
 
-
-@pytest.mark.parametrize("value", ["0", "-1", "soon", "inf", "nan"])
-def test_a_queue_budget_that_is_not_a_positive_number_of_seconds_is_refused(monkeypatch, value):
-    from maskdetect import config
-
-    monkeypatch.setenv("MASKDETECT_QUEUE_BUDGET_S", value)
-    with pytest.raises(ValueError, match="MASKDETECT_QUEUE_BUDGET_S=.* is not a number of seconds over 0"):
-        config.queue_budget_s()
-    monkeypatch.setenv("MASKDETECT_QUEUE_BUDGET_S", "2.5")
-    assert config.queue_budget_s() == 2.5

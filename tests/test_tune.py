@@ -5,8 +5,8 @@ import pytest
 from sklearn.base import is_classifier
 from sklearn.model_selection import StratifiedKFold, check_cv
 
-from maskdetect import tune
-from tests.conftest import photo
+from maskdetect.training import tune
+from tests.samples import photo
 
 
 def test_scikeras_wrapper_is_recognised_as_a_classifier():

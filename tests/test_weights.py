@@ -9,9 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_MODELS, _require, dockerfile_instructions, free_port
-from maskdetect import cli, weights
-from maskdetect.weights import (
+from tests.samples import SHARED_MODELS, require
+from tests.samples import dockerfile_instructions
+from tests.servers import free_port
+from maskdetect import cli
+from maskdetect.settings import Settings
+from maskdetect.core import weights
+from maskdetect.core.weights import (
     DETECTOR_FILE,
     DETECTOR_SHA256,
     WeightsError,
@@ -25,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def pinned_bytes() -> bytes:
     """The real YuNet file, from the shared copy."""
-    return _require(SHARED_MODELS / DETECTOR_FILE).read_bytes()
+    return require(SHARED_MODELS / DETECTOR_FILE).read_bytes()
 
 
 @pytest.fixture
@@ -36,6 +40,17 @@ def weights_dir(tmp_path, monkeypatch) -> Path:
     monkeypatch.delenv("MASKDETECT_DETECTOR_SOURCE", raising=False)
     monkeypatch.delenv("MASKDETECT_DETECTOR_URL", raising=False)
     return target
+
+
+def obtain(url: str | None = None) -> Path:
+    """`make weights` as the CLI runs it, with the settings of the environment."""
+    settings = Settings.from_env()
+    return obtain_detector_weights(settings.detector_source, settings.weights_dir, url or settings.detector_url, progress=False)
+
+
+def find() -> Path:
+    settings = Settings.from_env()
+    return find_detector_weights(settings.detector_source, settings.weights_dir)
 
 
 def source_folder(folder: Path, body: bytes) -> Path:
@@ -56,11 +71,11 @@ def altered(body: bytes) -> bytes:
 def test_the_pinned_file_is_downloaded_verified_and_kept(http_server, weights_dir, monkeypatch, pinned_bytes):
     http_server["/yunet.onnx"] = (200, pinned_bytes)
     monkeypatch.setenv("MASKDETECT_DETECTOR_URL", f"{http_server.base_url}/yunet.onnx")
-    path = obtain_detector_weights(progress=False)
+    path = obtain()
     assert path == weights_dir / DETECTOR_FILE
     assert path.read_bytes() == pinned_bytes
-    assert find_detector_weights() == path
-    assert obtain_detector_weights(progress=False) == path
+    assert find() == path
+    assert obtain() == path
     assert len(http_server.requests) == 1, "a verified file is kept, not downloaded again"
     assert [p.name for p in weights_dir.iterdir()] == [DETECTOR_FILE]
 
@@ -69,7 +84,7 @@ def test_a_body_with_another_sha256_is_refused_and_leaves_nothing(http_server, w
     wrong = altered(pinned_bytes)
     http_server["/yunet.onnx"] = (200, wrong)
     with pytest.raises(WeightsError) as raised:
-        obtain_detector_weights(progress=False, url=f"{http_server.base_url}/yunet.onnx")
+        obtain(f"{http_server.base_url}/yunet.onnx")
     message = str(raised.value)
     assert hashlib.sha256(wrong).hexdigest() in message and DETECTOR_SHA256 in message
     assert "nothing was kept" in message and "MASKDETECT_DETECTOR_SOURCE" in message
@@ -79,14 +94,14 @@ def test_a_body_with_another_sha256_is_refused_and_leaves_nothing(http_server, w
 def test_a_truncated_download_leaves_nothing(http_server, weights_dir, pinned_bytes):
     http_server["/yunet.onnx"] = (200, pinned_bytes[:1000], len(pinned_bytes))  # promises more, then closes
     with pytest.raises(WeightsError, match=f"ended after 1000 of {len(pinned_bytes)} bytes"):
-        obtain_detector_weights(progress=False, url=f"{http_server.base_url}/yunet.onnx")
+        obtain(f"{http_server.base_url}/yunet.onnx")
     assert nothing_in(weights_dir)
 
 
 def test_a_refused_connection_says_to_check_the_network_or_use_a_local_copy(weights_dir, monkeypatch):
     monkeypatch.setenv("MASKDETECT_DETECTOR_URL", f"http://127.0.0.1:{free_port()}/yunet.onnx")  # nothing listens
     with pytest.raises(WeightsError) as raised:
-        obtain_detector_weights(progress=False)
+        obtain()
     message = str(raised.value)
     assert "could not connect" in message and "check the network" in message
     assert f"MASKDETECT_DETECTOR_SOURCE=DIR to a folder holding {DETECTOR_FILE}" in message
@@ -102,17 +117,17 @@ def test_a_source_copy_is_verified_and_copied_without_the_network(weights_dir, t
         raise AssertionError("a source copy was given: nothing may be downloaded")
 
     monkeypatch.setattr(weights, "download", no_download)
-    assert find_detector_weights() == source / DETECTOR_FILE
-    path = obtain_detector_weights(progress=False)
+    assert find() == source / DETECTOR_FILE
+    path = obtain()
     assert path == weights_dir / DETECTOR_FILE and path.read_bytes() == pinned_bytes
 
 
 def test_a_wrong_source_file_is_refused_by_name(weights_dir, tmp_path, monkeypatch, pinned_bytes):
     source = source_folder(tmp_path / "models", altered(pinned_bytes))
     monkeypatch.setenv("MASKDETECT_DETECTOR_SOURCE", str(source))
-    for obtain in (find_detector_weights, lambda: obtain_detector_weights(progress=False)):
+    for attempt in (find, obtain):
         with pytest.raises(WeightsError) as raised:
-            obtain()
+            attempt()
         message = str(raised.value)
         assert str(source / DETECTOR_FILE) in message and DETECTOR_SHA256 in message
         assert "MASKDETECT_DETECTOR_SOURCE" in message
@@ -121,7 +136,7 @@ def test_a_wrong_source_file_is_refused_by_name(weights_dir, tmp_path, monkeypat
 
 def test_missing_weights_name_the_file_and_make_weights(weights_dir):
     with pytest.raises(WeightsError) as raised:
-        find_detector_weights()
+        find()
     message = str(raised.value)
     assert f"{weights_dir / DETECTOR_FILE} is missing" in message
     assert "make weights" in message and "MASKDETECT_DETECTOR_SOURCE" in message
@@ -131,10 +146,10 @@ def test_an_altered_file_in_the_weights_folder_is_reported_then_downloaded_again
     weights_dir.mkdir()
     (weights_dir / DETECTOR_FILE).write_bytes(b"not an onnx file")
     with pytest.raises(WeightsError, match=f"sha256 {hashlib.sha256(b'not an onnx file').hexdigest()}"):
-        find_detector_weights()
+        find()
     http_server["/yunet.onnx"] = (200, pinned_bytes)
-    path = obtain_detector_weights(progress=False, url=f"{http_server.base_url}/yunet.onnx")
-    assert path.read_bytes() == pinned_bytes and find_detector_weights() == path
+    path = obtain(f"{http_server.base_url}/yunet.onnx")
+    assert path.read_bytes() == pinned_bytes and find() == path
 
 
 def test_a_file_is_hashed_once_until_it_changes(weights_dir, tmp_path, monkeypatch, pinned_bytes):
@@ -144,14 +159,14 @@ def test_a_file_is_hashed_once_until_it_changes(weights_dir, tmp_path, monkeypat
     sha256_file = weights.sha256_file
     monkeypatch.setattr(weights, "sha256_file", lambda path: hashed.append(1) or sha256_file(path))
     for _ in range(3):
-        find_detector_weights()
+        find()
     assert len(hashed) == 1
     changed = source / DETECTOR_FILE
     before = changed.stat().st_mtime_ns
     changed.write_bytes(altered(pinned_bytes))  # same size, another file...
     os.utime(changed, ns=(before + 10**9, before + 10**9))  # ...written later
     with pytest.raises(WeightsError, match="is not the pinned"):
-        find_detector_weights()
+        find()
 
 
 def test_the_weights_command_prints_the_path(weights_dir, tmp_path, monkeypatch, capsys, pinned_bytes):

@@ -5,7 +5,7 @@
 
 Each HTTP request becomes the event an HTTP API sends (payload format 2.0: version, routeKey,
 rawPath, headers, requestContext.http.method, body, isBase64Encoded...), built by
-``maskdetect.aws_lambda.http_api_event``; ``lambda_function.lambda_handler`` answers it in this
+``maskdetect.aws.handler.http_api_event``; ``lambda_function.lambda_handler`` answers it in this
 process, as in one warm Lambda container, and its statusCode, headers and body become the HTTP
 answer. It lets the handler and ``deployment/test_aws_api.ipynb`` run end to end without AWS.
 
@@ -98,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.model:
         os.environ["MODEL_PATH"] = str(Path(args.model).resolve())
     sys.path.insert(0, str(HERE))
-    from maskdetect import config
-    from maskdetect.aws_lambda import MODEL_FILE, http_api_event
+    from maskdetect.aws.handler import MODEL_FILE, http_api_event
+    from maskdetect.settings import Settings
 
-    os.environ.setdefault("MODEL_PATH", str(config.deployment_dir() / MODEL_FILE))
+    os.environ.setdefault("MODEL_PATH", str(Settings.from_env().deployment_dir / MODEL_FILE))
     import lambda_function  # noqa: E402 - after MODEL_PATH is settled
 
     if not lambda_function.app.warm_up():  # as Lambda's init phase: load the model before the first request

@@ -45,7 +45,7 @@ IMAGE_ENVIRONMENT = {
 }
 # The Lambda base image public.ecr.aws/lambda/python:3.12 (Amazon Linux 2023): its 3.11 image is
 # Amazon Linux 2, whose glibc 2.26 is older than the locked numpy, pillow and ai-edge-litert
-# wheels need (manylinux_2_27); documentation/aws_service.md says more.
+# wheels need (manylinux_2_27); documentation/deployment.md, "AWS Lambda" says more.
 LAMBDA_ENVIRONMENT = {**IMAGE_ENVIRONMENT, "implementation_version": "3.12.0", "python_full_version": "3.12.0", "python_version": "3.12"}
 
 

@@ -10,13 +10,13 @@ Two kinds of event are answered:
   base64-encoded (``isBase64Encoded: true``). The answer is
   ``{"statusCode", "headers", "body"}`` whose body and status are exactly what the Flask
   service's ``POST /predict`` answers: the prediction, or ``{"error": ...}`` with the status
-  from :mod:`maskdetect.errors`.
+  from :mod:`maskdetect.core.errors`.
 - **Direct invocations** (``aws lambda invoke``, the original project's ``{"url": ...}``): the
   event itself is ``{"url": ...}`` or ``{"image": ...}``; the answer is the prediction dict
   that ``POST /predict`` answers, or ``{"error": ..., "status": <the HTTP status /predict gives>}``.
 
-The same preprocessing and model call (:class:`maskdetect.inference.Predictor`) and the same
-SSRF-safe fetching (:mod:`maskdetect.fetch`) as the service. The model is loaded once per
+The same preprocessing and model call (:class:`maskdetect.core.inference.Predictor`) and the same
+SSRF-safe fetching (:mod:`maskdetect.core.fetch`) as the service. The model is loaded once per
 container: in AWS Lambda during the init phase (:func:`handler_app`), elsewhere on the first
 event. Every answer is JSON, never a trace; each request logs one line to stdout (CloudWatch
 Logs in AWS). This module imports neither Flask nor TensorFlow: the Lambda image has neither.
@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.parser
-import email.policy
 import json
 import logging
-import os
 import re
 import sys
 import threading
@@ -40,39 +37,27 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import config
-from .errors import INTERNAL_ERROR, KNOWN_ERRORS, ApiError, body_too_large_message, no_file_in_form, status_and_message
-from .fetch import Limits
-from .inference import ModelError, Predictor
+from ..core.constants import MAX_IMAGE_BYTES
+from ..core.errors import INTERNAL_ERROR, KNOWN_ERRORS, ApiError, body_too_large_message, status_and_message
+from ..core.fetch import Limits
+from ..core.inference import ModelError, Predictor
+from ..core.requests import image_from_body, image_from_payload
+from ..settings import Settings
 
 MODEL_FILE = "maskdetect.tflite"  # what the Lambda image serves, beside the handler
 METHOD, PATH = "POST", "/predict"
 ROUTE_KEY = f"{METHOD} {PATH}"
 HEADERS = {"Content-Type": "application/json", "X-Content-Type-Options": "nosniff"}
-HOW_TO_SEND = (
-    'send JSON {"url": "https://.../photo.jpg"} or {"image": "<the file, base64-encoded>"} '
-    '(Content-Type: application/json), a multipart form with the file in field "image", '
-    "or the image itself with an image/* Content-Type"
-)
 # Content types API Gateway passes on as text; any other body arrives base64-encoded.
 _TEXT_TYPES = re.compile(r"text/.*|application/(json|xml|javascript)|application/[\w.+-]+\+(json|xml)")
 
 log = logging.getLogger(__name__)
 
 
-def model_path() -> Path:
-    """$MODEL_PATH; else maskdetect.tflite in $LAMBDA_TASK_ROOT (beside the handler in the image);
-    else the checkout's deployment/maskdetect.tflite."""
-    if os.environ.get("MODEL_PATH"):
-        return Path(os.environ["MODEL_PATH"])
-    if os.environ.get("LAMBDA_TASK_ROOT"):
-        return Path(os.environ["LAMBDA_TASK_ROOT"]) / MODEL_FILE
-    return config.deployment_dir() / MODEL_FILE
-
-
-def in_aws_lambda() -> bool:
-    """True inside an AWS Lambda execution environment (the runtime sets this variable)."""
-    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+def model_path(settings: Settings) -> Path:
+    """MODEL_PATH; else maskdetect.tflite in LAMBDA_TASK_ROOT (beside the handler in the image);
+    else the deployment folder's maskdetect.tflite."""
+    return settings.model_path or (settings.lambda_task_root or settings.deployment_dir) / MODEL_FILE
 
 
 # ---------------------------------------------------------------------------- events
@@ -118,61 +103,6 @@ def http_request(event: dict) -> HttpRequest:
     else:
         data = body.encode("utf-8") if isinstance(body, str) else b""
     return HttpRequest(str(http.get("method", "")).upper(), path, headers, data)
-
-
-def decode_base64_image(text: str) -> bytes:
-    """The bytes of an ``image`` field: standard base64, line breaks and a data: URL prefix allowed."""
-    text = text.strip()
-    if text.startswith("data:") and ";base64," in text[:100]:
-        text = text.split(",", 1)[1]
-    try:
-        data = base64.b64decode("".join(text.split()), validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise ApiError(400, f'the "image" field is not valid base64 ({error}); send the file\'s bytes base64-encoded') from None
-    if not data:
-        raise ApiError(400, "the image is empty; send the file's bytes")
-    return data
-
-
-def file_from_form(content_type: str, body: bytes) -> bytes:
-    """The file in field ``image`` of a multipart/form-data body (as the service's form upload)."""
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body
-    )
-    files, fields = {}, []
-    for part in message.iter_parts() if message.is_multipart() else ():
-        name = part.get_param("name", header="content-disposition")
-        if name and part.get_filename() is not None:
-            files.setdefault(name, part.get_payload(decode=True) or b"")
-        elif name:
-            fields.append(name)
-    if "image" not in files:
-        raise ApiError(400, no_file_in_form(list(files), fields))
-    return files["image"]
-
-
-def image_from_payload(payload, *, direct: bool = False) -> bytes | str:
-    """The image's bytes, or the URL to fetch, from ``{"url": ...}`` or ``{"image": ...}``.
-
-    ``payload`` is a request's JSON body, or the event itself for a direct invocation.
-    """
-    if not isinstance(payload, dict):
-        if direct:
-            raise ApiError(400, 'the event is not a JSON object; invoke the function with {"url": "https://.../photo.jpg"} '
-                                'or {"image": "<the file, base64-encoded>"}')
-        raise ApiError(400, f"the body is not a valid JSON object; {HOW_TO_SEND}")
-    url, image = payload.get("url"), payload.get("image")
-    if url is not None and image is not None:
-        raise ApiError(400, 'the JSON object has both "url" and "image"; send one of them')
-    if isinstance(url, str) and url.strip():
-        return url
-    if isinstance(image, str):
-        return decode_base64_image(image)
-    raise ApiError(
-        400,
-        'the JSON object has no "url" or "image" string; send {"url": "https://.../photo.jpg"} '
-        'or {"image": "<the file, base64-encoded>"}',
-    )
 
 
 def http_api_event(
@@ -274,21 +204,24 @@ def _log_to_stdout() -> None:
 class LambdaApp:
     """The Lambda handler: ``LambdaApp()(event, context)``; one per container.
 
-    ``model``: the model file (default :func:`model_path`, read when the model is first loaded);
-    ``allow_private``: let URLs reach private addresses (default $MASKDETECT_ALLOW_PRIVATE_URLS,
-    read on each request); ``limits``: the URL fetch limits; ``max_body``: the request body cap.
+    ``settings``: default ``Settings.from_env()``; ``model``: the model file (default
+    :func:`model_path`, read when the model is first loaded); ``allow_private``: let URLs reach
+    private addresses (default ``settings.allow_private_urls``); ``limits``: the URL fetch limits;
+    ``max_body``: the request body cap.
     """
 
     def __init__(
         self,
         model: Path | str | None = None,
         *,
+        settings: Settings | None = None,
         allow_private: bool | None = None,
         limits: Limits | None = None,
-        max_body: int = config.MAX_IMAGE_BYTES,
+        max_body: int = MAX_IMAGE_BYTES,
     ):
-        self.model = model
-        self.allow_private = allow_private
+        self.settings = settings or Settings.from_env()
+        self.model = Path(model) if model else model_path(self.settings)
+        self.allow_private = self.settings.allow_private_urls if allow_private is None else allow_private
         self.limits = limits or Limits()
         self.max_body = max_body
         self._predictor: Predictor | None = None
@@ -299,10 +232,11 @@ class LambdaApp:
         """The model, loaded on the first call (ModelError when it cannot be; the next call tries again)."""
         with self._lock:
             if self._predictor is None:
-                path = Path(self.model) if self.model else model_path()
                 started = time.perf_counter()
-                self._predictor = Predictor.load(path)
-                log.info("loaded the model %s (%s) in %.2f s", path, self._predictor.name, time.perf_counter() - started)
+                self._predictor = Predictor.load(
+                    self.model, self.settings.face_centred, detector_weights=self.settings.detector_weights
+                )
+                log.info("loaded the model %s (%s) in %.2f s", self.model, self._predictor.name, time.perf_counter() - started)
             return self._predictor
 
     def warm_up(self) -> bool:
@@ -352,30 +286,12 @@ class LambdaApp:
             raise ApiError(405, f"{request.method} is not allowed on {PATH}; use {METHOD}")
         if len(request.body) > self.max_body:
             raise ApiError(413, body_too_large_message(self.max_body))
-        mimetype = request.mimetype
-        if mimetype == "application/json":
-            try:
-                payload = json.loads(request.body)
-            except ValueError:  # UnicodeDecodeError and JSONDecodeError alike
-                payload = None
-            return image_from_payload(payload)
-        if mimetype == "multipart/form-data":
-            data = file_from_form(request.headers["content-type"], request.body)
-        elif mimetype.startswith("image/"):
-            data = request.body
-        elif not mimetype:
-            raise ApiError(415, f"the request has no Content-Type; {HOW_TO_SEND}")
-        else:
-            raise ApiError(415, f"{mimetype} is not accepted; {HOW_TO_SEND}")
-        if not data:
-            raise ApiError(400, "the image is empty; send the file's bytes")
-        return data
+        return image_from_body(request.headers.get("content-type", ""), request.body)
 
     def _predict(self, image: bytes | str) -> dict:
         predictor = self.predictor()
         if isinstance(image, str):
-            allow_private = config.allow_private_urls() if self.allow_private is None else self.allow_private
-            return predictor.predict_url(image, allow_private=allow_private, limits=self.limits).as_dict()
+            return predictor.predict_url(image, allow_private=self.allow_private, limits=self.limits).as_dict()
         if len(image) > self.max_body:
             raise ApiError(413, body_too_large_message(self.max_body))
         return predictor.predict(image).as_dict()
@@ -398,6 +314,6 @@ def handler_app() -> LambdaApp:
     """The handler's LambdaApp; inside AWS Lambda the model is loaded now, in the init phase, so
     that the first request does not wait for it (and provisioned concurrency pre-loads it)."""
     app = LambdaApp()
-    if in_aws_lambda():
+    if app.settings.in_aws_lambda:
         app.warm_up()
     return app

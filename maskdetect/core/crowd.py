@@ -1,13 +1,13 @@
 """Crowd analysis: every face in a photo, who is unmasked, the unmasked share, who stands close.
 
-A :class:`CrowdAnalyzer` runs a :class:`~maskdetect.faces.FaceDetector` over the image (as
+A :class:`CrowdAnalyzer` runs a :class:`~maskdetect.core.faces.FaceDetector` over the image (as
 displayed: EXIF orientation applied), crops each face with a margin (the same
-:func:`~maskdetect.faces.crop_face` framing the classifier's training crops use), and classifies
-all crops in one :meth:`~maskdetect.inference.Predictor.predict_batch` call, so every crop goes
-through the shared :func:`~maskdetect.images.preprocess`.
+:func:`~maskdetect.core.faces.crop_face` framing the classifier's training crops use), and classifies
+all crops in one :meth:`~maskdetect.core.inference.Predictor.predict_batch` call, so every crop goes
+through the shared :func:`~maskdetect.core.images.preprocess`.
 
 Distances come from a pinhole camera model and these assumptions (stated in
-``documentation/crowd.md`` too; each is a setting in :mod:`maskdetect.config`):
+``documentation/crowd.md`` too; each is a setting in :mod:`maskdetect.core.constants`):
 
 * every face is ``FACE_WIDTH_M`` (15 cm) wide, so a face ``w`` pixels wide stands
   ``Z = f * 0.15 / w`` metres from the camera;
@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw, ImageFont
 
-from . import config
+from . import constants
 from .faces import FaceDetector, crop_face
 from .images import ImageSource, decode_image
 from .inference import Predictor
 
-UNMASKED = config.CLASSES[1]  # "without_mask"
+UNMASKED = constants.CLASSES[1]  # "without_mask"
 COLOURS = {"with_mask": (30, 170, 80), "without_mask": (220, 40, 40)}  # green / red boxes
 
 
@@ -95,7 +95,7 @@ class CrowdAnalysis:
         }
 
 
-def counted_faces(faces: list, min_score: float = config.SHARE_MIN_SCORE) -> list:
+def counted_faces(faces: list, min_score: float = constants.SHARE_MIN_SCORE) -> list:
     """The faces scored at least ``min_score`` by the detector; every face when none is (anything with a ``score``)."""
     sure = [face for face in faces if face.score is not None and face.score >= min_score]
     return sure or list(faces)
@@ -105,8 +105,8 @@ def counted_faces(faces: list, min_score: float = config.SHARE_MIN_SCORE) -> lis
 class Camera:
     """The pinhole model's assumptions (see the module docstring)."""
 
-    face_width_m: float = config.FACE_WIDTH_M
-    fov_deg: float = config.CAMERA_FOV_DEG
+    face_width_m: float = constants.FACE_WIDTH_M
+    fov_deg: float = constants.CAMERA_FOV_DEG
 
     def focal_px(self, image_width: int) -> float:
         return (image_width / 2) / math.tan(math.radians(self.fov_deg) / 2)
@@ -125,7 +125,7 @@ class Camera:
 
 
 def close_pairs(
-    faces: list[CrowdFace], size: tuple[int, int], threshold_m: float = config.CLOSE_DISTANCE_M, camera: Camera = Camera()
+    faces: list[CrowdFace], size: tuple[int, int], threshold_m: float = constants.CLOSE_DISTANCE_M, camera: Camera = Camera()
 ) -> list[ClosePair]:
     """Every pair of unmasked faces estimated closer than ``threshold_m``, nearest first."""
     unmasked = [i for i, face in enumerate(faces) if face.label == UNMASKED]
@@ -144,15 +144,18 @@ class CrowdAnalyzer:
 
     detector: FaceDetector
     predictor: Predictor
-    crop_margin: float = config.FACE_CROP_MARGIN
-    close_distance_m: float = config.CLOSE_DISTANCE_M
+    crop_margin: float = constants.FACE_CROP_MARGIN
+    close_distance_m: float = constants.CLOSE_DISTANCE_M
     camera: Camera = field(default_factory=Camera)
+
+    def crops(self, image: Image.Image, boxes: list[tuple[int, int, int, int]]) -> list[Image.Image]:
+        """What the classifier sees of each box: the framing of its training crops."""
+        return [crop_face(image, box, self.crop_margin) for box in boxes]
 
     def analyze(self, source: ImageSource) -> CrowdAnalysis:
         image = decode_image(source).convert("RGB")
         found = self.detector.detect(image)
-        crops = [crop_face(image, face.box, self.crop_margin) for face in found]
-        predictions = self.predictor.predict_batch(crops)
+        predictions = self.predictor.predict_batch(self.crops(image, [face.box for face in found]))
         faces = [
             CrowdFace(face.box, face.score, prediction.label, prediction.with_mask)
             for face, prediction in zip(found, predictions)

@@ -1,7 +1,7 @@
 """The one table from failures to answers, for every front end of the prediction API.
 
 The Flask service (:mod:`maskdetect.service.errors`) and the AWS Lambda handler
-(:mod:`maskdetect.aws_lambda`) both answer a failure as JSON ``{"error": "<what was wrong and
+(:mod:`maskdetect.aws.handler`) both answer a failure as JSON ``{"error": "<what was wrong and
 what to do>"}`` with the status given here, so a caller sees the same answer wherever the
 request came in. Bad input is the caller's to fix (4xx); a remote URL that fails is a bad
 gateway (502) or a gateway timeout (504); only a fault of the service itself is a 500.

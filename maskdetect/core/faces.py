@@ -1,7 +1,7 @@
 """Face detection behind a small interface, so another detector can be swapped in.
 
 The detector is YuNet (OpenCV's ``cv2.FaceDetectorYN``; weights obtained by
-:mod:`maskdetect.weights`, never committed), run at one or more scales and merged with NMS.
+:mod:`maskdetect.core.weights`, never committed), run at one or more scales and merged with NMS.
 Boxes are in pixels of the image as displayed (EXIF orientation applied).
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from .images import ImageSource, decode_image
-from .weights import find_detector_weights
+from .weights import find_detector_weights, verify_weights
 
 Point = tuple[float, float]
 
@@ -71,7 +71,7 @@ class YuNetDetector:
         """Read the ONNX file now (once): a missing or wrong file is reported here, not per request."""
         with self._shared.lock:
             if self._shared.network is None:
-                path = self.weights or find_detector_weights()
+                path = verify_weights(Path(self.weights)) if self.weights else find_detector_weights()
                 level = cv2.utils.logging.getLogLevel()
                 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # OpenCV 5 warns that YuNet ignores a target it never set
                 try:

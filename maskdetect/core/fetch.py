@@ -26,7 +26,7 @@ network. So every fetch
 address rule only. The dataset download sets it: its URL comes from the project's own
 settings, not from a caller, and tests serve it from 127.0.0.1.
 
-Why not a library: ``safehttpx`` (0.2.0, the one named in the issue) is async-only, lets a
+Why not a library: ``safehttpx`` (0.2.0) is async-only, lets a
 host through when *one* of its addresses is public, asks dns.google over the network when the
 local resolver has no public answer, does not re-check redirects and has no body cap;
 ``advocate`` wraps requests but was last released in 2020. The rules above fit in this
@@ -51,7 +51,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import config
+from . import constants
 from .files import atomic_path
 
 CHUNK = 1 << 16
@@ -79,11 +79,11 @@ class BodyTooLarge(FetchError):
 class Limits:
     """How long and how much one fetch may take."""
 
-    connect_timeout: float = config.URL_CONNECT_TIMEOUT
-    read_timeout: float = config.URL_TOTAL_TIMEOUT  # one read; the deadline below bounds them all
-    total_timeout: float | None = config.URL_TOTAL_TIMEOUT  # None: no deadline (large downloads)
-    max_bytes: int = config.MAX_IMAGE_BYTES
-    max_redirects: int = config.URL_MAX_REDIRECTS
+    connect_timeout: float = constants.URL_CONNECT_TIMEOUT
+    read_timeout: float = constants.URL_TOTAL_TIMEOUT  # one read; the deadline below bounds them all
+    total_timeout: float | None = constants.URL_TOTAL_TIMEOUT  # None: no deadline (large downloads)
+    max_bytes: int = constants.MAX_IMAGE_BYTES
+    max_redirects: int = constants.URL_MAX_REDIRECTS
 
 
 # ---------------------------------------------------------------------------- addresses
@@ -394,15 +394,13 @@ def iter_body(url: str, response: http.client.HTTPResponse, deadline: _Deadline,
 def fetch_bytes(
     url: str,
     *,
-    allow_private: bool | None = None,
+    allow_private: bool = False,
     limits: Limits = Limits(),
 ) -> bytes:
     """The body at a caller's ``url``, under every rule above (the service and `maskdetect predict`).
 
-    ``allow_private`` defaults to ``MASKDETECT_ALLOW_PRIVATE_URLS``.
+    ``allow_private`` lets it reach loopback and private addresses (Settings.allow_private_urls).
     """
-    if allow_private is None:
-        allow_private = config.allow_private_urls()
     chunks = []
     with open_url(url, allow_private=allow_private, limits=limits, accept="image/*") as (final_url, response, deadline):
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-from .config import MAX_IMAGE_PIXELS
+from .constants import MAX_IMAGE_PIXELS
 
 ImageSource = bytes | str | Path | Image.Image
 

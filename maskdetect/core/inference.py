@@ -1,13 +1,13 @@
 """The one inference path: the service, ``maskdetect predict`` and the Lambda handler.
 
 A :class:`Predictor` loads a model file once and answers for image bytes, paths or PIL
-images: every input goes through :func:`maskdetect.images.preprocess`, the model's compiled
+images: every input goes through :func:`maskdetect.core.images.preprocess`, the model's compiled
 batch call, and :func:`Prediction.as_dict` for the answer's shape. For a photo
 (:meth:`Predictor.predict`) it classifies the largest face a face detector finds, cropped as the
-training crops are, and the whole photo only when no face is found (``config.face_centred``).
+training crops are, and the whole photo only when no face is found (or ``face_centred=False``).
 
-Keras ``model.predict`` builds a dataset and a progress machinery on every call (measured
-~40-190 ms for one image here); ``predict_on_batch`` reuses the compiled function (~2-6 ms).
+Keras models are called with ``predict_on_batch``, which reuses the compiled function
+(``model.predict`` builds a dataset and a progress bar on every call).
 The model file's suffix picks a *backend* (:data:`BACKENDS`): an object with ``input_size``,
 ``channels`` and ``predict(batch) -> p(with_mask)``. ``.h5`` / ``.keras`` files run on Keras
 (TensorFlow); a ``.tflite`` file (``maskdetect export``) runs on LiteRT's interpreter alone
@@ -25,9 +25,10 @@ from typing import Protocol
 
 import numpy as np
 
-from . import config
-from .config import THRESHOLD
+from . import constants
+from .constants import THRESHOLD
 from .faces import YuNetDetector, crop_face, largest
+from .fetch import Limits, fetch_bytes
 from .files import sha256_file
 from .images import ImageSource, decode_reduced, preprocess
 from .weights import WeightsError
@@ -65,7 +66,7 @@ class TFLiteBackend:
     The interpreter is not thread-safe; :class:`Predictor` calls it under its lock.
     """
 
-    def __init__(self, path: Path, num_threads: int | None = config.TFLITE_THREADS):
+    def __init__(self, path: Path, num_threads: int | None = constants.TFLITE_THREADS):
         from ai_edge_litert.interpreter import Interpreter
 
         self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
@@ -120,7 +121,7 @@ def model_report(path: Path) -> dict | None:
     checked against the Keras file. Retraining rewrites the JSON without ``exports``, so a stale
     export falls back to its file name.
     """
-    metrics = path.with_name(config.METRICS_FILE)
+    metrics = path.with_name(constants.METRICS_FILE)
     try:
         report = json.loads(metrics.read_text())
     except (OSError, ValueError):
@@ -150,7 +151,7 @@ class Predictor:
         subject_detector=None,
     ):
         self.backend = backend
-        # A maskdetect.faces.FaceDetector: predict() classifies the largest face it finds; None: whole images.
+        # A maskdetect.core.faces.FaceDetector: predict() classifies the largest face it finds; None: whole images.
         self.subject_detector = subject_detector
         self.name = name
         self.threshold = threshold  # on the calibrated p(with_mask), for /predict and /detect alike
@@ -159,14 +160,20 @@ class Predictor:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path | str | None = None, face_centred: bool | None = None, sharing: YuNetDetector | None = None) -> Predictor:
-        """Load ``path`` (default: :func:`maskdetect.config.model_path`, i.e. $MODEL_PATH).
+    def load(
+        cls,
+        path: Path | str,
+        face_centred: bool = True,
+        sharing: YuNetDetector | None = None,
+        detector_weights: Path | None = None,
+    ) -> Predictor:
+        """Load the model file at ``path``.
 
-        ``face_centred`` (default :func:`maskdetect.config.face_centred`) gives the predictor the
-        subject face detector (``config.SUBJECT_DETECTOR``), loaded now, on the network of
-        ``sharing`` (the service's crowd detector) when given.
+        ``face_centred`` gives the predictor the subject face detector (``SUBJECT_DETECTOR``), loaded
+        now: on the network of ``sharing`` (the service's crowd detector) when given, else read from
+        ``detector_weights`` (default: deployment/weights/).
         """
-        path = Path(path or config.model_path())
+        path = Path(path)
         if not path.is_file():
             raise ModelError(
                 f"no model at {path}: train one with `make train` (then `make export` for a .tflite), "
@@ -179,12 +186,10 @@ class Predictor:
             loaded = backend(path)
         except Exception as error:  # noqa: BLE001 - h5py, Keras and TF raise many kinds
             raise ModelError(f"could not load the model {path} ({error.__class__.__name__}: {error})") from error
-        if face_centred is None:
-            face_centred = config.face_centred()
         try:
             detector = None
             if face_centred:
-                detector = (sharing or YuNetDetector()).with_settings(**config.SUBJECT_DETECTOR)
+                detector = (sharing or YuNetDetector(detector_weights)).with_settings(**constants.SUBJECT_DETECTOR)
         except WeightsError as error:
             raise ModelError(str(error)) from error
         report = model_report(path)
@@ -209,29 +214,24 @@ class Predictor:
     def predict(self, image: ImageSource) -> Prediction:
         """The answer for one photo: bytes, a path or a PIL image.
 
-        With a subject detector: the largest face found, grown by ``config.FACE_CROP_MARGIN`` per
+        With a subject detector: the largest face found, grown by ``constants.FACE_CROP_MARGIN`` per
         side and squared (the framing of the training crops), is what the model sees; the
         answer's ``face`` is its box. With no face found, or no detector, the whole image.
         """
         if self.subject_detector is None:
             return self.predict_batch([image])[0]
-        photo, scale = decode_reduced(image, config.SUBJECT_DECODE_SIDE)
+        photo, scale = decode_reduced(image, constants.SUBJECT_DECODE_SIDE)
         face = largest(self.subject_detector.detect(photo))
         if face is None:
             return self.predict_batch([photo])[0]
-        crop = crop_face(photo, face.box, config.FACE_CROP_MARGIN)
+        crop = crop_face(photo, face.box, constants.FACE_CROP_MARGIN)
         return replace(self.predict_batch([crop])[0], face=[round(v * scale) for v in face.box])
 
-    def predict_url(self, url: str, *, allow_private: bool | None = None, limits=None) -> Prediction:
-        """The answer for the image at ``url``, fetched under the SSRF rules of :mod:`maskdetect.fetch`.
-
-        ``allow_private`` defaults to MASKDETECT_ALLOW_PRIVATE_URLS; ``limits`` to fetch.Limits().
-        """
-        from .fetch import Limits, fetch_bytes
-
+    def predict_url(self, url: str, *, allow_private: bool = False, limits: Limits | None = None) -> Prediction:
+        """The answer for the image at ``url``, fetched under the address rules of :mod:`maskdetect.core.fetch`."""
         return self.predict(fetch_bytes(url, allow_private=allow_private, limits=limits or Limits()))
 
     def _answer(self, p: float, threshold: float | None = None) -> Prediction:
         shown = round(min(max(p, 0.0), 1.0), 6)  # the label is decided on the probability the answer shows
-        label = config.CLASSES[0] if shown >= (self.threshold if threshold is None else threshold) else config.CLASSES[1]
+        label = constants.CLASSES[0] if shown >= (self.threshold if threshold is None else threshold) else constants.CLASSES[1]
         return Prediction(label=label, with_mask=shown, without_mask=round(1.0 - shown, 6), model=self.name)

@@ -4,10 +4,10 @@ YuNet (OpenCV's ``cv2.FaceDetectorYN``) reads one ONNX file. Like the dataset, t
 takes it from a local copy (``MASKDETECT_DETECTOR_SOURCE=DIR``) or downloads it from the pinned
 upstream commit, and checks its size and sha256 either way.
 
-* ``find_detector_weights`` (no network) is what the detector calls: the verified file, or a
-  WeightsError that says which file, what is wrong with it and how to obtain it.
-* ``obtain_detector_weights`` is what ``make weights`` runs: it puts the verified file into
-  ``weights_dir()`` (``deployment/weights/``, git-ignored; the images copy it from there).
+* ``find_detector_weights`` (no network): the verified file, or a WeightsError that says which
+  file, what is wrong with it and how to obtain it. The detector verifies the file it loads.
+* ``obtain_detector_weights`` is what ``make weights`` runs: it puts the verified file into the
+  weights folder (``deployment/weights/``, git-ignored; the images copy it from there).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import shutil
 import stat
 from pathlib import Path
 
-from . import config
+from .constants import PROJECT_ROOT
 from .fetch import FetchError, download
 from .files import atomic_path, sha256_file
 
 DETECTOR_FILE = "face_detection_yunet_2023mar.onnx"
+DEFAULT_WEIGHTS_DIR = PROJECT_ROOT / "deployment" / "weights"
 DETECTOR_URL = (
     "https://raw.githubusercontent.com/ShiqiYu/libfacedetection.train/"
     "0047ac24afb1a50a0c6105001c89d1b5b805dbf1/onnx/yunet_s_640_640.onnx"
@@ -42,22 +43,6 @@ OFFLINE_HINT = f"check the network, or set MASKDETECT_DETECTOR_SOURCE=DIR to a f
 
 class WeightsError(RuntimeError):
     """The detector's weights are missing or not the pinned file; the message says what to do."""
-
-
-def weights_dir() -> Path:
-    """Where the obtained weights live (and where the images copy them from)."""
-    value = os.environ.get("MASKDETECT_WEIGHTS_DIR")
-    return Path(value) if value else config.PROJECT_ROOT / "deployment" / "weights"
-
-
-def detector_source() -> Path | None:
-    """The folder holding a local copy of the weights, from MASKDETECT_DETECTOR_SOURCE."""
-    value = os.environ.get("MASKDETECT_DETECTOR_SOURCE")
-    return Path(value) if value else None
-
-
-def detector_url() -> str:
-    return os.environ.get("MASKDETECT_DETECTOR_URL") or DETECTOR_URL
 
 
 # The service asks for the weights often; a file is hashed again only when it changes.
@@ -96,31 +81,32 @@ def verify_weights(path: Path, fix: str = OBTAIN_FIX) -> Path:
     return Path(path)
 
 
-def find_detector_weights() -> Path:
-    """The verified weights file, without touching the network: the source's copy, else weights_dir()'s."""
-    source = detector_source()
+def find_detector_weights(source: Path | None = None, weights_dir: Path = DEFAULT_WEIGHTS_DIR) -> Path:
+    """The verified weights file, without touching the network: ``source``'s copy, else ``weights_dir``'s."""
     if source is not None:
-        return verify_weights(source / DETECTOR_FILE, SOURCE_FIX)
-    return verify_weights(weights_dir() / DETECTOR_FILE, OBTAIN_FIX)
+        return verify_weights(Path(source) / DETECTOR_FILE, SOURCE_FIX)
+    return verify_weights(Path(weights_dir) / DETECTOR_FILE, OBTAIN_FIX)
 
 
-def obtain_detector_weights(progress: bool = True, url: str | None = None) -> Path:
-    """The verified weights in weights_dir(): copied from the source, kept, or downloaded.
+def obtain_detector_weights(
+    source: Path | None = None, weights_dir: Path = DEFAULT_WEIGHTS_DIR, url: str | None = None, progress: bool = True
+) -> Path:
+    """The verified weights in ``weights_dir``: copied from ``source``, kept, or downloaded from ``url``.
 
-    Nothing is left in weights_dir() unless it is the pinned file.
+    Nothing is left in ``weights_dir`` unless it is the pinned file.
     """
-    target = weights_dir() / DETECTOR_FILE
-    source = detector_source()
+    target = Path(weights_dir) / DETECTOR_FILE
     if source is not None:
+        source = Path(source)
         found = verify_weights(source / DETECTOR_FILE, SOURCE_FIX)
-        if _problem(target):  # the image builds copy weights_dir()'s file
+        if _problem(target):  # the image builds copy this file
             with atomic_path(target) as partial:
                 shutil.copyfile(found, partial)
                 verify_weights(partial, SOURCE_FIX)
         return target
     if not _problem(target):
         return target
-    url = url or detector_url()
+    url = url or DETECTOR_URL
     try:
         with atomic_path(target) as partial:  # removed unless verified
             download(url, partial, timeout=DOWNLOAD_TIMEOUT, max_bytes=4 * DETECTOR_BYTES, progress=progress, hint=OFFLINE_HINT)

@@ -31,7 +31,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
 
-from .images import decode_image
+from ..core.images import decode_image
 
 # Workers start from a clean server process: a fork of a process whose OpenCV thread pool has run
 # (face detection, in a notebook or the test session) can deadlock inside OpenCV.

@@ -27,7 +27,7 @@ from ..core.fetch import FetchError, download
 from ..core.files import atomic_path, natural_key, sha256_file, write_csv
 from ..settings import Settings
 from .layout import STAMP, materialise
-from .source import DataError, counted_problems
+from .source import DataError, counted_problems, name_some
 from .split import SPLITS as OBSERVATIONS_SPLITS
 from .split import assign_splits
 
@@ -186,12 +186,12 @@ def download_realfaces(
     if wrong:
         raise DataError(
             f"{len(wrong)} files downloaded from {base_url} differ from {REALFACES_MANIFEST.name} "
-            f"(source_sha256) and were not kept: {data._name_some(wrong, 5)}. That URL does not serve commit "
+            f"(source_sha256) and were not kept: {name_some(wrong, 5)}. That URL does not serve commit "
             f"{REALFACES_COMMIT[:7]} of {REALFACES_REPOSITORY}: unset {URL_ENV}, or {LOCAL_COPY_HINT}"
         )
     if outcomes["http"]:
         failed = sorted(outcomes["http"], key=natural_key)
-        raise DataError(f"{len(failed)} files could not be downloaded: {data._name_some(failed, 3)}; {LOCAL_COPY_HINT}")
+        raise DataError(f"{len(failed)} files could not be downloaded: {name_some(failed, 3)}; {LOCAL_COPY_HINT}")
     with atomic_path(stamp) as temporary:
         temporary.write_text(_manifest_digest(manifest) + "\n")
     return destination

@@ -11,39 +11,43 @@ from __future__ import annotations
 
 from flask import Flask
 
-from .. import config
-from ..fetch import Limits
-from ..crowd import CrowdAnalyzer
-from ..faces import YuNetDetector
-from ..inference import ModelError, Predictor
-from ..weights import WeightsError
+from . import api, errors, page, shedding
+
+from ..core.constants import DETECTOR, MAX_IMAGE_BYTES
+from ..core.crowd import CrowdAnalyzer
+from ..core.faces import YuNetDetector
+from ..core.fetch import Limits
+from ..core.inference import ModelError, Predictor
+from ..core.weights import WeightsError
+from ..settings import Settings
 
 
-def create_app(test_config: dict | None = None) -> Flask:
-    """The WSGI application. ``test_config`` overrides settings (tests pass MODEL_PATH and limits).
+def create_app(test_config: dict | None = None, settings: Settings | None = None) -> Flask:
+    """The WSGI application, configured from ``settings`` (default ``Settings.from_env()``).
 
-    Settings: MODEL_PATH (default $MODEL_PATH, else deployment/maskdetect.h5),
-    MAX_CONTENT_LENGTH (request body cap, bytes), ALLOW_PRIVATE_URLS (default
-    $MASKDETECT_ALLOW_PRIVATE_URLS), URL_LIMITS (a maskdetect.fetch.Limits), FACE_CENTRED
-    (default $MASKDETECT_FACE_CENTRED, on: /predict classifies the photo's largest face),
-    QUEUE_BUDGET_S (default $MASKDETECT_QUEUE_BUDGET_S, 1 s: a POST that waited longer for a
-    worker is answered 503; None never sheds; see :mod:`.shedding`).
+    ``test_config`` overrides the app's config keys (tests pass MODEL_PATH and limits): MODEL_PATH,
+    MAX_CONTENT_LENGTH (request body cap, bytes), ALLOW_PRIVATE_URLS, URL_LIMITS (a
+    maskdetect.core.fetch.Limits), FACE_CENTRED (/predict classifies the photo's largest face),
+    DETECTOR_WEIGHTS, QUEUE_BUDGET_S (a POST that waited longer for a worker is answered 503;
+    None never sheds; see :mod:`.shedding`).
     """
+    settings = settings or Settings.from_env()
     app = Flask(__name__, static_folder=None)  # the page blueprint serves its own static files
     app.config.from_mapping(
-        MODEL_PATH=str(config.model_path()),
-        MAX_CONTENT_LENGTH=config.MAX_IMAGE_BYTES,
-        ALLOW_PRIVATE_URLS=config.allow_private_urls(),
+        MODEL_PATH=str(settings.model_path),
+        MAX_CONTENT_LENGTH=MAX_IMAGE_BYTES,
+        ALLOW_PRIVATE_URLS=settings.allow_private_urls,
         URL_LIMITS=Limits(),
-        FACE_CENTRED=config.face_centred(),
-        QUEUE_BUDGET_S=config.queue_budget_s(),
+        FACE_CENTRED=settings.face_centred,
+        DETECTOR_WEIGHTS=settings.detector_weights,
+        QUEUE_BUDGET_S=settings.queue_budget_s,
     )
     app.json.sort_keys = False  # answers keep the documented order: label first
     if test_config is not None:
         app.config.update(test_config)
 
     # Loaded here, once per worker, so /health answers "ok" only with the model and detector in memory.
-    detector = YuNetDetector(**config.DETECTOR)  # POST /detect's; /predict's shares its network
+    detector = YuNetDetector(app.config["DETECTOR_WEIGHTS"], **DETECTOR)  # POST /detect's; /predict's shares its network
     predictor = Predictor.load(app.config["MODEL_PATH"], face_centred=app.config["FACE_CENTRED"], sharing=detector)
     try:
         detector.load()
@@ -51,8 +55,6 @@ def create_app(test_config: dict | None = None) -> Flask:
         raise ModelError(str(error)) from error
     app.extensions["maskdetect.predictor"] = predictor
     app.extensions["maskdetect.analyzer"] = CrowdAnalyzer(detector, predictor)
-
-    from . import api, errors, page, shedding
 
     errors.register(app)
     shedding.register(app)

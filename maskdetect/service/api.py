@@ -7,21 +7,15 @@ import io
 from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..crowd import CrowdAnalyzer, annotate
-from ..errors import no_file_in_form
-from ..fetch import fetch_bytes
-from ..images import decode_image
-from ..inference import Predictor
+from ..core.crowd import CrowdAnalyzer, annotate
+from ..core.fetch import fetch_bytes
+from ..core.images import decode_image
+from ..core.inference import Predictor
+from ..core.requests import image_from_body
 from .errors import ApiError
 from .openapi import openapi_document
 
 bp = Blueprint("api", __name__)
-
-HOW_TO_SEND = (
-    'send JSON {"url": "https://.../photo.jpg"} (Content-Type: application/json), a multipart form '
-    "with the file in field \"image\", or the image itself with an image/* Content-Type"
-)
-
 
 def predictor() -> Predictor:
     return current_app.extensions["maskdetect.predictor"]
@@ -46,33 +40,8 @@ def chunked_body_within_limit():
 
 
 def _image_from_request() -> bytes | str:
-    """The uploaded bytes, or the URL to fetch, from whichever of the three forms was sent."""
-    mimetype = request.mimetype
-    if mimetype == "application/json":
-        try:
-            payload = request.get_json(silent=True)  # None for invalid JSON
-        except RecursionError:  # not a ValueError, so `silent` lets it through: [[[[... 100,000 deep
-            raise ApiError(400, f"the JSON body is nested too deeply; {HOW_TO_SEND}") from None
-        if not isinstance(payload, dict):
-            raise ApiError(400, f"the body is not a valid JSON object; {HOW_TO_SEND}")
-        url = payload.get("url")
-        if not isinstance(url, str) or not url.strip():
-            raise ApiError(400, 'the JSON object has no "url" string; send {"url": "https://.../photo.jpg"}')
-        return url
-    if mimetype == "multipart/form-data":
-        upload = request.files.get("image")
-        if upload is None:
-            raise ApiError(400, no_file_in_form(list(request.files), list(request.form)))
-        data = upload.read()
-    elif mimetype.startswith("image/"):
-        data = request.get_data()
-    elif not mimetype:
-        raise ApiError(415, f"the request has no Content-Type; {HOW_TO_SEND}")
-    else:
-        raise ApiError(415, f"{mimetype} is not accepted; {HOW_TO_SEND}")
-    if not data:
-        raise ApiError(400, "the image is empty; send the file's bytes")
-    return data
+    """The uploaded bytes, or the URL to fetch, under the one request contract (maskdetect.core.requests)."""
+    return image_from_body(request.content_type or "", request.get_data(cache=False))
 
 
 def _image_bytes_from_request() -> bytes:

@@ -1,6 +1,6 @@
 """Every failure answers JSON ``{"error": "<what was wrong and what to do>"}``, never a trace.
 
-The statuses and messages come from :mod:`maskdetect.errors`, shared with the Lambda handler;
+The statuses and messages come from :mod:`maskdetect.core.errors`, shared with the Lambda handler;
 only a fault of the service itself is a 500, logged here.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import INTERNAL_ERROR, KNOWN_ERRORS, ApiError, Overloaded, body_too_large_message, status_and_message
+from ..core.errors import INTERNAL_ERROR, KNOWN_ERRORS, ApiError, Overloaded, body_too_large_message, status_and_message
 
 __all__ = ["ApiError", "ROUTES", "error_response", "register"]
 

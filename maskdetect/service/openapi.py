@@ -10,7 +10,7 @@ from importlib import metadata
 
 from flask import Flask
 
-from .. import config
+from ..core import constants
 
 
 URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s]+([/?#]\S*)?$"
@@ -32,8 +32,11 @@ def openapi_document(app: Flask) -> dict:
         "required": True,
         "content": {
             "application/json": {
-                "schema": {"$ref": "#/components/schemas/UrlRequest"},
-                "example": {"url": "https://example.com/photo.jpg"},
+                "schema": {"oneOf": [{"$ref": "#/components/schemas/UrlRequest"}, {"$ref": "#/components/schemas/ImageRequest"}]},
+                "examples": {
+                    "url": {"value": {"url": "https://example.com/photo.jpg"}},
+                    "image": {"value": {"image": "data:image/jpeg;base64,/9j/4AAQSkZJRg..."}},
+                },
             },
             "multipart/form-data": {
                 "schema": {
@@ -87,14 +90,14 @@ def openapi_document(app: Flask) -> dict:
                         "The largest face found in the photo is classified, cropped as the training crops are "
                         "(`face` is its box in pixels of the image as displayed); the whole photo when no face "
                         "is found (`face` is null) or when the service runs with MASKDETECT_FACE_CENTRED=0. "
-                        "The image comes as JSON `{\"url\": ...}`, as a multipart form field `image`, or as "
+                        "The image comes as JSON `{\"url\": ...}` or `{\"image\": \"<base64>\"}`, as a multipart form field `image`, or as "
                         f"the raw body with an `image/*` content type. Request bodies are limited to {body_mb:g} MB. "
                         "A URL must be http or https and resolve to public addresses only (no loopback, "
                         "private, link-local, multicast, reserved or unspecified address, in any notation); "
                         f"at most {limits.max_redirects} redirects are followed, each checked again; the fetch "
                         f"has {limits.connect_timeout:g} s to connect and {limits.total_timeout:g} s in all, and "
                         f"the image may be {limits.max_bytes / 1024 / 1024:g} MB at most. Images over "
-                        f"{config.MAX_IMAGE_PIXELS / 1e6:g} megapixels are refused before decoding."
+                        f"{constants.MAX_IMAGE_PIXELS / 1e6:g} megapixels are refused before decoding."
                     ),
                     "requestBody": image_body,
                     "responses": {
@@ -115,9 +118,9 @@ def openapi_document(app: Flask) -> dict:
                         "the detector finds is classified; boxes are `[xmin, ymin, xmax, ymax]` in pixels of the image as "
                         "displayed (EXIF orientation applied). `unmasked_ratio` is the unmasked share of the faces the detector is sure of (`counted`), null "
                         "when no face is found. `close_pairs` lists pairs of unmasked faces (indices into `faces`) "
-                        f"estimated closer than {config.CLOSE_DISTANCE_M:g} m, from a pinhole camera model that "
-                        f"assumes every face is {config.FACE_WIDTH_M * 100:g} cm wide and a "
-                        f"{config.CAMERA_FOV_DEG:g} degree horizontal field of view: rough estimates. "
+                        f"estimated closer than {constants.CLOSE_DISTANCE_M:g} m, from a pinhole camera model that "
+                        f"assumes every face is {constants.FACE_WIDTH_M * 100:g} cm wide and a "
+                        f"{constants.CAMERA_FOV_DEG:g} degree horizontal field of view: rough estimates. "
                         "With `format=png` the answer is the image with the boxes drawn (green with_mask, red "
                         "without_mask, labelled with the face's index and p(with_mask))."
                     ),
@@ -180,9 +183,19 @@ def openapi_document(app: Flask) -> dict:
                         "url": {
                             "type": "string",
                             "format": "uri",
-                            # what maskdetect.fetch.parse_url takes: http or https, a host, no user name
+                            # what maskdetect.core.fetch.parse_url takes: http or https, a host, no user name
                             "pattern": URL_PATTERN,
                             "description": "an http(s) URL of an image, without a user name or password",
+                        }
+                    },
+                },
+                "ImageRequest": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {
+                            "type": "string",
+                            "description": "the image file, base64-encoded (standard alphabet; a data: URL prefix and line breaks are allowed)",
                         }
                     },
                 },
@@ -190,7 +203,7 @@ def openapi_document(app: Flask) -> dict:
                     "type": "object",
                     "required": ["label", "with_mask", "without_mask", "model", "face"],
                     "properties": {
-                        "label": {"type": "string", "enum": list(config.CLASSES)},
+                        "label": {"type": "string", "enum": list(constants.CLASSES)},
                         "with_mask": {"type": "number", "minimum": 0, "maximum": 1, "description": "p(with_mask)"},
                         "without_mask": {"type": "number", "minimum": 0, "maximum": 1, "description": "1 - p(with_mask)"},
                         "model": {"type": "string", "description": "the model's name and version"},
@@ -229,7 +242,7 @@ def openapi_document(app: Flask) -> dict:
                                         "description": "xmin, ymin, xmax, ymax in displayed pixels (max exclusive)",
                                     },
                                     "score": {"type": "number", "minimum": 0, "maximum": 1, "description": "the detector's confidence"},
-                                    "label": {"type": "string", "enum": list(config.CLASSES)},
+                                    "label": {"type": "string", "enum": list(constants.CLASSES)},
                                     "with_mask": {"type": "number", "minimum": 0, "maximum": 1, "description": "p(with_mask)"},
                                 },
                             },
@@ -241,7 +254,7 @@ def openapi_document(app: Flask) -> dict:
                             "type": ["number", "null"],
                             "minimum": 0,
                             "maximum": 1,
-                            "description": f"the share of counted faces without a mask: faces scored at least {config.SHARE_MIN_SCORE:g} by the detector, or every face when none is",
+                            "description": f"the share of counted faces without a mask: faces scored at least {constants.SHARE_MIN_SCORE:g} by the detector, or every face when none is",
                         },
                         "counted": {"type": "integer", "minimum": 0, "description": "how many faces unmasked_ratio counts"},
                         "close_pairs": {

@@ -15,8 +15,8 @@ import time
 
 from flask import Flask, current_app, request
 
-from .. import config
-from ..errors import Overloaded
+from ..core import constants
+from ..core.errors import Overloaded
 
 
 def waited_s(header: str | None, now: float) -> float | None:
@@ -39,4 +39,4 @@ def register(app: Flask) -> None:
         budget = current_app.config["QUEUE_BUDGET_S"]
         waited = waited_s(request.headers.get("X-Request-Start"), time.time())
         if budget is not None and waited is not None and waited > budget:
-            raise Overloaded(waited, budget, config.RETRY_AFTER_S)
+            raise Overloaded(waited, budget, constants.RETRY_AFTER_S)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-OUTPUT_LAYER = "with_mask"  # maskdetect.models names the sigmoid unit so
+OUTPUT_LAYER = "with_mask"  # maskdetect.training.models names the sigmoid unit so
 EPSILON = 1e-7
 
 

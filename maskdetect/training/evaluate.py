@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
@@ -10,8 +12,10 @@ from sklearn.metrics import (
     f1_score,
     roc_auc_score,
 )
+from tqdm.auto import tqdm
 
-from .config import THRESHOLD  # the one threshold; callers may import it from here
+from ..core.constants import CLASSES, THRESHOLD
+from ..core.files import class_files
 
 
 def classification_metrics(labels: np.ndarray, with_mask: np.ndarray, threshold: float = THRESHOLD) -> dict:
@@ -39,18 +43,15 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
 def labelled_files(directory) -> tuple[list, list[int]]:
-    """The image files of DIR/with_mask (label 1) and DIR/without_mask (label 0), sorted."""
-    from pathlib import Path
-
+    """The image files of DIR/with_mask (label 1) and DIR/without_mask (label 0), in natural order."""
     directory = Path(directory)
     files, labels = [], []
-    for label, name in ((1, "with_mask"), (0, "without_mask")):
-        folder = directory / name
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} is missing: the folder must hold with_mask/ and without_mask/")
-        found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for name in CLASSES:
+        if not (directory / name).is_dir():
+            raise FileNotFoundError(f"{directory / name} is missing: the folder must hold with_mask/ and without_mask/")
+        found = class_files(directory, name, IMAGE_SUFFIXES)
         files += found
-        labels += [label] * len(found)
+        labels += [int(name == "with_mask")] * len(found)
     if not files:
         raise FileNotFoundError(f"no images in {directory}/with_mask or {directory}/without_mask")
     return files, labels
@@ -60,10 +61,8 @@ def predict_face_folder(directory, predictor, batch_size: int = 64, progress: bo
     """(labels, p(with_mask)) for DIR/with_mask/* (label 1) and DIR/without_mask/* (label 0).
 
     The files are classified as they are (they should be face crops, e.g. ``realworld-dev``),
-    through the one inference path, :meth:`maskdetect.inference.Predictor.predict_batch`.
+    through the one inference path, :meth:`maskdetect.core.inference.Predictor.predict_batch`.
     """
-    from tqdm import tqdm
-
     files, labels = labelled_files(directory)
     with_mask = []
     for start in tqdm(range(0, len(files), batch_size), desc="faces", disable=not progress):
@@ -79,11 +78,9 @@ def evaluate_face_folder(directory, predictor, batch_size: int = 64, progress: b
 
 def evaluate_photo_folder(directory, predictor, progress: bool = True) -> dict:
     """:func:`classification_metrics` of ``predictor`` on the photos in DIR/with_mask and DIR/without_mask,
-    each answered as ``POST /predict`` answers it (:meth:`maskdetect.inference.Predictor.predict`:
+    each answered as ``POST /predict`` answers it (:meth:`maskdetect.core.inference.Predictor.predict`:
     the largest face found, else the whole photo), with how many had a face.
     """
-    from tqdm import tqdm
-
     files, labels = labelled_files(directory)
     answers = [predictor.predict(path) for path in tqdm(files, desc="photos", disable=not progress)]
     metrics = classification_metrics(np.array(labels), np.array([a.with_mask for a in answers]), predictor.threshold)

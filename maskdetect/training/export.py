@@ -1,14 +1,14 @@
 """``maskdetect export``: the trained Keras model as TFLite (and ONNX), checked against it.
 
 The TFLite file (``deployment/maskdetect.tflite`` beside ``maskdetect.h5``) is what the lean
-runtime serves: :class:`maskdetect.inference.TFLiteBackend` runs it on LiteRT's interpreter
+runtime serves: :class:`maskdetect.core.inference.TFLiteBackend` runs it on LiteRT's interpreter
 without TensorFlow. The ONNX file is for other runtimes (onnxruntime, ...); it is not committed.
 
 The TFLite file stores its weights as 8-bit integers (dynamic-range quantization: activations
 stay float32), which makes the classifier call faster on a CPU and the file smaller;
 the ONNX file is a plain float32 conversion. Each must give the Keras model's probabilities:
 every export is run, before it is kept, on real images of the test split (``data/test``, through
-:func:`maskdetect.images.preprocess`, like every other input) next to the Keras model, and
+:func:`maskdetect.core.images.preprocess`, like every other input) next to the Keras model, and
 refused when p(with_mask) differs anywhere by more than its format's ``TOLERANCES`` entry.
 
 - TFLite: ``tf.lite.TFLiteConverter.from_keras_model``, which exports the Keras 3 model to a
@@ -21,7 +21,7 @@ Every file is written atomically (a temporary file beside the target, then a ren
 once every requested export has passed its check: a refused export leaves no file and keeps any
 previous one. The checks are recorded in ``metrics.json`` beside the model, under ``exports``
 (every other key kept): per file its bytes, sha256, max_abs_diff and the number of images
-checked. :func:`maskdetect.inference.model_report` reads that entry to serve the export under the
+checked. :func:`maskdetect.core.inference.model_report` reads that entry to serve the export under the
 Keras model's name and threshold.
 """
 
@@ -31,8 +31,6 @@ import contextlib
 import io
 import itertools
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,14 +39,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config
-from .data import natural_key
-from .images import preprocess
-from .files import sha256_file, write_json
-from .inference import KERAS_SUFFIXES, Predictor, TFLiteBackend
+from ..core.constants import CLASSES, METRICS_FILE
+from ..core.files import atomic_path, class_files, sha256_file, write_json
+from ..core.images import preprocess
+from ..core.inference import KERAS_SUFFIXES, Predictor, TFLiteBackend
+from ..settings import Settings
 
 # The largest |p_export - p_keras| accepted on any checked image, per format: 8-bit weights move
-# p(with_mask) a little (documentation/local_service.md), a float32 conversion not at all.
+# p(with_mask) a little, a float32 conversion not at all.
 TOLERANCES = {"tflite": 0.02, "onnx": 1e-5}
 DEFAULT_IMAGES = 256  # the whole test split
 CHUNK = 64  # images per call when checking (bounds the memory of a large check)
@@ -87,11 +85,8 @@ class Export:
 
 def check_images(n: int, root: Path | None = None) -> list[Path]:
     """The first ``n`` images of the test split, alternating with_mask / without_mask."""
-    root = root or config.data_dir() / "test"
-    per_class = [
-        sorted((p for p in (root / label).glob("*") if p.is_file()), key=lambda p: natural_key(p.name))
-        for label in config.CLASSES
-    ]
+    root = root or Settings.from_env().data_dir / "test"
+    per_class = [class_files(root, label) for label in CLASSES]
     if not any(per_class):
         raise ExportError(f"no test images under {root}: lay out the split first with `make data` (or `maskdetect data`)")
     mixed = [p for pair in itertools.zip_longest(*per_class) for p in pair if p is not None]
@@ -178,18 +173,6 @@ def _read_metrics(path: Path) -> dict:
     return report
 
 
-def _write_temporary(content: bytes, target: Path) -> Path:
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(content)
-        os.chmod(temporary, 0o644)  # mkstemp makes files private
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return Path(temporary)
-
-
 def export_model(
     model_path: Path | str | None = None,
     *,
@@ -202,7 +185,7 @@ def export_model(
     within its :data:`TOLERANCES` entry on ``images`` test images. Raises ExportError (nothing written) if not,
     or if the model is missing; ModelError if it cannot be loaded. ``say`` receives progress lines.
     """
-    path = Path(model_path or config.model_path())
+    path = Path(model_path or Settings.from_env().model_path)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ExportError(f"cannot export to {', '.join(unknown) or 'nothing'}; the formats are {', '.join(FORMATS)}")
@@ -212,25 +195,25 @@ def export_model(
         raise ExportError(f"no model at {path}: train one with `make train`, or give --model FILE.h5")
     if images < 1:
         raise ExportError(f"--images must be at least 1, not {images}")
-    metrics_path = path.with_name(config.METRICS_FILE)
+    metrics_path = path.with_name(METRICS_FILE)
     report = _read_metrics(metrics_path)  # before converting: a broken file stops the export early
     files = check_images(images)
 
     started = time.perf_counter()
     say(f"loading {path}")
-    backend = Predictor.load(path).backend  # ModelError when missing or unreadable
+    backend = Predictor.load(path, face_centred=False).backend  # ModelError when missing or unreadable
     say(f"checking on {len(files)} test images from {files[0].parent.parent}")
     batch = np.stack([preprocess(f, size=backend.input_size, channels=backend.channels) for f in files])
     expected = _in_chunks(backend.predict, batch)
 
-    checked: list[tuple[Path, Export]] = []  # (temporary file, its export) until all have passed
-    try:
+    checked: list[Export] = []
+    with contextlib.ExitStack() as keep:  # every export replaces its file only once all have passed
         for name in formats:
             convert, runner, converter = FORMATS[name]
             target = path.with_suffix(f".{name}")
             say(f"converting to {name}")
-            temporary = _write_temporary(convert(backend.model), target)
-            checked.append((temporary, None))
+            temporary = keep.enter_context(atomic_path(target))
+            temporary.write_bytes(convert(backend.model))
             got = _in_chunks(runner(temporary), batch)
             difference = float(np.max(np.abs(got - expected)))
             if not difference <= TOLERANCES[name]:  # NaN fails too
@@ -239,18 +222,11 @@ def export_model(
                     f"on {len(files)} test images (tolerance {TOLERANCES[name]:g}); no file written"
                 )
             content = temporary.stat().st_size
-            export = Export(name, target, content, sha256_file(temporary), difference, len(files), converter())
-            checked[-1] = (temporary, export)
+            checked.append(Export(name, target, content, sha256_file(temporary), difference, len(files), converter()))
             say(f"  {name}: {content / 1e6:.2f} MB, max |p - p_keras| = {difference:.2g} on {len(files)} images")
-        for temporary, export in checked:
-            os.replace(temporary, export.path)
-    except BaseException:
-        for temporary, _ in checked:
-            temporary.unlink(missing_ok=True)
-        raise
 
     exports = report.get("exports") if isinstance(report.get("exports"), dict) else {}
-    exports.update({export.path.name: export.entry(path) for _, export in checked})
+    exports.update({export.path.name: export.entry(path) for export in checked})
     write_json({**report, "exports": exports}, metrics_path)
     say(f"recorded the checks in {metrics_path} ({time.perf_counter() - started:.1f} s)")
-    return [export for _, export in checked]
+    return checked

@@ -1,6 +1,6 @@
 """Model builders: short, functional-API Keras models with named layers.
 
-Every model takes the output of :func:`maskdetect.images.preprocess` (values in [0, 1])
+Every model takes the output of :func:`maskdetect.core.images.preprocess` (values in [0, 1])
 and ends in one sigmoid unit, ``with_mask``: the probability that the face wears a mask.
 """
 

@@ -1,4 +1,4 @@
-"""Plots the notebooks share: image grids, learning curves, confusion matrices, ROC curves."""
+"""What the notebooks show: image grids, learning curves, confusion matrices, ROC curves, metrics tables."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from sklearn.metrics import roc_curve
 
-from .images import decode_image
+from ..core.images import decode_image
 
 LABELS = ("without_mask", "with_mask")  # index = label value
 
@@ -79,3 +80,33 @@ def roc_curves(curves: dict, title: str = "ROC"):
     axis.legend(fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def metrics_table(metrics: dict) -> pd.DataFrame:
+    """name -> classification metrics (maskdetect.training.evaluate) as one row per name."""
+    table = pd.DataFrame(metrics).T[["n", "accuracy", "balanced_accuracy", "roc_auc", "f1"]]
+    return table.astype({"n": int}).round(3)
+
+
+def evaluation(result, sets: dict) -> None:
+    """A trained model's confusion matrix on each evaluated set, then their ROC curves."""
+    figure, axes = plt.subplots(1, len(result.metrics), figsize=(4 * len(result.metrics), 3.2))
+    for axis, (name, metrics) in zip(np.atleast_1d(axes), result.metrics.items()):
+        confusion(metrics["confusion_matrix"], name, axis)
+    figure.tight_layout()
+    roc_curves({name: (sets[name][1], p) for name, p in result.predictions.items()})
+
+
+def confident_mistakes(result, sets: dict, names=("test", "realworld-dev"), threshold: float = 0.5, most: int = 12) -> None:
+    """For each set: how many images are wrong, and the ``most`` the model was surest of."""
+    for name in names:
+        if name not in result.predictions:
+            continue
+        images, labels, _ = sets[name]
+        p = result.predictions[name]
+        wrong = np.flatnonzero((p >= threshold) != (labels == 1))
+        worst = wrong[np.argsort(-np.abs(p[wrong] - threshold))][:most]
+        print(f"{name}: {len(wrong)} of {len(labels)} wrong")
+        if len(worst):
+            titles = [f"true {LABELS[int(labels[i])]}\np={p[i]:.2f}" for i in worst]
+            image_grid(images[worst], titles, size=1.6, suptitle=f"{name}: most confident mistakes")

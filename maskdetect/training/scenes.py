@@ -12,7 +12,7 @@ box and a labeller's box around the same small face rarely agree better). The me
 * ``label_accuracy``: on matched faces labelled with_mask or without_mask, the share the
   classifier labels the same, overall and by the labelled box's longer side;
 * ``unmasked_share_mae``: per image, (without_mask + incorrect) / labelled faces against the
-  unmasked share ``/detect`` answers (over the faces :func:`maskdetect.crowd.counted_faces` counts),
+  unmasked share ``/detect`` answers (over the faces :func:`maskdetect.core.crowd.counted_faces` counts),
   averaged over images with at least one detection
   (``images_without_detection`` counts the others);
 * ``seconds_per_image``: detection and classification, decoding included.
@@ -27,10 +27,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .crowd import CrowdAnalyzer, counted_faces
-from .faces import FaceDetector
-from .images import decode_image
-from .inference import Predictor
+from ..core.crowd import CrowdAnalyzer, counted_faces
+from ..core.faces import FaceDetector
+from ..core.images import decode_image
+from ..core.inference import Predictor
 
 LABELS = ("with_mask", "without_mask", "incorrect")
 UNMASKED_LABELS = ("without_mask", "incorrect")
@@ -135,7 +135,7 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_mis
     detections = unmatched = 0
     labels_right = {bucket: 0 for bucket in SIZE_BUCKETS}
     labels_checked = {bucket: 0 for bucket in SIZE_BUCKETS}
-    errors, without_detection, missed = [], 0, []
+    without_detection, missed = 0, []
     classified = any(d.label is not None for r in results for d in r.detected)
     for result in results:
         pairs = match([d.box for d in result.detected], [t.box for t in result.labelled], min_iou)
@@ -159,11 +159,6 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_mis
         unmatched += len(result.detected) - len(pairs)
         if not result.detected:
             without_detection += 1
-        elif classified and result.labelled:
-            truth_share = sum(t.label in UNMASKED_LABELS for t in result.labelled) / len(result.labelled)
-            counted = counted_faces(result.detected)
-            guess_share = sum(d.label == "without_mask" for d in counted) / len(counted)
-            errors.append(abs(truth_share - guess_share))
     total_faces, total_found = sum(faces.values()), sum(found.values())
     report = {
         "images": len(results),
@@ -182,7 +177,7 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_mis
         "label_accuracy_by_size": {
             b: {"accuracy": _ratio(labels_right[b], labels_checked[b]), "faces": labels_checked[b]} for b in SIZE_BUCKETS
         },
-        "unmasked_share_mae": sum(errors) / len(errors) if errors else None,
+        "unmasked_share_mae": _mean([row["error"] for row in image_shares(results)]),
         "images_with_detection": len(results) - without_detection,
         "images_without_detection": without_detection,
         "seconds_per_image": sum(r.seconds for r in results) / len(results) if results else None,
@@ -190,6 +185,25 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_mis
     if list_missed:
         report["missed"] = missed
     return report
+
+
+def image_shares(results: list[SceneResult]) -> list[dict]:
+    """Per classified image with a labelled face and a detection: the labelled and the estimated unmasked
+    share (over the counted faces, as ``POST /detect`` answers it) and the error."""
+    rows = []
+    for result in results:
+        if not (result.labelled and result.detected and result.detected[0].label is not None):
+            continue
+        truth = sum(t.label in UNMASKED_LABELS for t in result.labelled) / len(result.labelled)
+        counted = counted_faces(result.detected)
+        estimated = sum(d.label == "without_mask" for d in counted) / len(counted)
+        rows.append({"image": result.image, "labelled": truth, "estimated": estimated, "error": abs(truth - estimated),
+                     "faces": len(result.labelled), "detections": len(result.detected)})
+    return rows
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def share_error_sources(results: list[SceneResult], min_iou: float = MIN_IOU) -> dict[str, float | None]:

@@ -17,12 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config, realfaces
+from ..core.constants import FACE_CROP_MARGIN, METRICS_FILE, MODEL_FILE, THRESHOLD
+from ..core.files import atomic_path, sha256_file, write_json
+from ..core.inference import Predictor
+from ..data.realfaces import SPLITS as REALFACES_SPLITS
+from ..data.split import SPLITS, SPLITS_FILE
+from ..settings import Settings
 from .calibration import calibrate_model
-from .data import face_boxes, load_face_crops, load_folder
-from .evaluate import THRESHOLD, classification_metrics, evaluate_photo_folder
-from .files import atomic_path, sha256_file, write_json
-from .inference import Predictor
+from .evaluate import classification_metrics, evaluate_photo_folder
+from .inputs import face_boxes, load_face_crops, load_folder, load_realfaces
 
 
 @dataclass
@@ -46,7 +49,7 @@ class TrainConfig:
     mask_recolour: float = 0.7  # share of with_mask images whose mask is repainted
     recolour_every_class: bool = False  # repaint the same colours in without_mask images too
     face_crops: bool = True  # also train on a crop around each training photo's face
-    crop_margin: float = config.FACE_CROP_MARGIN
+    crop_margin: float = FACE_CROP_MARGIN
     painted_masks: float = 0.5  # share of with_mask training images given a synthetic mask
     paint_unmasked: bool = False  # paint on without_mask faces too (they become with_mask)
     validate_on_crops: bool = False  # validation = validation photos + their face crops
@@ -64,8 +67,6 @@ class TrainConfig:
 
 OBSERVATIONS_ONLY = TrainConfig()  # nb2-nb6's baseline: the observations photos and their face crops
 DEPLOYED = TrainConfig(model="cnn4", epochs=25, real_faces=True, low_light=0.25, calibrate=True)
-MODEL_FILE = config.MODEL_FILE
-METRICS_FILE = config.METRICS_FILE
 
 
 def build(cfg: TrainConfig):
@@ -168,7 +169,7 @@ def package_versions() -> dict[str, str]:
 
 
 def split_hash() -> str:
-    return sha256_file(config.splits_path())
+    return sha256_file(SPLITS_FILE)
 
 
 def save_model(model, path: Path) -> Path:
@@ -186,16 +187,17 @@ def load_sets(cfg: TrainConfig, realworld: Path | None = None, progress: bool = 
 
     Kept in memory per input size and colour mode, so notebooks comparing models load once.
     """
-    realworld = realworld or config.realworld_dir()
-    key = (cfg.input_size, cfg.channels, cfg.crop_margin, cfg.real_faces or cfg.calibrate, str(config.data_dir()), str(realworld))
+    settings = Settings.from_env()
+    realworld = realworld or settings.realworld_dir
+    key = (cfg.input_size, cfg.channels, cfg.crop_margin, cfg.real_faces or cfg.calibrate, str(settings.data_dir), str(realworld))
     if key not in _loaded:
-        root = config.data_dir()
-        sets = {name: load_folder(root / name, cfg.input_size, cfg.channels, progress=progress) for name in config.SPLITS}
+        root = settings.data_dir
+        sets = {name: load_folder(root / name, cfg.input_size, cfg.channels, progress=progress) for name in SPLITS}
         sets["train-crops"] = load_face_crops("train", cfg.input_size, cfg.channels, cfg.crop_margin, progress)
         sets["validation-crops"] = load_face_crops("validation", cfg.input_size, cfg.channels, cfg.crop_margin, progress)
         if cfg.real_faces or cfg.calibrate:
-            for split in realfaces.SPLITS:
-                sets[f"realfaces-{split}"] = realfaces.load_realfaces(split, cfg.input_size, cfg.channels, progress)
+            for split in REALFACES_SPLITS:
+                sets[f"realfaces-{split}"] = load_realfaces(split, cfg.input_size, cfg.channels, progress)
         if realworld is not None:
             sets["realworld-dev"] = load_folder(realworld, cfg.input_size, cfg.channels, progress=progress)
         _loaded.clear()  # one size at a time: they are large
@@ -275,9 +277,10 @@ def kept_epoch(cfg: TrainConfig, history: dict) -> int:
 
 def photo_folders() -> dict[str, Path]:
     """name -> folder (with_mask/, without_mask/) of the held-out photos: validation, test, realworld-dev."""
-    folders = {name: config.data_dir() / name for name in ("validation", "test")}
-    if config.realworld_dir() is not None:
-        folders["realworld-dev"] = config.realworld_dir()
+    settings = Settings.from_env()
+    folders = {name: settings.data_dir / name for name in ("validation", "test")}
+    if settings.realworld_dir is not None:
+        folders["realworld-dev"] = settings.realworld_dir
     return {name: folder for name, folder in folders.items() if folder.is_dir()}
 
 
@@ -287,7 +290,7 @@ def save_result(result: Result, cfg: TrainConfig, out_dir: Path | None = None, p
     With ``photos`` (name -> folder, e.g. :func:`photo_folders`) the saved model is also scored as
     ``POST /predict`` answers (the largest face found, else the whole photo): ``face_centred``.
     """
-    out_dir = Path(out_dir or config.deployment_dir())
+    out_dir = Path(out_dir or Settings.from_env().deployment_dir)
     model_path = save_model(result.model, out_dir / MODEL_FILE)
     history = result.history
     report = {
@@ -312,7 +315,7 @@ def save_result(result: Result, cfg: TrainConfig, out_dir: Path | None = None, p
 
 
 def face_centred_metrics(model_path: Path, photos: dict, progress: bool = False) -> dict:
-    """name -> :func:`maskdetect.evaluate.evaluate_photo_folder` of the model file, face-centred."""
+    """name -> :func:`maskdetect.training.evaluate.evaluate_photo_folder` of the model file, face-centred."""
     predictor = Predictor.load(model_path, face_centred=True)
     metrics = {}
     for name, folder in photos.items():

@@ -21,8 +21,9 @@ from sklearn.model_selection import RandomizedSearchCV, StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.utils import ClassifierTags
 
-from . import config
-from .images import preprocess
+from ..core.images import preprocess
+from ..data.split import read_splits
+from ..settings import Settings
 
 SEARCH_SPACE = {
     "images__size": [64, 100, 128],
@@ -106,10 +107,8 @@ def search_pipeline(model_name: str = "cnn2", epochs: int = 10, seed: int = 1) -
 
 def training_files(split: str = "train") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(paths, labels, groups) of a materialised split, from data/splits.csv."""
-    from .data import read_splits
-
     rows = [r for r in read_splits() if r["split"] == split]
-    root = config.data_dir() / split
+    root = Settings.from_env().data_dir / split
     paths = np.array([str(root / r["class"] / r["file"]) for r in rows])
     labels = np.array([1 if r["class"] == "with_mask" else 0 for r in rows])
     groups = np.array([r["group"] for r in rows])

@@ -1,0 +1,107 @@
+"""The one request contract of the prediction API, for the Flask service and the Lambda alike.
+
+A request carries its image in one of four forms; :func:`image_from_body` turns (Content-Type,
+body) into the image's bytes or the URL to fetch, and refuses anything else with an ApiError whose
+message says what to send:
+
+- JSON ``{"url": "https://.../photo.jpg"}``;
+- JSON ``{"image": "<the file, base64-encoded>"}`` (a ``data:`` URL prefix and line breaks allowed),
+  for clients that can only send JSON (browsers' fetch with a canvas, API Gateway test consoles);
+- a multipart form with the file in field ``image``;
+- the file itself with an ``image/*`` Content-Type.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.parser
+import email.policy
+import json
+
+from .errors import ApiError, no_file_in_form
+
+HOW_TO_SEND = (
+    'send JSON {"url": "https://.../photo.jpg"} or {"image": "<the file, base64-encoded>"} '
+    '(Content-Type: application/json), a multipart form with the file in field "image", '
+    "or the image itself with an image/* Content-Type"
+)
+JSON_FORMS = '{"url": "https://.../photo.jpg"} or {"image": "<the file, base64-encoded>"}'
+
+
+def mimetype_of(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def image_from_body(content_type: str, body: bytes) -> bytes | str:
+    """The image's bytes, or the URL to fetch, from a request's Content-Type and body."""
+    mimetype = mimetype_of(content_type)
+    if mimetype == "application/json":
+        try:
+            payload = json.loads(body)
+        except RecursionError:  # [[[[... 100,000 deep
+            raise ApiError(400, f"the JSON body is nested too deeply; {HOW_TO_SEND}") from None
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError alike
+            payload = None
+        return image_from_payload(payload)
+    if mimetype == "multipart/form-data":
+        data = file_from_form(content_type, body)
+    elif mimetype.startswith("image/"):
+        data = body
+    elif not mimetype:
+        raise ApiError(415, f"the request has no Content-Type; {HOW_TO_SEND}")
+    else:
+        raise ApiError(415, f"{mimetype} is not accepted; {HOW_TO_SEND}")
+    if not data:
+        raise ApiError(400, "the image is empty; send the file's bytes")
+    return data
+
+
+def image_from_payload(payload, *, direct: bool = False) -> bytes | str:
+    """The image's bytes, or the URL, from ``{"url": ...}`` or ``{"image": ...}``.
+
+    ``payload`` is a request's JSON body, or the event itself for a direct Lambda invocation.
+    """
+    if not isinstance(payload, dict):
+        if direct:
+            raise ApiError(400, f"the event is not a JSON object; invoke the function with {JSON_FORMS}")
+        raise ApiError(400, f"the body is not a valid JSON object; {HOW_TO_SEND}")
+    url, image = payload.get("url"), payload.get("image")
+    if url is not None and image is not None:
+        raise ApiError(400, 'the JSON object has both "url" and "image"; send one of them')
+    if isinstance(url, str) and url.strip():
+        return url
+    if isinstance(image, str):
+        return decode_base64_image(image)
+    raise ApiError(400, f'the JSON object has no "url" or "image" string; send {JSON_FORMS}')
+
+
+def decode_base64_image(text: str) -> bytes:
+    """The bytes of an ``image`` field: standard base64, line breaks and a data: URL prefix allowed."""
+    text = text.strip()
+    if text.startswith("data:") and ";base64," in text[:100]:
+        text = text.split(",", 1)[1]
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ApiError(400, f'the "image" field is not valid base64 ({error}); send the file\'s bytes base64-encoded') from None
+    if not data:
+        raise ApiError(400, "the image is empty; send the file's bytes")
+    return data
+
+
+def file_from_form(content_type: str, body: bytes) -> bytes:
+    """The file in field ``image`` of a multipart/form-data body."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body
+    )
+    files, fields = {}, []
+    for part in message.iter_parts() if message.is_multipart() else ():
+        name = part.get_param("name", header="content-disposition")
+        if name and part.get_filename() is not None:
+            files.setdefault(name, part.get_payload(decode=True) or b"")
+        elif name:
+            fields.append(name)
+    if "image" not in files:
+        raise ApiError(400, no_file_in_form(list(files), fields))
+    return files["image"]

@@ -1,0 +1,70 @@
+"""Settings.from_env(): the one place that reads the environment."""
+
+from pathlib import Path
+
+import pytest
+
+from maskdetect.core.constants import CLIENT_TIMEOUT_S, DEFAULT_HOST, DEFAULT_PORT, PROJECT_ROOT, QUEUE_BUDGET_S
+from maskdetect.core.weights import DETECTOR_FILE
+from maskdetect.settings import Settings
+
+
+def test_an_empty_environment_gives_the_checkout_defaults(tmp_path):
+    settings = Settings.from_env({"MASKDETECT_SHARED_DATA": str(tmp_path)})
+    assert settings.data_dir == PROJECT_ROOT / "data"
+    assert settings.served_model == PROJECT_ROOT / "deployment" / "maskdetect.h5"
+    assert settings.detector_weights == PROJECT_ROOT / "deployment" / "weights" / DETECTOR_FILE
+    assert (settings.host, settings.port) == (DEFAULT_HOST, DEFAULT_PORT)
+    assert (settings.client_timeout_s, settings.queue_budget_s) == (CLIENT_TIMEOUT_S, QUEUE_BUDGET_S)
+    assert settings.face_centred and not settings.allow_private_urls and not settings.in_aws_lambda
+    assert settings.realworld_dir is None  # no realworld-dev under this shared-data folder
+
+
+def test_the_deployment_folder_moves_the_model_and_a_model_path_wins(tmp_path):
+    moved = Settings.from_env({"MASKDETECT_DEPLOYMENT_DIR": str(tmp_path)})
+    assert moved.served_model == tmp_path / "maskdetect.h5"
+    chosen = Settings.from_env({"MASKDETECT_DEPLOYMENT_DIR": str(tmp_path), "MODEL_PATH": "/models/m.tflite"})
+    assert chosen.served_model == Path("/models/m.tflite")
+
+
+def test_a_local_copy_of_the_weights_is_used_in_place(tmp_path):
+    settings = Settings.from_env({"MASKDETECT_DETECTOR_SOURCE": str(tmp_path), "MASKDETECT_WEIGHTS_DIR": "/elsewhere"})
+    assert settings.detector_weights == tmp_path / DETECTOR_FILE
+    assert Settings.from_env({"MASKDETECT_WEIGHTS_DIR": str(tmp_path)}).detector_weights == tmp_path / DETECTOR_FILE
+
+
+def test_realworld_dev_is_found_under_the_shared_data_or_named(tmp_path):
+    (tmp_path / "realworld-dev").mkdir()
+    assert Settings.from_env({"MASKDETECT_SHARED_DATA": str(tmp_path)}).realworld_dir == tmp_path / "realworld-dev"
+    named = Settings.from_env({"MASKDETECT_REALWORLD_DIR": str(tmp_path / "mine")})
+    assert named.realworld_dir == tmp_path / "mine"
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("yes", True), ("TRUE", True), ("0", False), ("off", False), ("", False)])
+def test_yes_or_no_settings_read_the_usual_words(value, expected):
+    assert Settings.from_env({"MASKDETECT_ALLOW_PRIVATE_URLS": value}).allow_private_urls is expected
+    assert Settings.from_env({"MASKDETECT_FACE_CENTRED": value}).face_centred is (expected or value == "")
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("MASKDETECT_FACE_CENTRED", "maybe", "is not a yes or no"),
+        ("PORT", "http", "is not a port number"),
+        ("PORT", "70000", "is not a port number"),
+        ("MASKDETECT_QUEUE_BUDGET_S", "soon", "is not a number of seconds over 0"),
+        ("MASKDETECT_QUEUE_BUDGET_S", "0", "is not a number of seconds over 0"),
+        ("MASKDETECT_QUEUE_BUDGET_S", "inf", "is not a number of seconds over 0"),
+        ("MASKDETECT_CLIENT_TIMEOUT_S", "-1", "is not a number of seconds over 0"),
+        ("MASKDETECT_CLIENT_TIMEOUT_S", "nan", "is not a number of seconds over 0"),
+    ],
+)
+def test_a_bad_value_names_the_variable_and_the_fix(name, value, message):
+    with pytest.raises(ValueError, match=f"{name}=.*{message}.*unset it"):
+        Settings.from_env({name: value})
+
+
+def test_the_settings_are_frozen():
+    settings = Settings.from_env({})
+    with pytest.raises(AttributeError):
+        settings.port = 1
