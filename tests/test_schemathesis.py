@@ -19,6 +19,7 @@ the multipart field ``image`` is an image (its encoding).
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 
 import numpy as np
@@ -62,10 +63,11 @@ def images(draw) -> bytes:
     return encode(Image.fromarray(pixels).convert(draw(st.sampled_from(modes))), format)
 
 
-# Bodies the document declares as images (image/*, and the multipart field "image", whose
-# encoding says image/*) are generated as real images: schemathesis then checks that valid
+# Bodies the document declares as images (image/*, the multipart field "image", whose encoding
+# says image/*, and the base64 JSON field "image") are generated as real images: schemathesis then checks that valid
 # images are accepted, not that random bytes are refused (tests/test_fuzz.py does that).
 schemathesis.openapi.media_type("image/*", images())
+schemathesis.openapi.format("byte", images().map(lambda data: base64.b64encode(data).decode()))  # {"image": base64}
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 

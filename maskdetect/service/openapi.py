@@ -35,7 +35,7 @@ def openapi_document(app: Flask) -> dict:
                 "schema": {"oneOf": [{"$ref": "#/components/schemas/UrlRequest"}, {"$ref": "#/components/schemas/ImageRequest"}]},
                 "examples": {
                     "url": {"value": {"url": "https://example.com/photo.jpg"}},
-                    "image": {"value": {"image": "data:image/jpeg;base64,/9j/4AAQSkZJRg..."}},
+                    "image": {"value": {"image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC"}},
                 },
             },
             "multipart/form-data": {
@@ -195,6 +195,7 @@ def openapi_document(app: Flask) -> dict:
                     "properties": {
                         "image": {
                             "type": "string",
+                            "format": "byte",
                             "description": "the image file, base64-encoded (standard alphabet; a data: URL prefix and line breaks are allowed)",
                         }
                     },
