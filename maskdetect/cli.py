@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from . import serve as serve_module
 from .core.constants import CLASSES, DETECTOR, METRICS_FILE, MODEL_FILE
 from .core.crowd import CrowdAnalyzer, annotate
 from .core.faces import YuNetDetector
 from .core.fetch import FetchError
+from .core.files import atomic_path, write_csv
 from .core.images import ImageDecodeError, decode_image
 from .core.inference import ModelError, Predictor
+from .core.tracking import SHARE_COLUMNS, FrameResult, analyze_video
+from .core.video import VideoError, VideoLimits, open_video
 from .core.weights import WeightsError, obtain_detector_weights
 from .data import boxes, layout, realfaces, source, split
 from .data.source import DataError
@@ -149,6 +156,15 @@ def command_evaluate(args: argparse.Namespace) -> int:
     elif args.target == "photos":
         predictor = _predictor(args, settings, face_centred=settings.face_centred and not args.whole_image)
         report = evaluate_photo_folder(args.directory, predictor, progress=not args.quiet)
+    elif args.target == "clips":
+        from .training.clips import evaluate_clips, make_clips  # scikit-learn, through training.scenes
+
+        with tempfile.TemporaryDirectory(prefix="maskdetect-clips-") as scratch:
+            folder = args.out or Path(scratch)
+            clips = make_clips(args.images, args.labels, folder, count=args.count, seed=args.seed)
+            detector, settings = _detector(args)
+            report = evaluate_clips(clips, CrowdAnalyzer(detector, _crowd_predictor(args)), stride=args.stride, progress=not args.quiet)
+        report["detector"], report["stride"] = settings, args.stride
     else:
         detector, settings = _detector(args)
         predictor = None if args.detection_only else _crowd_predictor(args)
@@ -173,6 +189,43 @@ def command_detect(args: argparse.Namespace) -> int:
     if args.out:
         annotate(image, analysis).save(args.out)
         print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def command_watch(args: argparse.Namespace) -> int:
+    """Track the faces of a video, a folder of frames, a camera or a stream; the summary as one JSON line on stdout."""
+    if (args.source is None) == (args.camera is None):
+        raise VideoError("give one source: a video file, a folder of frames or a stream URL, or --camera N")
+    if args.stride < 1 or (args.fps is not None and args.fps <= 0) or args.interval <= 0:
+        raise VideoError("--stride must be 1 or more, and --fps and --interval over 0")
+    settings = Settings.from_env()
+    allow_private = args.allow_private_urls or settings.allow_private_urls
+    video = open_video(args.camera if args.camera is not None else args.source, fps=args.fps,
+                       allow_private=allow_private, limits=VideoLimits(max_seconds=None))
+    detector, _ = _detector(args)
+    analyzer = CrowdAnalyzer(detector, _crowd_predictor(args))
+    live = video.frame_count is None
+    bar = tqdm(total=video.frame_count, unit="frame", desc="watch", disable=args.quiet, smoothing=0.1)
+    with contextlib.ExitStack() as stack:
+        lines = stack.enter_context(open(stack.enter_context(atomic_path(args.jsonl)), "w")) if args.jsonl else None
+
+        def on_frame(result: FrameResult) -> None:
+            bar.update(args.stride)
+            if lines is not None:
+                lines.write(json.dumps(result.as_dict()) + "\n")
+
+        tracker = analyze_video(video, analyzer, args.stride, out=args.out, on_frame=on_frame,
+                                stop_on_interrupt=live, interval_s=args.interval)
+    bar.close()
+    summary = tracker.summary()
+    if args.csv:
+        write_csv(summary["share_over_time"], SHARE_COLUMNS, args.csv)
+    for path in (args.out, args.jsonl, args.csv):
+        if path:
+            print(f"wrote {path}", file=sys.stderr)
+    if tracker.interrupted:
+        print(f"maskdetect: stopped at Ctrl-C after {tracker.frames} processed frames", file=sys.stderr)
+    print(json.dumps(summary), flush=True)
     return 0
 
 
@@ -327,6 +380,30 @@ def build_parser() -> argparse.ArgumentParser:
     _detector_options(detect_parser)
     detect_parser.set_defaults(run=command_detect)
 
+    watch_parser = commands.add_parser(
+        "watch",
+        help="track the faces of a video, a camera or a stream: each person counted once",
+        description="Find and classify the faces of every --stride-th frame and track them: each person keeps an id, "
+        "is labelled from all their frames, and is counted once. At the end one JSON line on stdout: unique_people, "
+        "unique_unmasked_people, the people, the close encounters of unmasked people (once each, with their duration) "
+        "and the share over time, as POST /detect answers a clip. A camera or stream runs until Ctrl-C.",
+    )
+    watch_parser.add_argument("source", nargs="?", help="a video file, a folder of frames, or an rtsp:// or http(s):// stream URL")
+    watch_parser.add_argument("--camera", type=int, metavar="N", help="read camera N (0: the first) instead of SOURCE")
+    watch_parser.add_argument("--stride", type=int, default=1, metavar="N", help="process every Nth frame (default: every frame)")
+    watch_parser.add_argument("--fps", type=float, help="the source's frame rate, when it does not say (a folder of frames: 25)")
+    watch_parser.add_argument("--out", type=Path, help="write the video with every face boxed (.mp4, or .webm to play in a browser)")
+    watch_parser.add_argument("--jsonl", type=Path, help="write one JSON line per processed frame: its tracked faces and close pairs")
+    watch_parser.add_argument("--csv", type=Path, help="write the summary per --interval: people in view, unmasked, share, close pairs")
+    watch_parser.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds per --csv row (default 1)")
+    watch_parser.add_argument("--allow-private-urls", action="store_true",
+                              help="let a stream URL reach loopback and private addresses (also MASKDETECT_ALLOW_PRIVATE_URLS=1)")
+    watch_parser.add_argument("--model", type=Path, help=model_help)
+    _threshold_option(watch_parser)
+    _detector_options(watch_parser)
+    _quiet_option(watch_parser)
+    watch_parser.set_defaults(run=command_watch)
+
     export_parser = commands.add_parser(
         "export",
         help="convert the deployment model to TFLite (and ONNX), checked against it",
@@ -346,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="measure crowd analysis on labelled scenes, or the classifier on face crops or photos",
         description="Print JSON metrics. 'scenes': face recall (overall and by size), unmatched detections, label "
-        "accuracy, unmasked-share error, seconds per image (see maskdetect.training.scenes). 'faces': accuracy, "
+        "accuracy, unmasked-share error, seconds per image (see maskdetect.training.scenes). 'clips': the face tracker on synthetic clips filmed over those scenes: recall and id switches per person, label accuracy per frame and per track, the unique-person count (see maskdetect.training.clips). 'faces': accuracy, "
         "balanced accuracy, ROC AUC and confusion matrix on DIR/with_mask and DIR/without_mask, each file "
         "classified as it is (face crops). 'photos': the same, each file answered as POST /predict answers it "
         "(the largest face found, else the whole photo), e.g. data/test.",
@@ -364,6 +441,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _quiet_option(scenes_parser)
     _detector_options(scenes_parser)
+    clips_parser = targets.add_parser("clips", help="the face tracker on synthetic labelled clips panned and zoomed over labelled scenes")
+    clips_parser.add_argument("--images", type=Path, required=True, help="the folder of scene images")
+    clips_parser.add_argument("--labels", type=Path, required=True, help="CSV image,xmin,ymin,xmax,ymax,label")
+    clips_parser.add_argument("--count", type=int, default=12, help="clips to make (default 12; scenes with 3+ faces of 24+ px)")
+    clips_parser.add_argument("--seed", type=int, default=0, help="which scenes and camera paths (default 0)")
+    clips_parser.add_argument("--stride", type=int, default=1, metavar="N", help="track every Nth frame (default 1)")
+    clips_parser.add_argument("--out", type=Path, help="keep the clips and their truth CSVs here (default: a temporary folder)")
+    clips_parser.add_argument("--model", type=Path, help=model_help)
+    _threshold_option(clips_parser)
+    _quiet_option(clips_parser)
+    _detector_options(clips_parser)
     faces_parser = targets.add_parser("faces", help="face crops in DIR/with_mask and DIR/without_mask")
     faces_parser.add_argument("directory", type=Path, metavar="DIR")
     faces_parser.add_argument("--model", type=Path, help=model_help)
@@ -381,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DataError, ExportError, FetchError, ModelError, ScenesError, ImageDecodeError, WeightsError, FileNotFoundError) as error:
+    except (DataError, ExportError, FetchError, ModelError, ScenesError, ImageDecodeError, VideoError, WeightsError, FileNotFoundError) as error:
         print(f"maskdetect: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -22,6 +22,8 @@ MAX_IMAGE_PIXELS = 40_000_000  # 2.5x the largest training photo, 120 MB once de
 URL_CONNECT_TIMEOUT = 3.0  # seconds to open the connection
 URL_TOTAL_TIMEOUT = 10.0  # seconds for the whole fetch: DNS, redirects and body
 URL_MAX_REDIRECTS = 3
+MAX_VIDEO_SECONDS = 20.0  # a clip sent to POST /detect; with the body cap, about a minute of work at most
+VIDEO_PROCESS_FPS = 10.0  # frames a second the service tracks in a clip (every 3rd of 25 fps)
 
 # nginx in front of gunicorn (`maskdetect serve`): client deadlines and the load-shedding budget.
 CLIENT_TIMEOUT_S = 10.0

@@ -171,18 +171,23 @@ class CrowdAnalyzer:
 def annotate(source: ImageSource, analysis: CrowdAnalysis) -> Image.Image:
     """The image as displayed with each face boxed (green with_mask, red without) and p(with_mask)."""
     image = decode_image(source).convert("RGB")
+    faces = [(face.box, face.label, f"{index}: {face.with_mask:.2f}") for index, face in enumerate(analysis.faces)]
+    lines = [(analysis.faces[pair.a].box, analysis.faces[pair.b].box) for pair in analysis.close_pairs]
+    return draw_faces(image, faces, lines)
+
+
+def draw_faces(image: Image.Image, faces: list[tuple[tuple, str, str]], lines: list[tuple[tuple, tuple]]) -> Image.Image:
+    """``image`` with each (box, label, text) boxed in its label's colour, and a red line between each pair of boxes."""
     draw = ImageDraw.Draw(image)
     line = max(1, round(max(image.size) / 400))
     font = ImageFont.load_default(size=max(10, round(max(image.size) / 40)))
-    for index, face in enumerate(analysis.faces):
-        colour = COLOURS[face.label]
-        draw.rectangle(face.box, outline=colour, width=line)
-        text = f"{index}: {face.with_mask:.2f}"
+    for box, label, text in faces:
+        colour = COLOURS[label]
+        draw.rectangle(box, outline=colour, width=line)
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        x, y = face.box[0], max(0, face.box[1] - (bottom - top) - 2 * line)
+        x, y = box[0], max(0, box[1] - (bottom - top) - 2 * line)
         draw.rectangle((x, y, x + right - left + 2, y + bottom - top + 2), fill=colour)
         draw.text((x + 1 - left, y + 1 - top), text, fill="white", font=font)
-    for pair in analysis.close_pairs:
-        a, b = analysis.faces[pair.a].box, analysis.faces[pair.b].box
+    for a, b in lines:
         draw.line((((a[0] + a[2]) / 2, (a[1] + a[3]) / 2), ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)), fill=COLOURS[UNMASKED], width=line)
     return image

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .fetch import BodyTooLarge, FetchError, FetchTimeout, URLRefused
 from .images import ImageDecodeError, ImageTooLarge
+from .video import VideoError
 
 # What a 500 answers; the details go to the log, never to the caller.
 INTERNAL_ERROR = "the service failed on this request; the details are in its log"
@@ -40,7 +41,7 @@ class Overloaded(ApiError):
 
 
 # The exceptions status_and_message() knows; anything else is a fault of the service (500).
-KNOWN_ERRORS = (ApiError, FetchError, ImageDecodeError)
+KNOWN_ERRORS = (ApiError, FetchError, ImageDecodeError, VideoError)
 
 
 def status_and_message(error: Exception) -> tuple[int, str]:
@@ -55,6 +56,8 @@ def status_and_message(error: Exception) -> tuple[int, str]:
         return 504, str(error)
     if isinstance(error, FetchError):
         return 502, str(error)
+    if isinstance(error, VideoError):
+        return 422, str(error)
     if isinstance(error, ImageTooLarge):
         return 422, str(error)
     if isinstance(error, ImageDecodeError):
@@ -64,7 +67,7 @@ def status_and_message(error: Exception) -> tuple[int, str]:
 
 def body_too_large_message(limit: int) -> str:
     """The 413 message for a request body over ``limit`` bytes."""
-    return f"the request body is over the {limit / 1024 / 1024:g} MB limit; send a smaller image"
+    return f"the request body is over the {limit / 1024 / 1024:g} MB limit; send a smaller file"
 
 
 def no_file_in_form(files: list[str], fields: list[str]) -> str:

@@ -174,7 +174,10 @@ class Target:
     path: str
 
 
-def parse_url(url: str) -> Target:
+DEFAULT_PORTS = {"http": 80, "https": 443, "rtsp": 554, "rtsps": 322}
+
+
+def parse_url(url: str, schemes: tuple[str, ...] = ("http", "https")) -> Target:
     """Check a URL's form (not its address) and split it; URLRefused says what is wrong."""
     if not isinstance(url, str) or not url.strip():
         raise URLRefused("the URL is empty; send an http:// or https:// URL of an image")
@@ -187,9 +190,9 @@ def parse_url(url: str) -> Target:
     except ValueError as error:
         raise URLRefused(f"{url!r} is not a valid URL ({error})") from error
     scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
+    if scheme not in schemes:
         shown = f"{scheme}://" if scheme else "no scheme"
-        raise URLRefused(f"only http:// and https:// URLs are fetched, not {shown}")
+        raise URLRefused(f"only {' and '.join(f'{s}://' for s in schemes)} URLs are fetched, not {shown}")
     if parts.username is not None or parts.password is not None:
         raise URLRefused("URLs with a user name or password are not fetched")
     host = parts.hostname
@@ -202,7 +205,7 @@ def parse_url(url: str) -> Target:
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return Target(url, scheme, host, port or (443 if scheme == "https" else 80), path)
+    return Target(url, scheme, host, port or DEFAULT_PORTS[scheme], path)
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):

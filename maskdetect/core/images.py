@@ -16,6 +16,8 @@ from PIL import ExifTags, Image, ImageOps
 
 from .constants import MAX_IMAGE_PIXELS
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")  # what a folder of images is read for
+
 ImageSource = bytes | str | Path | Image.Image
 
 

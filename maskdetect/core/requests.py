@@ -33,9 +33,25 @@ def mimetype_of(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
+VIDEO_SUFFIXES = {"video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov", "video/x-matroska": ".mkv",
+                  "video/x-msvideo": ".avi"}
+
+
+def is_video(content_type: str) -> bool:
+    """A clip, sent as the body with a video/* Content-Type (POST /detect only)."""
+    return mimetype_of(content_type).startswith("video/")
+
+
+def video_suffix(content_type: str) -> str:
+    """The file name suffix FFmpeg expects for the clip's container."""
+    return VIDEO_SUFFIXES.get(mimetype_of(content_type), ".mp4")
+
+
 def image_from_body(content_type: str, body: bytes) -> bytes | str:
     """The image's bytes, or the URL to fetch, from a request's Content-Type and body."""
     mimetype = mimetype_of(content_type)
+    if mimetype.startswith("video/"):
+        raise ApiError(415, "a video is analysed by POST /detect (as the body, with its video/* Content-Type); /predict takes one image")
     if mimetype == "application/json":
         try:
             payload = json.loads(body)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import tempfile
+from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -11,7 +13,9 @@ from ..core.crowd import CrowdAnalyzer, annotate
 from ..core.fetch import fetch_bytes
 from ..core.images import decode_image
 from ..core.inference import Predictor
-from ..core.requests import image_from_body
+from ..core.constants import VIDEO_PROCESS_FPS
+from ..core.requests import image_from_body, is_video, video_suffix
+from ..core.video import VideoLimits, open_video
 from .errors import ApiError
 from .openapi import openapi_document
 
@@ -70,8 +74,10 @@ def predict():
 
 @bp.post("/detect")
 def detect():
-    """Every face, its label, the counts and close unmasked pairs; ``?format=png`` draws them."""
+    """Every face, its label, the counts and close unmasked pairs; ``?format=png`` draws them. A clip: see detect_video."""
     answer_format = request.args.get("format", "json")
+    if is_video(request.content_type or ""):
+        return detect_video(answer_format)
     if answer_format not in ("json", "png"):
         raise ApiError(400, f"format={answer_format} is not offered; leave it out for JSON, or ask format=png")
     image = decode_image(_image_bytes_from_request())
@@ -82,6 +88,35 @@ def detect():
     annotate(image, analysis).save(buffer, "PNG")
     buffer.seek(0)
     return send_file(buffer, mimetype="image/png", download_name="detected.png")
+
+
+def detect_video(answer_format: str):
+    """A clip's summary: unique people, unique unmasked people, close encounters, the share over time.
+
+    ``?frames=1`` adds every processed frame's tracked faces; ``?format=mp4`` (or ``webm``, which
+    browsers play) answers the clip with every face boxed instead.
+    """
+    from ..core.tracking import analyze_video  # norfair and scipy: loaded by the workers that get a clip
+
+    if answer_format not in ("json", "mp4", "webm"):
+        raise ApiError(400, f"format={answer_format} is not offered for a video; leave it out for JSON, or ask format=mp4 (webm plays in a browser)")
+    data = request.get_data()
+    if not data:
+        raise ApiError(400, "the video is empty; send the file's bytes")
+    with tempfile.TemporaryDirectory(prefix="maskdetect-clip-") as work:
+        clip = Path(work) / f"clip{video_suffix(request.content_type or '')}"
+        clip.write_bytes(data)
+        video = open_video(clip, limits=VideoLimits(), name="the video")
+        out = Path(work) / f"detected.{answer_format}" if answer_format != "json" else None
+        frames = []
+        tracker = analyze_video(video, analyzer(), max(1, round(video.fps / VIDEO_PROCESS_FPS)), out=out, on_frame=frames.append)
+        if out is not None:
+            return send_file(io.BytesIO(out.read_bytes()), mimetype=f"video/{answer_format}", download_name=out.name)
+    summary = tracker.summary()
+    if request.args.get("frames") in ("1", "true", "yes"):
+        people = {person["id"] for person in summary["people"]}
+        summary["tracked_frames"] = [frame.as_dict(people) for frame in frames]
+    return jsonify(summary)
 
 
 @bp.get("/health")

@@ -12,7 +12,7 @@ bp = Blueprint("page", __name__, template_folder="templates", static_folder="sta
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self' blob: data: http: https:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "img-src 'self' blob: data: http: https:; media-src blob:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
 

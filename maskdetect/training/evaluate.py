@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from ..core.constants import CLASSES, THRESHOLD
 from ..core.files import class_files
+from ..core.images import IMAGE_SUFFIXES
 
 
 def classification_metrics(labels: np.ndarray, with_mask: np.ndarray, threshold: float = THRESHOLD) -> dict:
@@ -37,9 +38,6 @@ def classification_metrics(labels: np.ndarray, with_mask: np.ndarray, threshold:
         "f1": float(f1_score(labels, predicted, zero_division=0)),
         "confusion_matrix": confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
     }
-
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
 def labelled_files(directory) -> tuple[list, list[int]]:

@@ -1,0 +1,161 @@
+"""Video in and out through OpenCV's bundled FFmpeg: files, folders of frames, cameras and streams.
+
+:func:`open_video` gives a :class:`VideoSource` whatever the source; iterating it yields
+``(index, frame)`` with the frame as an RGB PIL image. A file that is damaged or in a format this
+FFmpeg cannot decode is a :class:`VideoError` that says so, never a hang: streams have open and
+read timeouts, and a clip over its :class:`VideoLimits` stops at the first frame past them.
+Stream URLs (``rtsp://``, ``http(s)://``) follow the image URLs' address rules: public
+addresses only unless ``allow_private``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .constants import MAX_IMAGE_PIXELS, MAX_VIDEO_SECONDS
+from .fetch import parse_url, resolve
+from .files import atomic_path, class_files
+from .images import IMAGE_SUFFIXES, decode_image
+
+STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
+DEFAULT_FPS = 25.0  # a folder of frames, or a file that does not say
+TIMEOUT_S = 10.0  # to open a stream, and for each read
+WRITERS = {".mp4": "mp4v", ".webm": "VP80"}  # what this OpenCV's FFmpeg can encode (no H.264 encoder)
+
+
+class VideoError(RuntimeError):
+    """The video cannot be read or written; the message says what to do."""
+
+
+class VideoTooLong(VideoError):
+    """The clip is longer than its limit."""
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    max_seconds: float | None = MAX_VIDEO_SECONDS  # None: no limit (a camera)
+    max_pixels: int = MAX_IMAGE_PIXELS  # per frame
+
+
+class VideoSource:
+    """Frames from a file, a folder of images, a camera or a stream, with their rate and size."""
+
+    def __init__(self, name: str, frames_of: Iterator[np.ndarray], fps: float, frame_count: int | None, limits: VideoLimits):
+        self.name, self.fps, self.frame_count, self.limits = name, fps, frame_count, limits
+        self._frames = frames_of
+        first = next(self._frames, None)
+        if first is None:
+            raise VideoError(f"{name} has no frame this build can decode: it is damaged, empty, or in a format OpenCV's "
+                             "FFmpeg lacks; send an MP4 (H.264 or MPEG-4) or WebM clip")
+        self.size = (first.shape[1], first.shape[0])
+        if self.size[0] * self.size[1] > limits.max_pixels:
+            raise VideoError(f"{name}'s frames are {self.size[0]}x{self.size[1]}, over {limits.max_pixels / 1e6:g} megapixels; send a smaller video")
+        self._first = first
+        if frame_count is not None and limits.max_seconds is not None and frame_count / fps > limits.max_seconds + 1 / fps:
+            raise VideoTooLong(self._too_long())
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.frame_count is None else self.frame_count / self.fps
+
+    def _too_long(self) -> str:
+        return f"{self.name} is longer than the {self.limits.max_seconds:g} s limit; send a shorter clip"
+
+    def __iter__(self) -> Iterator[tuple[int, Image.Image]]:
+        index, frame = 0, self._first
+        while frame is not None:
+            if self.limits.max_seconds is not None and index / self.fps > self.limits.max_seconds:
+                raise VideoTooLong(self._too_long())
+            yield index, Image.fromarray(frame)
+            index, frame = index + 1, next(self._frames, None)
+
+
+def _captured(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    try:
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        capture.release()
+
+
+def _folder_frames(paths: list[Path]) -> Iterator[np.ndarray]:
+    for path in paths:
+        yield np.asarray(decode_image(path).convert("RGB"))
+
+
+def _rate(capture: cv2.VideoCapture, fps: float | None) -> float:
+    reported = capture.get(cv2.CAP_PROP_FPS)
+    return fps or (reported if math.isfinite(reported) and 0 < reported <= 240 else DEFAULT_FPS)
+
+
+def open_video(
+    source: str | os.PathLike | int,
+    *,
+    fps: float | None = None,
+    allow_private: bool = False,
+    limits: VideoLimits = VideoLimits(),
+    name: str | None = None,
+) -> VideoSource:
+    """A video file, a folder of frames (in natural order), a camera index or a stream URL.
+
+    ``fps`` overrides the rate the source reports (a folder has none: 25); ``name`` is what
+    messages call it (default: the path or URL).
+    """
+    timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(TIMEOUT_S * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(TIMEOUT_S * 1000)]
+    if isinstance(source, int):
+        capture = cv2.VideoCapture(source)
+        if not capture.isOpened():
+            raise VideoError(f"camera {source} cannot be opened: check that it is connected and not in use")
+        return VideoSource(f"camera {source}", _captured(capture), _rate(capture, fps), None, limits)
+    text = str(source)
+    if "://" in text:
+        target = parse_url(text, STREAM_SCHEMES)
+        resolve(target.host, target.port, allow_private=allow_private, timeout=TIMEOUT_S)  # URLRefused for private addresses
+        capture = cv2.VideoCapture(text, cv2.CAP_FFMPEG, timeouts)
+        if not capture.isOpened():
+            raise VideoError(f"{text} cannot be opened as a video stream: check the URL and that the stream is live")
+        return VideoSource(text, _captured(capture), _rate(capture, fps), None, limits)
+    path = Path(source)
+    if path.is_dir():
+        frames = class_files(path.parent, path.name, IMAGE_SUFFIXES)
+        if not frames:
+            raise VideoError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        return VideoSource(str(path), _folder_frames(frames), fps or DEFAULT_FPS, len(frames), limits)
+    if not path.is_file():
+        raise VideoError(f"no such file or folder: {path}")
+    name = name or str(path)
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, timeouts)
+    if not capture.isOpened():
+        raise VideoError(f"{name} is not a video this build can read (damaged, or a format OpenCV's FFmpeg lacks); "
+                         "send an MP4 (H.264 or MPEG-4) or WebM clip")
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    return VideoSource(name, _captured(capture), _rate(capture, fps), count if count > 0 else None, limits)
+
+
+@contextmanager
+def video_writer(path: str | os.PathLike, fps: float, size: tuple[int, int]) -> Iterator[Callable[[Image.Image], None]]:
+    """A function that appends a frame to ``path`` (``.mp4``: MPEG-4 part 2; ``.webm``: VP8), kept only when the block succeeds."""
+    path = Path(path)
+    fourcc = WRITERS.get(path.suffix.lower())
+    if fourcc is None:
+        raise VideoError(f"cannot write {path.name}: give a .mp4 or .webm file name")
+    with atomic_path(path) as temporary:
+        writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+        if not writer.isOpened():
+            raise VideoError(f"OpenCV cannot write {path.suffix} video here; try the other of .mp4 and .webm")
+        try:
+            yield lambda frame: writer.write(cv2.cvtColor(np.asarray(frame.convert("RGB")), cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
