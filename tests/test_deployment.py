@@ -175,38 +175,6 @@ def test_predict_test_script(service, images, image_site):
 
 # ---------------------------------------------------------------------------- the page in a real browser
 
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1000,1100",
-)
-
-
-@pytest.fixture
-def browser(chromium, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(chromium)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
 @pytest.mark.slow
 def test_upload_a_file_and_paste_a_url_in_the_page(browser, service, images, image_site, tmp_path):
     from selenium.webdriver.common.by import By

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
 
 from tests.samples import SHARED, require
-from test_deployment import browser  # noqa: F401 - the headless Chromium fixture
 
 pytestmark = pytest.mark.slow  # a browser
 
 
-@pytest.fixture(scope="module")
-def live_app(app):
-    """The test app on 127.0.0.1 (one process: lighter than the gunicorn of test_deployment)."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-
-
-def test_crowd_mode_draws_boxes_and_counts(browser, live_app, tmp_path):  # noqa: F811
+def test_crowd_mode_draws_boxes_and_counts(browser, live_app, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -58,7 +44,7 @@ OVERLAY_PIXELS = """const c = document.getElementById('overlay');
     return n;"""
 
 
-def test_predict_mode_draws_the_face_it_classified(browser, live_app, observations, tmp_path):  # noqa: F811
+def test_predict_mode_draws_the_face_it_classified(browser, live_app, observations, tmp_path):
     from PIL import Image
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

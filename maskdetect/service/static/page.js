@@ -1,29 +1,52 @@
 // The page's one script: send the chosen file or the pasted URL to /predict (one face, its box
 // drawn) or /detect (every face: boxes drawn over the image, counts in the caption), show the answer.
+// A video goes to /detect too: the clip plays back here with the tracked faces drawn over it in step,
+// its summary and a chart of the unmasked share over time below.
 "use strict";
 
 const endpoints = { predict: document.body.dataset.predictUrl, detect: document.body.dataset.detectUrl };
 const colours = { with_mask: "#1eaa50", without_mask: "#dc2828" };  // as in the annotated PNG
 const figure = document.getElementById("figure");
+const imageFrame = document.getElementById("image-frame");
 const preview = document.getElementById("preview");
 const overlay = document.getElementById("overlay");
 let detection = null;  // the faces of the last answer ({faces: [...]}), redrawn when the image (re)lays out
+const videoFrame = document.getElementById("video-frame");
+const video = document.getElementById("video");
+const videoOverlay = document.getElementById("video-overlay");
+const playback = document.getElementById("playback");  // a note when the browser cannot play the file
+const summary = document.getElementById("summary");
+const summaryList = document.getElementById("summary-list");
+const chart = document.getElementById("share-chart");
+let clip = null;  // the last clip's answer (with tracked_frames), drawn over the video as it plays
 const result = document.getElementById("result");
 const errorBox = document.getElementById("error");
-let previewObjectUrl = null;
+let objectUrl = null;  // the chosen file's, shown as the image or the video
+let asked = 0;  // answers to anything but the latest question are dropped
 
-function showImage(src) {
-  if (previewObjectUrl) URL.revokeObjectURL(previewObjectUrl);
-  previewObjectUrl = src.startsWith("blob:") ? src : null;
-  preview.src = src;
+function useObjectUrl(src) {
+  if (objectUrl) URL.revokeObjectURL(objectUrl);
+  objectUrl = src.startsWith("blob:") ? src : null;
+}
+
+function showPending(words) {
   figure.hidden = false;
-  detection = null;
-  drawBoxes();
   delete result.dataset.total;
   delete result.dataset.label;  // set again by the answer
-  result.textContent = "Checking…";
+  delete result.dataset.people;
+  result.textContent = words;
   result.className = "pending";
+  result.title = "";
   errorBox.hidden = true;
+}
+
+function showImage(src) {
+  useObjectUrl(src);
+  showVideoFrame(false);
+  preview.src = src;
+  detection = null;
+  drawBoxes();
+  showPending("Checking…");
 }
 
 function showAnswer(answer) {
@@ -84,30 +107,220 @@ function showError(message) {
   errorBox.hidden = false;
 }
 
+// POST to the service; the JSON answer, or an Error with the service's own message.
+async function post(url, options) {
+  const response = await fetch(url, { method: "POST", ...options });
+  let body;
+  try {
+    body = await response.json();
+  } catch {
+    throw new Error(`the service answered HTTP ${response.status} without JSON`);
+  }
+  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  return body;
+}
+
 async function ask(options) {
   const chosen = mode();
+  const question = ++asked;
   try {
-    const response = await fetch(endpoints[chosen], { method: "POST", ...options });
-    let body;
-    try {
-      body = await response.json();
-    } catch {
-      throw new Error(`the service answered HTTP ${response.status} without JSON`);
-    }
-    if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+    const body = await post(endpoints[chosen], options);
+    if (question !== asked) return;
     if (chosen === "detect") showDetection(body);
     else showAnswer(body);
   } catch (error) {
-    showError(`Could not check this image: ${error.message}`);
+    if (question === asked) showError(`Could not check this image: ${error.message}`);
   }
 }
 
+// ---------------------------------------------------------------------------- a video clip
+
+function isVideo(file) {
+  return file.type.startsWith("video/") || /\.(mp4|m4v|webm|mov|mkv|avi)$/i.test(file.name);
+}
+
+function showVideoFrame(shown) {
+  videoFrame.hidden = !shown;
+  imageFrame.hidden = shown;
+  summary.hidden = true;
+  playback.hidden = true;
+  clip = null;
+  if (!shown) {
+    video.removeAttribute("src");
+    video.load();
+  }
+  drawClip(0);
+}
+
+async function askVideo(file) {
+  const question = ++asked;
+  const src = URL.createObjectURL(file);
+  useObjectUrl(src);
+  showVideoFrame(true);
+  video.src = src;  // the visitor's own file plays back; the service answers where the faces are
+  showPending("Analysing the clip…");
+  try {
+    const body = await post(`${endpoints.detect}?frames=1`, {
+      headers: { "Content-Type": file.type || "video/mp4" },
+      body: file,
+    });
+    if (question === asked) showClip(body);
+  } catch (error) {
+    if (question !== asked) return;
+    videoFrame.hidden = true;  // no answer to play back
+    showError(`Could not check this video: ${error.message}`);
+  }
+}
+
+function percent(share) {
+  return share === null ? "–" : `${(100 * share).toFixed(0)} %`;
+}
+
+function showClip(answer) {
+  clip = answer;
+  const unmasked = answer.unique_unmasked_people;
+  result.textContent = answer.unique_people === 0
+    ? "No face found in the clip"
+    : `${answer.unique_people} ${answer.unique_people === 1 ? "person" : "people"}, ${unmasked} without mask`;
+  result.className = unmasked ? "without_mask" : "with_mask";
+  result.dataset.label = "video";
+  result.dataset.people = answer.unique_people;
+  result.title = `model ${answer.model}`;
+  const encounters = answer.close_encounters.map((e) =>
+    `#${e.people[0]} and #${e.people[1]}, ${e.start_s.toFixed(1)}–${e.end_s.toFixed(1)} s ` +
+    `(${e.duration_s.toFixed(1)} s, closest ${e.closest_m.toFixed(1)} m)`);
+  const lines = [
+    `Unique people: ${answer.unique_people}`,
+    `Unique unmasked people: ${unmasked}`,
+    `Unmasked share: ${percent(answer.unmasked_share)}`,
+    `Unmasked people closer than ${document.body.dataset.closeM} m: ` + (encounters.length ? encounters.join("; ") : "never"),
+    `${answer.seconds.toFixed(1)} s clip, ${answer.frames} frames analysed`,
+  ];
+  summaryList.replaceChildren(...lines.map((line) => {
+    const item = document.createElement("li");
+    item.textContent = line;
+    return item;
+  }));
+  summary.hidden = false;
+  drawClip(video.currentTime);
+}
+
+// The tracked frame nearest to time t (seconds of the clip).
+function frameAt(t) {
+  let nearest = null;
+  for (const frame of clip.tracked_frames) {
+    if (!nearest || Math.abs(frame.t - t) < Math.abs(nearest.t - t)) nearest = frame;
+  }
+  return nearest;
+}
+
+// The faces of the frame on screen over the video, and the chart's marker, at time t.
+function drawClip(t) {
+  const context = videoOverlay.getContext("2d");
+  videoOverlay.width = video.clientWidth;
+  videoOverlay.height = video.clientHeight;
+  context.clearRect(0, 0, videoOverlay.width, videoOverlay.height);
+  drawChart(t);
+  const frame = clip && video.videoWidth ? frameAt(t) : null;
+  if (!frame) return;
+  // Boxes are pixels of the video; the picture is fitted into the element, centred.
+  const scale = Math.min(video.clientWidth / video.videoWidth, video.clientHeight / video.videoHeight);
+  const left = (video.clientWidth - scale * video.videoWidth) / 2;
+  const top = (video.clientHeight - scale * video.videoHeight) / 2;
+  const people = new Set(clip.people.map((person) => person.id));  // the others: dashed, the tracker doubts they are faces
+  const boxes = new Map(frame.faces.map((face) => [face.id, face.box.map((v, i) => v * scale + (i % 2 ? top : left))]));
+  context.lineWidth = 2;
+  context.font = "12px system-ui, sans-serif";
+  for (const face of frame.faces) {
+    const [xmin, ymin, xmax, ymax] = boxes.get(face.id);
+    context.strokeStyle = context.fillStyle = colours[face.track_label];
+    context.setLineDash(people.has(face.id) ? [] : [4, 3]);
+    context.strokeRect(xmin, ymin, xmax - xmin, ymax - ymin);
+    context.fillText(`#${face.id}: ${face.track_with_mask.toFixed(2)}`, xmin, Math.max(10, ymin - 3));
+  }
+  context.strokeStyle = colours.without_mask;
+  context.setLineDash([]);
+  for (const pair of frame.close_pairs) {  // from the centre of one face to the other's
+    const [a, b] = [boxes.get(pair.a), boxes.get(pair.b)].map(([x0, y0, x1, y1]) => [(x0 + x1) / 2, (y0 + y1) / 2]);
+    context.beginPath();
+    context.moveTo(...a);
+    context.lineTo(...b);
+    context.stroke();
+  }
+}
+
+// A step line of share_over_time (gaps where nobody was in view), 0 to 100 %, and a marker at time t.
+function drawChart(t) {
+  const context = chart.getContext("2d");
+  chart.width = chart.clientWidth;
+  chart.height = chart.clientHeight;
+  context.clearRect(0, 0, chart.width, chart.height);
+  if (!clip || !clip.seconds) return;
+  const [left, right, top, bottom] = [40, chart.width - 8, 8, chart.height - 20];
+  const x = (s) => left + (right - left) * Math.min(s, clip.seconds) / clip.seconds;
+  const y = (share) => bottom - (bottom - top) * share;
+  context.font = "11px system-ui, sans-serif";
+  context.fillStyle = "#5b6472";
+  context.strokeStyle = "#d5dae1";
+  context.lineWidth = 1;
+  for (const share of [0, 0.5, 1]) {
+    context.beginPath();
+    context.moveTo(left, y(share));
+    context.lineTo(right, y(share));
+    context.stroke();
+    context.fillText(percent(share), 2, y(share) + 4);
+  }
+  context.fillText("0 s", left, chart.height - 4);
+  context.fillText(`${clip.seconds.toFixed(1)} s`, right - 30, chart.height - 4);
+  context.strokeStyle = colours.without_mask;
+  context.lineWidth = 2;
+  context.beginPath();
+  let previous = null;
+  for (const row of clip.share_over_time) {
+    if (row.unmasked_share !== null) {
+      if (previous === null) context.moveTo(x(row.start_s), y(row.unmasked_share));
+      else context.lineTo(x(row.start_s), y(row.unmasked_share));
+      context.lineTo(x(row.end_s), y(row.unmasked_share));
+    }
+    previous = row.unmasked_share;
+  }
+  context.stroke();
+  context.strokeStyle = "#2456c9";  // now
+  context.beginPath();
+  context.moveTo(x(t), top);
+  context.lineTo(x(t), bottom);
+  context.stroke();
+}
+
+// In step with playback: on every frame shown where the browser says so, else on timeupdate; and on seeking.
+function followVideo(now, metadata) {
+  drawClip(metadata.mediaTime);
+  video.requestVideoFrameCallback(followVideo);
+}
+
+if ("requestVideoFrameCallback" in video) video.requestVideoFrameCallback(followVideo);
+else video.addEventListener("timeupdate", () => drawClip(video.currentTime));
+video.addEventListener("seeked", () => drawClip(video.currentTime));
+video.addEventListener("loadedmetadata", () => drawClip(video.currentTime));
+video.addEventListener("error", () => {
+  playback.hidden = !video.getAttribute("src");  // e.g. MPEG-4 part 2 or AVI: the service reads them, browsers do not
+});
+
+// ---------------------------------------------------------------------------- wiring
+
 preview.addEventListener("load", drawBoxes);
-window.addEventListener("resize", drawBoxes);
+window.addEventListener("resize", () => {
+  drawBoxes();
+  drawClip(video.currentTime);
+});
 
 document.getElementById("file").addEventListener("change", (event) => {
   const file = event.target.files[0];
   if (!file) return;
+  if (isVideo(file)) {
+    askVideo(file);
+    return;
+  }
   showImage(URL.createObjectURL(file));
   const form = new FormData();
   form.append("image", file);

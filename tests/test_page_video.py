@@ -1,0 +1,121 @@
+"""The web page with a video: real Chromium plays the visitor's clip back, the tracked faces drawn over it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.samples import SHARED, require
+from test_page_detect import OVERLAY_PIXELS
+
+pytestmark = pytest.mark.slow  # a browser
+
+CHART_PIXELS = OVERLAY_PIXELS.replace("'overlay'", "'share-chart'")
+VIDEO_OVERLAY_PIXELS = OVERLAY_PIXELS.replace("'overlay'", "'video-overlay'")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """Two seconds of VP8 WebM at 10 fps: a real street scene panned 2 px a frame (Chromium plays it)."""
+    import cv2
+
+    scene = cv2.imread(str(require(SHARED / "scenes-dev" / "images" / "scene000.jpg")))
+    width, height = scene.shape[1] - 40, scene.shape[0] - 20
+    path = tmp_path_factory.mktemp("clip") / "street.webm"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP80"), 10, (width, height))
+    for index in range(20):
+        writer.write(scene[10 : 10 + height, 2 * index : 2 * index + width])
+    writer.release()
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def severe_errors(browser):
+    return [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def test_a_video_plays_back_with_its_tracked_faces_its_summary_and_chart(browser, live_app, clip, tmp_path):
+    import requests
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    answer = requests.post(f"{live_app}/detect?frames=1", data=clip.read_bytes(), headers={"Content-Type": "video/webm"}, timeout=120)
+    assert answer.status_code == 200, answer.text
+    answer = answer.json()
+    people = answer["unique_people"]
+    assert people >= 1
+    frames = answer["tracked_frames"]
+    with_faces = next(frame for frame in frames if frame["faces"])
+    without_faces = next(frame for frame in frames if not frame["faces"])  # the tracker confirms a face after 3 frames
+    assert frames[-1]["faces"]
+
+    browser.get(f"{live_app}/")  # predict mode: a video needs no crowd mode
+    browser.find_element(By.ID, "file").send_keys(str(clip))
+    result = browser.find_element(By.ID, "result")
+    WebDriverWait(browser, 10).until(lambda d: "Analysing the clip" in result.text or result.get_attribute("data-label") == "video")
+    WebDriverWait(browser, 120).until(lambda d: result.get_attribute("data-label") == "video")
+    assert result.get_attribute("data-people") == str(people)
+    summary = browser.find_element(By.ID, "summary")
+    assert summary.is_displayed()
+    assert f"Unique people: {people}" in summary.text, summary.text
+    assert f"Unique unmasked people: {answer['unique_unmasked_people']}" in summary.text
+    assert not browser.find_element(By.ID, "preview").is_displayed()
+
+    video = browser.find_element(By.ID, "video")
+    assert video.get_attribute("src").startswith("blob:")
+    loaded = WebDriverWait(browser, 20).until(lambda d: d.execute_script(
+        "const v = document.getElementById('video'); return v.error ? `error: ${v.error.message}` : v.readyState >= 2 && 'ok'"))
+    assert loaded == "ok", (loaded, severe_errors(browser))  # e.g. a Content-Security-Policy without media-src blob:
+    assert browser.execute_script("return document.getElementById('video').duration") > 1.5
+    seek = "document.getElementById('video').currentTime = arguments[0]"
+    browser.execute_script(seek, with_faces["t"])
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script(VIDEO_OVERLAY_PIXELS) > 100)  # boxes, #ids, p(with_mask)
+    assert browser.execute_script(CHART_PIXELS) > 100  # the axes, the share, the marker
+    browser.execute_script(seek, without_faces["t"])
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script(VIDEO_OVERLAY_PIXELS) == 0)  # the boxes follow the time
+    browser.execute_script("document.getElementById('video').play()")  # muted: allowed without a gesture
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script("return document.getElementById('video').ended"))
+    assert browser.execute_script(VIDEO_OVERLAY_PIXELS) > 100  # drawn in step with playback, to the last frame
+    browser.save_screenshot(str(os.environ.get("MASKDETECT_SCREENSHOT") or tmp_path / "video-page.png"))
+    assert severe_errors(browser) == []
+
+
+def random_bytes(path, size):
+    path.write_bytes(os.urandom(size))
+
+
+def too_long(path, size):
+    """25 s of a tiny grey VP8 clip: readable, but over the 20 s limit."""
+    import cv2
+    import numpy as np
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP80"), 1, (64, 48))
+    for index in range(25):
+        writer.write(np.full((48, 64, 3), 10 * index, np.uint8))
+    writer.release()
+
+
+@pytest.mark.parametrize(
+    "make, size, status, message",
+    [
+        (random_bytes, 20_000, 422, "damaged"),
+        (too_long, None, 422, "longer than the 20 s limit"),
+        (random_bytes, 11 * 1024 * 1024, 413, "over the 10 MB limit"),
+    ],
+    ids=["damaged", "too-long", "too-big"],
+)
+def test_a_clip_the_service_refuses_shows_its_error(browser, live_app, tmp_path, make, size, status, message):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    clip = tmp_path / "clip.webm"
+    make(clip, size)
+    browser.get(f"{live_app}/")
+    browser.find_element(By.ID, "file").send_keys(str(clip))
+    error = browser.find_element(By.ID, "error")
+    WebDriverWait(browser, 60).until(lambda d: error.is_displayed())
+    assert error.text.startswith("Could not check this video:") and message in error.text, error.text
+    assert not browser.find_element(By.ID, "summary").is_displayed()
+    assert not browser.find_element(By.ID, "video").is_displayed()  # no answer to play back
+    assert any("/detect" in logged and str(status) in logged for logged in severe_errors(browser))
