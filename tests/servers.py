@@ -100,11 +100,15 @@ def _running(command: list[str], log: Path, settings: dict):
             process.wait()
 
 
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # no line per request on the output
+        pass
+
+
 @contextlib.contextmanager
 def serve_folder(folder: Path):
     """http://127.0.0.1:PORT serving the files in ``folder`` (the URLs a service fetches)."""
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None
+    handler = functools.partial(_QuietHandler, directory=str(folder))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()

@@ -453,3 +453,15 @@ def test_a_post_that_waited_past_the_budget_is_shed_with_retry_after_and_the_res
     finally:
         app.config["QUEUE_BUDGET_S"] = 1.0
 
+
+
+def test_a_form_upload_comes_through_byte_for_byte_whatever_it_holds():
+    """The multipart cutter keeps every byte of the file, line breaks and dashes included, and skips text fields."""
+    import urllib3
+
+    from maskdetect.core.requests import file_from_form
+
+    data = b"\r\n--\r\n\r\n" + bytes(range(256)) * 4000 + b"\r\n"
+    body, content_type = urllib3.encode_multipart_formdata([("note", "hello"), ("image", ("p.jpg", data, "image/jpeg"))])
+    assert file_from_form(content_type, body) == data
+    assert file_from_form(content_type.replace("boundary=", 'boundary="') + '"', body) == data  # a quoted boundary

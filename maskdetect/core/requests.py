@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.message
 import email.parser
 import email.policy
 import json
@@ -107,17 +108,32 @@ def decode_base64_image(text: str) -> bytes:
 
 
 def file_from_form(content_type: str, body: bytes) -> bytes:
-    """The file in field ``image`` of a multipart/form-data body."""
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + body
-    )
+    """The file in field ``image`` of a multipart/form-data body (RFC 7578).
+
+    The body is cut at its boundary lines with bytes operations, and only each part's few header
+    lines go through the email parser: a 1 MB upload costs microseconds, not the email parser's
+    line-by-line pass over the whole file.
+    """
+    header = email.message.Message()
+    header["Content-Type"] = content_type
+    boundary = header.get_param("boundary")
     files, fields = {}, []
-    for part in message.iter_parts() if message.is_multipart() else ():
-        name = part.get_param("name", header="content-disposition")
-        if name and part.get_filename() is not None:
-            files.setdefault(name, part.get_payload(decode=True) or b"")
-        elif name:
-            fields.append(name)
+    if isinstance(boundary, str) and boundary:
+        delimiter = b"\r\n--" + boundary.encode("latin-1", "replace")
+        for part in (b"\r\n" + body).split(delimiter)[1:]:  # [0]: the preamble
+            if part.startswith(b"--"):  # the closing delimiter
+                break
+            # + CRLF: an empty part may end at its blank line, the CRLF shared with the delimiter (werkzeug writes it so)
+            head, separator, content = (part + b"\r\n").partition(b"\r\n\r\n")
+            if not separator:
+                continue
+            content = content[:-2]
+            headers = email.parser.BytesHeaderParser(policy=email.policy.HTTP).parsebytes(head.lstrip(b" \t").removeprefix(b"\r\n") + b"\r\n\r\n")
+            name = headers.get_param("name", header="content-disposition")
+            if name and headers.get_param("filename", header="content-disposition") is not None:
+                files.setdefault(name, content)
+            elif name:
+                fields.append(name)
     if "image" not in files:
         raise ApiError(400, no_file_in_form(list(files), fields))
     return files["image"]
