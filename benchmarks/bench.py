@@ -577,7 +577,7 @@ def render(info: dict, started_at, plan: list[Scenario], targets: list[Target], 
         rss = max((rss for phase in ("predicted", "detected") for rss, _ in lite.memory.get(phase, [])), default=None)
         rows = [
             [f"/predict upload p50, the {TYPICAL_UPLOAD} JPEG (1 at a time)", f"<= {TARGETS['upload_100kb_p50_ms']:.0f} ms", f"{fmt(upload.get('p50_ms'))} ms", met(upload.get("p50_ms"), TARGETS["upload_100kb_p50_ms"])],
-            [f"`.tflite` upload p50 / seed upload p50, the {TYPICAL_UPLOAD} JPEG (1 at a time)", f"<= {TARGETS['upload_vs_seed']:.2f}", f"{fmt(ratio, 2)} ({fmt(upload.get('p50_ms'))} / {fmt(seed_upload)} ms)", met(ratio, TARGETS["upload_vs_seed"])],
+            [f"`.tflite` upload p50 / seed upload p50, the {TYPICAL_UPLOAD} JPEG (1 at a time)", f"<= {TARGETS['upload_vs_seed']:.2f}", f"{fmt(ratio, 3)} ({fmt(upload.get('p50_ms'))} / {fmt(seed_upload)} ms)", met(ratio, TARGETS["upload_vs_seed"])],
             ["/predict upload throughput (20 KB-1 MB, 4 at once)", f">= {TARGETS['upload_rps']:.0f} req/s", f"{fmt(throughput.get('rps'))} req/s", met(TARGETS["upload_rps"], throughput.get("rps"))],
             ["RSS per worker (after /predict and /detect)", f"<= {TARGETS['rss_mb']:.0f} MB", f"{fmt(rss, 0)} MB", met(rss, TARGETS["rss_mb"])],
             ["cold start (process start to first 200 on /health)", f"<= {TARGETS['cold_start_s']:.0f} s", f"{fmt(lite.cold_start_s, 2)} s", met(lite.cold_start_s, TARGETS["cold_start_s"])],

@@ -107,7 +107,8 @@ def test_quick_run_writes_every_table(quick_report):
     assert lean_rss < keras_rss / 2, memory
 
     targets = rows_of(text, "## Targets (LiteRT path, 2 cores)")
-    assert len(targets) == 6 and all(row[3] in ("met", "**not met**") for row in targets)
+    assert len(targets) == 7 and all(row[3] in ("met", "**not met**") for row in targets)
+    assert "maskdetect watch" in targets[-1][0] and "frames/s" in targets[-1][2]  # benchmarks/video.py, after the services
     parts = rows_of(text, "## Where the time goes")
     assert {row[0] for row in parts} == {"h5", "tflite"} and all(row[2] != "-" for row in parts)
     assert sum("finding the face" in row[1] for row in parts) == 2  # /predict's detector, timed for each model
@@ -123,7 +124,8 @@ def test_the_quick_run_measures_tflite_uploads_against_the_seed_baseline(quick_r
     ratio = next(row for row in rows_of(text, "## Targets (LiteRT path, 2 cores)") if "seed upload p50" in row[0])
     tflite_ms, seed_ms = (number(ms) for ms in re.search(r"\(([\d.,]+) / ([\d.,]+) ms\)", ratio[2]).groups())
     assert ratio[1] == "<= 0.15" and number(ratio[2]) == pytest.approx(tflite_ms / seed_ms, abs=0.01)
-    assert ratio[3] == ("met" if number(ratio[2]) <= 0.15 else "**not met**")
+    if abs(number(ratio[2]) - 0.15) > 0.0005:  # the verdict is on the unrounded ratio
+        assert ratio[3] == ("met" if number(ratio[2]) <= 0.15 else "**not met**")
 
 
 def test_the_driver_counts_statuses_and_failures():
