@@ -11,7 +11,7 @@ encounter, by track pair, with how long they stood close.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,7 +146,7 @@ class FaceTracker:
         self._tracker.distance_function = VectorizedDistance(_scaled_distances)
         self.tracks: dict[int, Track] = {}
         self._close: dict[tuple[int, int], list[tuple[float, float]]] = {}  # (id, id) -> [(t, metres)] for every close frame
-        self._seen: list[tuple[float, int]] = []  # (t, id) per face per processed frame
+        self._in_view: dict[int, set[int]] = {}  # interval number -> the track ids seen in it
         self.frames = 0
         self.last_t = 0.0
         self.interrupted = False  # analyze_video stopped at Ctrl-C
@@ -165,7 +165,7 @@ class FaceTracker:
             track.best_score = max(track.best_score, face.score)
             track.with_mask_sum += face.with_mask
             faces.append(TrackedFace(obj.id, face.box, face.score, face.label, face.with_mask, track.label(self.threshold), track.with_mask))
-            self._seen.append((t, obj.id))
+            self._in_view.setdefault(int(t // self.interval_s), set()).add(obj.id)
         faces.sort(key=lambda face: face.id)
         pairs = []
         for position, a in enumerate(faces):
@@ -210,14 +210,10 @@ class FaceTracker:
         """Per ``interval_s``: the people in view, the unmasked among them (by their final labels), the share,
         and the close encounters of unmasked people going on."""
         people = {track.id: track.label(self.threshold) for track in self.people()}
-        intervals: dict[int, set[int]] = {}
-        for t, track_id in self._seen:
-            if track_id in people:
-                intervals.setdefault(int(t // self.interval_s), set()).add(track_id)
         encounters = self.encounters()
         rows = []
         for number in range(int(self.last_t // self.interval_s) + 1 if self.frames else 0):
-            ids = intervals.get(number, set())
+            ids = self._in_view.get(number, set()) & people.keys()
             unmasked = sum(people[i] == UNMASKED for i in ids)
             start, end = number * self.interval_s, (number + 1) * self.interval_s
             rows.append({
@@ -249,19 +245,6 @@ class FaceTracker:
         }
 
 
-def track_video(source: VideoSource, tracker: FaceTracker) -> Iterator[tuple[int, Image.Image, FrameResult, bool]]:
-    """Every frame of ``source`` with the latest tracking result; the tracker sees every ``stride``-th frame.
-
-    Yields (index, frame, result, whether this frame was processed).
-    """
-    result = FrameResult(0, 0.0)
-    for index, frame in source:
-        processed = index % tracker.stride == 0
-        if processed:
-            result = tracker.update(index, frame)
-        yield index, frame, result, processed
-
-
 def analyze_video(
     source: VideoSource,
     analyzer: CrowdAnalyzer,
@@ -280,12 +263,15 @@ def analyze_video(
     tracker = FaceTracker(analyzer, source.fps, stride, **tracking)
     with contextlib.ExitStack() as stack:
         write = stack.enter_context(video_writer(out, source.fps, source.size)) if out is not None else None
+        result = FrameResult(0, 0.0)
         try:
-            for _, frame, result, processed in track_video(source, tracker):
-                if processed and on_frame is not None:
-                    on_frame(result)
+            for index, frame in source:
+                if index % stride == 0:
+                    result = tracker.update(index, frame)
+                    if on_frame is not None:
+                        on_frame(result)
                 if write is not None:
-                    write(annotate_frame(frame, result))
+                    write(annotate_frame(frame, result))  # the frames between processed ones keep the last boxes
         except KeyboardInterrupt:
             if not stop_on_interrupt:
                 raise

@@ -63,10 +63,6 @@ class VideoSource:
         if frame_count is not None and limits.max_seconds is not None and frame_count / fps > limits.max_seconds + 1 / fps:
             raise VideoTooLong(self._too_long())
 
-    @property
-    def seconds(self) -> float | None:
-        return None if self.frame_count is None else self.frame_count / self.fps
-
     def _too_long(self) -> str:
         return f"{self.name} is longer than the {self.limits.max_seconds:g} s limit; send a shorter clip"
 
