@@ -1,5 +1,6 @@
 """realfaces-train: the committed manifest and split, a local source, the download, the layout, loading."""
 
+import dataclasses
 import shutil
 import socket
 import urllib.parse
@@ -43,8 +44,10 @@ def subset(tmp_path, monkeypatch, data_dir):
         lines = committed.read_text().splitlines(keepends=True)
         kept = [line for line in lines[1:] if line.split(",")[0] in paths]
         (tmp_path / f"realfaces-{name}.csv").write_text(lines[0] + "".join(kept))
-    monkeypatch.setattr(realfaces, "REALFACES_MANIFEST", tmp_path / "realfaces-manifest.csv")
-    monkeypatch.setattr(realfaces, "REALFACES_SPLITS_FILE", tmp_path / "realfaces-splits.csv")
+    smaller = dataclasses.replace(
+        realfaces.REALFACES, manifest=tmp_path / "realfaces-manifest.csv", splits_file=tmp_path / "realfaces-splits.csv"
+    )
+    monkeypatch.setattr(realfaces, "REALFACES", smaller)
     monkeypatch.delenv(realfaces.SOURCE_ENV, raising=False)
     monkeypatch.delenv(realfaces.URL_ENV, raising=False)
     return realfaces.read_realfaces_manifest()
