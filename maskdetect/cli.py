@@ -24,7 +24,7 @@ from .core.inference import ModelError, Predictor
 from .core.tracking import SHARE_COLUMNS, FrameResult, analyze_video
 from .core.video import VideoError, VideoLimits, open_video
 from .core.weights import WeightsError, obtain_detector_weights
-from .data import boxes, layout, realfaces, source, split
+from .data import boxes, layout, maskwear, pinned, realfaces, source, split
 from .data.source import DataError
 from .settings import Settings
 from .training.export import ExportError, export_model
@@ -32,7 +32,7 @@ from .training.scenes import ScenesError, evaluate_scenes
 
 
 def _print_counts(counts: dict[str, dict[str, int]]) -> None:
-    print(f"{'split':<12}" + "".join(f"{c:>14}" for c in CLASSES) + f"{'total':>8}")
+    print(f"{'split':<12}" + "".join(f"{c:>14}" for c in next(iter(counts.values()))) + f"{'total':>8}")
     for name, by_class in counts.items():
         print(f"{name:<12}" + "".join(f"{n:>14}" for n in by_class.values()) + f"{sum(by_class.values()):>8}")
 
@@ -40,7 +40,18 @@ def _print_counts(counts: dict[str, dict[str, int]]) -> None:
 def command_data(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     progress = not args.quiet
-    if args.action == "split":
+    if args.set == "maskwear" and args.action not in ("split", "faces"):
+        raise DataError("--set maskwear goes with 'split' or 'faces'; `maskdetect data` alone lays out every set")
+    if args.action == "split" and args.set == "maskwear":
+        rows = maskwear.compute_maskwear_splits()
+        path = maskwear.write_maskwear_splits(rows, args.out)
+        print(f"wrote {path}: {len(rows)} files in {len({r['group'] for r in rows})} groups")
+        _print_counts(maskwear.split_counts(rows))
+    elif args.action == "faces" and args.set == "maskwear":
+        found = maskwear.compute_maskwear_faces(args.source, progress=progress)
+        path = maskwear.write_maskwear_faces(found, args.out)
+        print(f"wrote {path}: a face in {sum(r['xmin'] != '' for r in found)} of {len(found)} files")
+    elif args.action == "split":
         folder = source.acquire_source(args.source, progress=progress)
         rows = split.compute_splits(folder, progress=progress)
         path = split.write_splits(rows, args.out)
@@ -62,14 +73,15 @@ def command_data(args: argparse.Namespace) -> int:
         state = "materialised" if changed else "already up to date:"
         print(f"{state} {target}/{{{','.join(split.SPLITS)}}}/{{{','.join(CLASSES)}}}")
         _print_counts(split.split_counts(rows))
-        if args.strategy == "groups":  # the real face crops too, unless they can be neither found nor downloaded
-            try:
-                target = realfaces.prepare_realfaces(progress=progress)
-            except realfaces.RealfacesUnreachable as error:
-                print(f"maskdetect: realfaces-train skipped: {error}", file=sys.stderr)
-            else:
-                print(f"realfaces-train (real face crops, verified): {target}/{{{','.join(realfaces.SPLITS)}}}/{{{','.join(CLASSES)}}}")
-                _print_counts(realfaces.split_counts(realfaces.read_realfaces_splits()))
+        if args.strategy == "groups":  # the pinned training sets too, unless they can be neither found nor downloaded
+            for dataset, what in ((realfaces.REALFACES, "real face crops"), (maskwear.MASKWEAR, "masks worn well, badly, or not")):
+                try:
+                    target = pinned.prepare(dataset, progress=progress)
+                except pinned.SourceUnreachable as error:
+                    print(f"maskdetect: {dataset.name} skipped: {error}", file=sys.stderr)
+                else:
+                    print(f"{dataset.name} ({what}, verified): {target}/{{{','.join(dataset.splits)}}}/{{{','.join(dataset.classes)}}}")
+                    _print_counts(pinned.split_counts(dataset, pinned.read_splits(dataset)))
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -295,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
             "{with_mask,without_mask}/NNN.jpg from the committed data/splits.csv. "
             "'split' recomputes data/splits.csv (de-duplicate, group near-duplicates, split "
             "by group). 'faces' recomputes data/faces.csv (the largest face in each file, for "
-            "training on face crops; several minutes). 'manifest' records --source as data/manifest.csv (maintainers only)."
+            "training on face crops; several minutes). 'manifest' records --source as data/manifest.csv (maintainers only). "
+            "With --set maskwear, 'split' and 'faces' recompute data/maskwear-splits.csv and data/maskwear-faces.csv."
         ),
     )
     data_parser.add_argument("action", nargs="?", choices=("materialise", "split", "faces", "manifest"), default="materialise")
@@ -312,7 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="'groups' (default): the leakage-safe split; 'files': the original project's "
         "random file split, written to data/files-split/ to show how leakage inflates accuracy",
     )
-    data_parser.add_argument("--out", type=Path, help="where 'split' / 'manifest' write (default: data/)")
+    data_parser.add_argument("--out", type=Path, help="where 'split' / 'faces' / 'manifest' write (default: data/)")
+    data_parser.add_argument(
+        "--set",
+        choices=("observations", "maskwear"),
+        default="observations",
+        help="the set 'split' and 'faces' recompute (default: observations; maskwear: maskwear-train, "
+        "--source being its local copy, default $MASKDETECT_MASKWEAR_SOURCE or the download)",
+    )
     _quiet_option(data_parser)
     data_parser.set_defaults(run=command_data)
 

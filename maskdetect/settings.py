@@ -31,6 +31,8 @@ class Settings:
     data_url: str | None = None  # MASKDETECT_DATA_URL: another archive URL (tests)
     realfaces_source: Path | None = None  # MASKDETECT_REALFACES_SOURCE: a local copy of realfaces-train
     realfaces_url: str | None = None  # MASKDETECT_REALFACES_URL
+    maskwear_source: Path | None = None  # MASKDETECT_MASKWEAR_SOURCE: a local copy of maskwear-train
+    maskwear_url: str | None = None  # MASKDETECT_MASKWEAR_URL: replaces https://raw.githubusercontent.com
     weights_dir: Path = PROJECT_ROOT / "deployment" / "weights"  # MASKDETECT_WEIGHTS_DIR: obtained weights
     detector_source: Path | None = None  # MASKDETECT_DETECTOR_SOURCE: a local copy of the detector's weights
     detector_url: str | None = None  # MASKDETECT_DETECTOR_URL
@@ -67,6 +69,8 @@ class Settings:
             data_url=value("MASKDETECT_DATA_URL"),
             realfaces_source=path("MASKDETECT_REALFACES_SOURCE"),
             realfaces_url=value("MASKDETECT_REALFACES_URL"),
+            maskwear_source=path("MASKDETECT_MASKWEAR_SOURCE"),
+            maskwear_url=value("MASKDETECT_MASKWEAR_URL"),
             weights_dir=path("MASKDETECT_WEIGHTS_DIR") or defaults.weights_dir,
             detector_source=path("MASKDETECT_DETECTOR_SOURCE"),
             detector_url=value("MASKDETECT_DETECTOR_URL"),

@@ -22,6 +22,8 @@ if not os.environ.get("MASKDETECT_DETECTOR_SOURCE") and SHARED_MODELS.is_dir():
 # The real training faces: the shared copy too, never a download.
 if not os.environ.get("MASKDETECT_REALFACES_SOURCE") and (SHARED / "realfaces-train").is_dir():
     os.environ["MASKDETECT_REALFACES_SOURCE"] = str(SHARED / "realfaces-train")
+if not os.environ.get("MASKDETECT_MASKWEAR_SOURCE") and (SHARED / "maskwear-train").is_dir():
+    os.environ["MASKDETECT_MASKWEAR_SOURCE"] = str(SHARED / "maskwear-train")
 
 
 @pytest.fixture(autouse=True)
@@ -71,6 +73,8 @@ def data_dir(tmp_path, monkeypatch) -> Path:
     monkeypatch.delenv("MASKDETECT_DATA_URL", raising=False)
     monkeypatch.setenv("MASKDETECT_REALFACES_SOURCE", str(SHARED / "realfaces-train"))  # never the network
     monkeypatch.delenv("MASKDETECT_REALFACES_URL", raising=False)
+    monkeypatch.setenv("MASKDETECT_MASKWEAR_SOURCE", str(SHARED / "maskwear-train"))
+    monkeypatch.delenv("MASKDETECT_MASKWEAR_URL", raising=False)
     return target
 
 
