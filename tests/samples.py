@@ -49,20 +49,28 @@ def encode(image: Image.Image, format: str = "JPEG", **options) -> bytes:
     return buffer.getvalue()
 
 
-def brightness_model(path: Path) -> Path:
-    """A tiny Keras model saved like the deployment one: p(with_mask) grows with brightness.
+def brightness_model(path: Path, classes: int = 3) -> Path:
+    """A tiny Keras model saved like the deployment one, whose answer follows the image's mean brightness m.
 
-    Input (None, 100, 100, 3) in [0, 1], one sigmoid unit named with_mask; a white image
-    answers with_mask (p ~ 1), a black one without_mask (p ~ 0), so tests can check that
-    the right pixels reach the model and the right label comes back.
+    Input (None, 100, 100, 3) in [0, 1]. Three classes (a softmax named probabilities, as deployed):
+    a white image answers with_mask, a black one without_mask, a mid-grey one (m near 0.5) incorrect,
+    so tests can check that the right pixels reach the model and the right label comes back.
+    ``classes=2``: one sigmoid unit named with_mask, p(with_mask) growing with m, as two-class models end.
     """
     import keras
 
     inputs = keras.Input((100, 100, 3), name="image")
     mean = keras.layers.GlobalAveragePooling2D(name="mean")(inputs)
-    output = keras.layers.Dense(1, activation="sigmoid", name="with_mask")(mean)
+    if classes == 2:
+        output = keras.layers.Dense(1, activation="sigmoid", name="with_mask")(mean)
+        weights = [np.full((3, 1), 8.0, np.float32), np.array([-12.0], np.float32)]
+    else:
+        output = keras.layers.Dense(3, activation="softmax", name="probabilities")(mean)
+        # logits (10 m - 20/3 per channel summed: 30 m - 20, 0, -30 m + 10): with_mask wins above m = 2/3,
+        # without_mask below m = 1/3, incorrect between.
+        weights = [np.tile(np.array([[10.0, 0.0, -10.0]], np.float32), (3, 1)), np.array([-20.0, 0.0, 10.0], np.float32)]
     model = keras.Model(inputs, output, name="brightness")
-    model.get_layer("with_mask").set_weights([np.full((3, 1), 8.0, np.float32), np.array([-12.0], np.float32)])
+    model.layers[-1].set_weights(weights)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path, include_optimizer=False)
     return path

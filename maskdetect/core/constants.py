@@ -6,10 +6,12 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-CLASSES = ("with_mask", "without_mask")
-THRESHOLD = 0.5  # p(with_mask) at or above it means "with_mask"
+CLASSES = ("with_mask", "without_mask")  # the class folders of the two-class sources (observations, realfaces-train)
+LABELS = ("with_mask", "incorrect", "without_mask")  # what the model answers, in its output order
+MASKED = "with_mask"  # a face labelled anything else (a mask below the nose, or none) counts as not masked
 
-MODEL_FILE = "maskdetect.h5"
+MODEL_FILE = "maskdetect.h5"  # the trained Keras model
+SERVED_FILE = "maskdetect.tflite"  # what the service, the image and the Lambda serve: exported from MODEL_FILE and checked against it
 METRICS_FILE = "metrics.json"
 
 DEFAULT_PORT = 9696
@@ -48,6 +50,9 @@ SHARE_MIN_SCORE = 0.75  # the unmasked share counts the faces the detector is th
 # /predict classifies the photo's largest face, found in one small pass on a reduced decode.
 SUBJECT_DETECTOR = {**DETECTOR, "scales": (1.0,), "max_side": 320, "score_threshold": 0.6}
 SUBJECT_DECODE_SIDE = 320
+# When that pass finds no face (a small face in a large photo), /predict looks again at 1x and 2x, as
+# the crowd detector does, before it falls back to the whole photo; a photo with a face found pays nothing.
+SECOND_LOOK = {**SUBJECT_DETECTOR, "scales": (1.0, 2.0)}
 
 # The pinhole model behind close_pairs (maskdetect.core.crowd): assumptions, not measurements.
 FACE_WIDTH_M = 0.15  # a typical adult face is about 15 cm wide

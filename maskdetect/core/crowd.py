@@ -17,7 +17,8 @@ Distances come from a pinhole camera model and these assumptions (stated in
   (the detector's boxes are roughly face-wide; a profile face is narrower and looks farther away).
 
 Each face becomes a point ``((cx - W/2) Z / f, (cy - H/2) Z / f, Z)`` in camera coordinates, and
-two unmasked faces closer than ``CLOSE_DISTANCE_M`` (1.5 m) are listed in ``close_pairs``. These
+two faces not masked (``without_mask``, or ``incorrect``: a mask below the nose) closer than
+``CLOSE_DISTANCE_M`` (1.5 m) are listed in ``close_pairs``. These
 are rough estimates: a child's face, a cropped photo or a zoom lens changes them by tens of percent.
 """
 
@@ -33,19 +34,33 @@ from .faces import FaceDetector, crop_face
 from .images import ImageSource, decode_image
 from .inference import Predictor
 
-UNMASKED = constants.CLASSES[1]  # "without_mask"
-COLOURS = {"with_mask": (30, 170, 80), "without_mask": (220, 40, 40)}  # green / red boxes
+COLOURS = {"with_mask": (30, 170, 80), "incorrect": (235, 140, 0), "without_mask": (220, 40, 40)}  # green / amber / red boxes
+
+
+def is_unmasked(label: str) -> bool:
+    """Not masked: no mask, or one worn below the nose (``incorrect``), as the scene labels count it."""
+    return label != constants.MASKED
 
 
 @dataclass(frozen=True)
 class CrowdFace:
     box: tuple[int, int, int, int]  # xmin, ymin, xmax, ymax in displayed pixels (exclusive)
     score: float  # the detector's confidence
-    label: str  # "with_mask" | "without_mask"
-    with_mask: float  # p(with_mask)
+    label: str  # the most probable of LABELS
+    with_mask: float  # the classifier's probabilities, as /predict answers them
+    incorrect: float
+    without_mask: float
+    landmarks: tuple | None = field(default=None, compare=False)  # the detector's eyes, nose tip, mouth corners; not in the JSON
 
     def as_dict(self) -> dict:
-        return {"box": list(self.box), "score": round(self.score, 4), "label": self.label, "with_mask": self.with_mask}
+        return {
+            "box": list(self.box),
+            "score": round(self.score, 4),
+            "label": self.label,
+            "with_mask": self.with_mask,
+            "incorrect": self.incorrect,
+            "without_mask": self.without_mask,
+        }
 
 
 @dataclass(frozen=True)
@@ -66,28 +81,22 @@ class CrowdAnalysis:
     size: tuple[int, int]  # width, height of the image as displayed
 
     @property
-    def unmasked(self) -> int:
-        return sum(face.label == UNMASKED for face in self.faces)
-
-    @property
     def counted(self) -> list[CrowdFace]:
         """The faces the unmasked share counts (:func:`counted_faces`)."""
         return counted_faces(self.faces)
 
     @property
     def unmasked_ratio(self) -> float | None:
-        """The share of counted faces without a mask; None when no face was found."""
+        """The share of counted faces not masked (without a mask or wearing it wrong); None when no face was found."""
         counted = self.counted
-        return sum(face.label == UNMASKED for face in counted) / len(counted) if counted else None
+        return sum(is_unmasked(face.label) for face in counted) / len(counted) if counted else None
 
     def as_dict(self) -> dict:
-        total = len(self.faces)
         ratio = self.unmasked_ratio
         return {
             "faces": [face.as_dict() for face in self.faces],
-            "total": total,
-            "with_mask": total - self.unmasked,
-            "without_mask": self.unmasked,
+            "total": len(self.faces),
+            **{label: sum(face.label == label for face in self.faces) for label in constants.LABELS},
             "unmasked_ratio": None if ratio is None else round(ratio, 4),
             "counted": len(self.counted),
             "close_pairs": [pair.as_dict() for pair in self.close_pairs],
@@ -127,8 +136,8 @@ class Camera:
 def close_pairs(
     faces: list[CrowdFace], size: tuple[int, int], threshold_m: float = constants.CLOSE_DISTANCE_M, camera: Camera = Camera()
 ) -> list[ClosePair]:
-    """Every pair of unmasked faces estimated closer than ``threshold_m``, nearest first."""
-    unmasked = [i for i, face in enumerate(faces) if face.label == UNMASKED]
+    """Every pair of faces not masked (:func:`is_unmasked`) estimated closer than ``threshold_m``, nearest first."""
+    unmasked = [i for i, face in enumerate(faces) if is_unmasked(face.label)]
     pairs = []
     for position, a in enumerate(unmasked):
         for b in unmasked[position + 1 :]:
@@ -157,8 +166,8 @@ class CrowdAnalyzer:
         found = self.detector.detect(image)
         predictions = self.predictor.predict_batch(self.crops(image, [face.box for face in found]))
         faces = [
-            CrowdFace(face.box, face.score, prediction.label, prediction.with_mask)
-            for face, prediction in zip(found, predictions)
+            CrowdFace(face.box, face.score, p.label, p.with_mask, p.incorrect, p.without_mask, face.landmarks)
+            for face, p in zip(found, predictions)
         ]
         return CrowdAnalysis(
             faces=faces,
@@ -169,7 +178,7 @@ class CrowdAnalyzer:
 
 
 def annotate(source: ImageSource, analysis: CrowdAnalysis) -> Image.Image:
-    """The image as displayed with each face boxed (green with_mask, red without) and p(with_mask)."""
+    """The image as displayed with each face boxed in its label's colour and its p(with_mask)."""
     image = decode_image(source).convert("RGB")
     faces = [(face.box, face.label, f"{index}: {face.with_mask:.2f}") for index, face in enumerate(analysis.faces)]
     lines = [(analysis.faces[pair.a].box, analysis.faces[pair.b].box) for pair in analysis.close_pairs]
@@ -189,5 +198,5 @@ def draw_faces(image: Image.Image, faces: list[tuple[tuple, str, str]], lines: l
         draw.rectangle((x, y, x + right - left + 2, y + bottom - top + 2), fill=colour)
         draw.text((x + 1 - left, y + 1 - top), text, fill="white", font=font)
     for a, b in lines:
-        draw.line((((a[0] + a[2]) / 2, (a[1] + a[3]) / 2), ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)), fill=COLOURS[UNMASKED], width=line)
+        draw.line((((a[0] + a[2]) / 2, (a[1] + a[3]) / 2), ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)), fill=COLOURS["without_mask"], width=line)
     return image
