@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core.constants import CLIENT_TIMEOUT_S, DEFAULT_HOST, DEFAULT_PORT, MODEL_FILE, PROJECT_ROOT, QUEUE_BUDGET_S
+from .core.constants import CLIENT_TIMEOUT_S, DEFAULT_HOST, DEFAULT_PORT, MODEL_FILE, PROJECT_ROOT, QUEUE_BUDGET_S, SERVED_FILE
 from .core.weights import DETECTOR_FILE
 
 TRUE = ("1", "true", "yes", "on")
@@ -86,8 +86,15 @@ class Settings:
 
     @property
     def served_model(self) -> Path:
-        """The model the service and `maskdetect predict` load: MODEL_PATH, else the deployment folder's .h5."""
-        return self.model_path or self.deployment_dir / MODEL_FILE
+        """The model the service and `maskdetect predict` load: MODEL_PATH, else the deployment folder's .tflite."""
+        return self.model_path or self.deployment_dir / SERVED_FILE
+
+    @property
+    def trained_model(self) -> Path:
+        """The Keras model `maskdetect train` writes and `maskdetect export` converts: MODEL_PATH if it is one, else the deployment folder's .h5."""
+        if self.model_path is not None and self.model_path.suffix.lower() in (".h5", ".keras"):
+            return self.model_path
+        return self.deployment_dir / MODEL_FILE
 
     @property
     def detector_weights(self) -> Path:

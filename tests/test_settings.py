@@ -12,7 +12,8 @@ from maskdetect.settings import Settings
 def test_an_empty_environment_gives_the_checkout_defaults(tmp_path):
     settings = Settings.from_env({"MASKDETECT_SHARED_DATA": str(tmp_path)})
     assert settings.data_dir == PROJECT_ROOT / "data"
-    assert settings.served_model == PROJECT_ROOT / "deployment" / "maskdetect.h5"
+    assert settings.served_model == PROJECT_ROOT / "deployment" / "maskdetect.tflite"  # the lean runtime by default
+    assert settings.trained_model == PROJECT_ROOT / "deployment" / "maskdetect.h5"
     assert settings.detector_weights == PROJECT_ROOT / "deployment" / "weights" / DETECTOR_FILE
     assert (settings.host, settings.port) == (DEFAULT_HOST, DEFAULT_PORT)
     assert (settings.client_timeout_s, settings.queue_budget_s) == (CLIENT_TIMEOUT_S, QUEUE_BUDGET_S)
@@ -22,9 +23,12 @@ def test_an_empty_environment_gives_the_checkout_defaults(tmp_path):
 
 def test_the_deployment_folder_moves_the_model_and_a_model_path_wins(tmp_path):
     moved = Settings.from_env({"MASKDETECT_DEPLOYMENT_DIR": str(tmp_path)})
-    assert moved.served_model == tmp_path / "maskdetect.h5"
+    assert (moved.served_model, moved.trained_model) == (tmp_path / "maskdetect.tflite", tmp_path / "maskdetect.h5")
     chosen = Settings.from_env({"MASKDETECT_DEPLOYMENT_DIR": str(tmp_path), "MODEL_PATH": "/models/m.tflite"})
     assert chosen.served_model == Path("/models/m.tflite")
+    assert chosen.trained_model == tmp_path / "maskdetect.h5"  # a .tflite is served, never trained or exported
+    keras_file = Settings.from_env({"MODEL_PATH": "/models/m.h5"})
+    assert keras_file.served_model == keras_file.trained_model == Path("/models/m.h5")  # the .h5 on request
 
 
 def test_a_local_copy_of_the_weights_is_used_in_place(tmp_path):
