@@ -217,8 +217,8 @@ def test_load_realfaces_gives_preprocessed_images_and_labels(local_source, subse
         rows = [r for r in realfaces.read_realfaces_splits() if r["split"] == split]
         assert images.shape == (len(rows), 32, 32, 3) and images.dtype == np.float32
         assert 0 <= images.min() and images.max() <= 1 and images.std() > 0.05
-        assert labels.tolist() == [1.0 if p.parent.name == "with_mask" else 0.0 for p in paths]
-        assert sorted(labels.tolist()) == sorted(1.0 if r["class"] == "with_mask" else 0.0 for r in rows)
+        assert labels.tolist() == [constants.LABELS.index(p.parent.name) for p in paths]  # label indices: 0 with_mask, 2 without_mask
+        assert sorted(labels.tolist()) == sorted(constants.LABELS.index(r["class"]) for r in rows)
     gray, _, _ = load_realfaces("train", 16, channels=1, progress=False)
     assert gray.shape[1:] == (16, 16, 1)
     with pytest.raises(DataError, match="no 'test' split"):

@@ -24,6 +24,10 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from ..core.constants import LABELS, MASKED
+
+MASKED_INDEX = LABELS.index(MASKED)  # labels are indices into LABELS
+
 # Measured on twin pairs: the pasted mask's pixels in HSV (5th-95th percentile).
 MASK_HUE = (0.50, 0.62)
 MASK_SATURATION = (0.03, 0.30)
@@ -33,7 +37,7 @@ MASK_VALUE_MIN = 0.75
 def recolour_masks(
     images: tf.Tensor, labels: tf.Tensor, probability: float = 0.7, every_class: bool = False
 ) -> tf.Tensor:
-    """Repaint the light-blue mask graphic of with_mask images (label 1) in random colours.
+    """Repaint the light-blue mask graphic of with_mask images in random colours.
 
     ``every_class`` repaints the same colour range in without_mask images too (light-blue and
     white shirts, walls), so that colour alone tells nothing about the class.
@@ -48,7 +52,7 @@ def recolour_masks(
     batch = tf.shape(images)[0]
     chosen = tf.random.uniform([batch]) < probability
     if not every_class:
-        chosen &= tf.reshape(labels, [-1]) > 0.5
+        chosen &= tf.reshape(labels, [-1]) == MASKED_INDEX
     region &= chosen[:, None, None]
     # A smooth random pattern: plain colours, two-tone and patterned fabric alike.
     size = tf.shape(images)[1:3]
@@ -79,7 +83,7 @@ def paint_masks(
     known = tf.reduce_all(tf.math.is_finite(boxes), axis=1)
     chosen = known & (tf.random.uniform([batch]) < probability)
     if not on_unmasked:
-        chosen &= labels > 0.5
+        chosen &= labels == MASKED_INDEX
     boxes = tf.where(known[:, None], boxes, tf.zeros_like(boxes))
 
     def per_image(low, high):
@@ -134,7 +138,7 @@ def paint_masks(
     painted = tf.clip_by_value(pattern * shading[..., None], 0.0, 1.0)
     alpha = alpha * tf.cast(chosen, tf.float32)[:, None, None, None]
     images = images * (1 - alpha) + painted * alpha
-    return images, tf.where(chosen, tf.ones_like(labels), labels)
+    return images, tf.where(chosen, tf.fill(tf.shape(labels), tf.cast(MASKED_INDEX, labels.dtype)), labels)
 
 
 def image_augmenter(seed: int = 0) -> keras.Sequential:

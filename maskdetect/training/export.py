@@ -9,12 +9,12 @@ stay float32), which makes the classifier call faster on a CPU and the file smal
 the ONNX file is a plain float32 conversion. Each must give the Keras model's probabilities:
 every export is run, before it is kept, on real images of the test split (``data/test``, through
 :func:`maskdetect.core.images.preprocess`, like every other input) next to the Keras model, and
-refused when p(with_mask) differs anywhere by more than its format's ``TOLERANCES`` entry.
+refused when any of the probabilities differs anywhere by more than its format's ``TOLERANCES`` entry.
 
 - TFLite: ``tf.lite.TFLiteConverter.from_keras_model``, which exports the Keras 3 model to a
   temporary SavedModel and converts that.
 - ONNX: ``tf2onnx.convert.from_keras`` fails on Keras 3 models, so the model is wrapped in a
-  ``tf.function`` with an input signature (input ``image``, output ``with_mask``) and converted
+  ``tf.function`` with an input signature (input ``image``, output ``probabilities``) and converted
   with ``tf2onnx.convert.from_function``.
 
 Every file is written atomically (a temporary file beside the target, then a rename), and only
@@ -22,7 +22,7 @@ once every requested export has passed its check: a refused export leaves no fil
 previous one. The checks are recorded in ``metrics.json`` beside the model, under ``exports``
 (every other key kept): per file its bytes, sha256, max_abs_diff and the number of images
 checked. :func:`maskdetect.core.inference.model_report` reads that entry to serve the export under the
-Keras model's name and threshold.
+Keras model's name.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ import numpy as np
 from ..core.constants import CLASSES, METRICS_FILE
 from ..core.files import atomic_path, class_files, sha256_file, write_json
 from ..core.images import preprocess
-from ..core.inference import KERAS_SUFFIXES, Predictor, TFLiteBackend
+from ..core.inference import KERAS_SUFFIXES, Predictor, TFLiteBackend, label_probabilities
 from ..settings import Settings
 
-# The largest |p_export - p_keras| accepted on any checked image, per format: 8-bit weights move
-# p(with_mask) a little, a float32 conversion not at all.
+# The largest |p_export - p_keras| accepted for any label on any checked image, per format: 8-bit
+# weights move the probabilities a little, a float32 conversion not at all.
 TOLERANCES = {"tflite": 0.02, "onnx": 1e-5}
 DEFAULT_IMAGES = 256  # the whole test split
 CHUNK = 64  # images per call when checking (bounds the memory of a large check)
@@ -108,7 +108,7 @@ def to_tflite(model) -> bytes:
 
 
 def to_onnx(model) -> bytes:
-    """A Keras model as an ONNX model: input ``image`` (n, size, size, channels), output ``with_mask``."""
+    """A Keras model as an ONNX model: input ``image`` (n, size, size, channels), output ``probabilities``."""
     import tensorflow as tf
     import tf2onnx
 
@@ -116,27 +116,27 @@ def to_onnx(model) -> bytes:
 
     @tf.function(input_signature=[spec])
     def serve(image):
-        return {"with_mask": model(image, training=False)}
+        return {"probabilities": model(image, training=False)}
 
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=ONNX_OPSET)
     return proto.SerializeToString()
 
 
 def onnx_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """p(with_mask) from an ONNX file, by onnxruntime (the check's runner; the service reads .tflite)."""
+    """The probabilities of LABELS from an ONNX file, by onnxruntime (the check's runner; the service reads .tflite)."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
 
     def predict(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(session.run(None, {name: batch.astype(np.float32)})[0], dtype=np.float64).reshape(len(batch))
+        return label_probabilities(session.run(None, {name: batch.astype(np.float32)})[0])
 
     return predict
 
 
 def tflite_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """p(with_mask) from a .tflite file, by the backend the service uses."""
+    """The probabilities of LABELS from a .tflite file, by the backend the service uses."""
     return TFLiteBackend(path).predict
 
 
@@ -185,7 +185,7 @@ def export_model(
     within its :data:`TOLERANCES` entry on ``images`` test images. Raises ExportError (nothing written) if not,
     or if the model is missing; ModelError if it cannot be loaded. ``say`` receives progress lines.
     """
-    path = Path(model_path or Settings.from_env().model_path)
+    path = Path(model_path or Settings.from_env().trained_model)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ExportError(f"cannot export to {', '.join(unknown) or 'nothing'}; the formats are {', '.join(FORMATS)}")
@@ -218,7 +218,7 @@ def export_model(
             difference = float(np.max(np.abs(got - expected)))
             if not difference <= TOLERANCES[name]:  # NaN fails too
                 raise ExportError(
-                    f"refused: the {name} export differs from {path.name} by up to {difference:.3g} in p(with_mask) "
+                    f"refused: the {name} export differs from {path.name} by up to {difference:.3g} in a probability "
                     f"on {len(files)} test images (tolerance {TOLERANCES[name]:g}); no file written"
                 )
             content = temporary.stat().st_size

@@ -1,6 +1,7 @@
 """Model inputs: the laid-out photos, their face crops and the real faces, through the one preprocessing.
 
-Label 1 is with_mask. Each loader returns (images, labels, paths).
+A label is its index in :data:`~maskdetect.core.constants.LABELS` (0 with_mask, 1 incorrect,
+2 without_mask). Each loader returns (images, labels, paths).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..core.constants import CLASSES, FACE_CROP_MARGIN
+from ..core.constants import CLASSES, FACE_CROP_MARGIN, LABELS
 from ..core.faces import crop_face, expand_box
 from ..core.files import class_files, sha256_file
 from ..core.images import decode_image, preprocess
+from ..data import maskwear
 from ..data.boxes import read_faces
 from ..data.realfaces import SOURCE_ENV, realfaces_dir
 from ..data.realfaces import SPLITS as REALFACES_SPLITS
@@ -35,17 +37,17 @@ def _in_threads(function: Callable, items: list, desc: str, progress: bool) -> n
 def load_folder(
     folder: Path, size: int, channels: int = 3, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    """Every image of ``folder/{with_mask,without_mask}``."""
+    """Every image of ``folder/{with_mask,without_mask}`` (and ``folder/incorrect`` when there is one)."""
     folder = Path(folder)
     if not all((folder / label).is_dir() for label in CLASSES):
         raise DataError(f"{folder} needs with_mask/ and without_mask/ folders; run `make data` first")
     paths, labels = [], []
-    for label in CLASSES:
+    for label in (label for label in LABELS if (folder / label).is_dir()):
         found = class_files(folder, label)
         paths += found
-        labels += [1.0 if label == "with_mask" else 0.0] * len(found)
+        labels += [LABELS.index(label)] * len(found)
     images = _in_threads(lambda p: preprocess(p, size, channels), paths, f"load {folder.name}/", progress)
-    return images, np.array(labels, np.float32), paths
+    return images, np.array(labels, np.int32), paths
 
 
 def load_face_crops(
@@ -65,20 +67,43 @@ def load_face_crops(
         return preprocess(crop_face(image, boxes[row["source"]], margin), size, channels)
 
     images = _in_threads(crop, rows, f"crop {split}/", progress)
-    labels = np.array([1.0 if r["class"] == "with_mask" else 0.0 for r in rows], np.float32)
+    labels = np.array([LABELS.index(r["class"]) for r in rows], np.int32)
     return images, labels, [root / r["class"] / r["file"] for r in rows]
 
 
 def load_realfaces(
     split: str, size: int, channels: int = 3, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    """Every face of ``split`` through the one preprocessing: (images, labels, paths); 1 is with_mask."""
+    """Every face of ``split`` through the one preprocessing: (images, labels, paths)."""
     if split not in REALFACES_SPLITS:
         raise DataError(f"realfaces-train has no {split!r} split; use {' or '.join(map(repr, REALFACES_SPLITS))}")
     folder = realfaces_dir() / split
     if not folder.is_dir():
         raise DataError(f"{folder} is missing; run `maskdetect data` first (offline: with {SOURCE_ENV}=DIR)")
     return load_folder(folder, size, channels, progress=progress)
+
+
+def load_maskwear(
+    split: str, size: int, channels: int = 3, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    """Every face of maskwear-train's ``split``: the square around the face YuNet found
+    (``data/maskwear-faces.csv``; many files are whole web photos), else the file as it is."""
+    if split not in maskwear.SPLITS:
+        raise DataError(f"maskwear-train has no {split!r} split; use {' or '.join(map(repr, maskwear.SPLITS))}")
+    folder = maskwear.maskwear_dir() / split
+    if not folder.is_dir():
+        raise DataError(f"{folder} is missing; run `maskdetect data` first (offline: with {maskwear.SOURCE_ENV}=DIR)")
+    boxes = maskwear.read_maskwear_faces()
+    paths = [path for label in LABELS for path in class_files(folder, label)]
+
+    def load(path: Path) -> np.ndarray:
+        box = boxes.get(f"{path.parent.name}/{path.name}")
+        image = decode_image(path) if box is None else crop_face(decode_image(path), box, FACE_CROP_MARGIN)
+        return preprocess(image, size, channels)
+
+    images = _in_threads(load, paths, f"load maskwear {split}/", progress)
+    labels = np.array([LABELS.index(path.parent.name) for path in paths], np.int32)
+    return images, labels, paths
 
 
 def face_boxes(paths: list[Path], crop_margin: float | None = None) -> np.ndarray:

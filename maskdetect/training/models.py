@@ -1,7 +1,9 @@
 """Model builders: short, functional-API Keras models with named layers.
 
-Every model takes the output of :func:`maskdetect.core.images.preprocess` (values in [0, 1])
-and ends in one sigmoid unit, ``with_mask``: the probability that the face wears a mask.
+Every model takes the output of :func:`maskdetect.core.images.preprocess` (values in [0, 1]).
+With ``classes=3`` it ends in a softmax, ``probabilities``, over
+:data:`~maskdetect.core.constants.LABELS` (with_mask, incorrect, without_mask); with ``classes=2``
+(the observations story of nb1-nb6) in one sigmoid unit, ``with_mask``.
 """
 
 from __future__ import annotations
@@ -20,20 +22,26 @@ OPTIMIZERS = {
 
 
 def compile_model(model: keras.Model, learning_rate: float, optimizer: str) -> keras.Model:
+    """Two classes: binary cross-entropy on p(with_mask) (label 1 = with_mask); three: cross-entropy on the label's index."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, not {optimizer!r}")
+    one_unit = model.output_shape[-1] == 1
     model.compile(
         optimizer=OPTIMIZERS[optimizer](learning_rate=learning_rate),
-        loss="binary_crossentropy",
-        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+        loss="binary_crossentropy" if one_unit else "sparse_categorical_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")] if one_unit else ["accuracy"],
     )
     return model
 
 
-def _head(x, inner: int, dropout: float):
+def _head(x, inner: int, dropout: float, classes: int):
+    if classes not in (2, 3):
+        raise ValueError(f"classes must be 2 (with / without mask) or 3 (with, incorrect, without), not {classes}")
     x = layers.Dense(inner, activation="relu", name="inner")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    return layers.Dense(1, activation="sigmoid", name="with_mask")(x)
+    if classes == 2:
+        return layers.Dense(1, activation="sigmoid", name="with_mask")(x)
+    return layers.Dense(3, activation="softmax", name="probabilities")(x)
 
 
 def conv_net(
@@ -45,6 +53,7 @@ def conv_net(
     dropout: float = 0.5,
     learning_rate: float = 1e-3,
     optimizer: str = "adam",
+    classes: int = 2,
 ) -> keras.Model:
     """``blocks`` x (3x3 conv, 2x2 max-pool), filters doubling per block, then the head."""
     inputs = keras.Input((input_size, input_size, channels), name="image")
@@ -53,7 +62,7 @@ def conv_net(
         x = layers.Conv2D(filters * 2 ** (block - 1), 3, activation="relu", name=f"conv{block}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
     x = layers.Flatten(name="flatten")(x)
-    model = keras.Model(inputs, _head(x, inner, dropout), name=f"cnn{blocks}")
+    model = keras.Model(inputs, _head(x, inner, dropout, classes), name=f"cnn{blocks}")
     return compile_model(model, learning_rate, optimizer)
 
 
@@ -131,6 +140,7 @@ def pretrained(
     cut: str = "block3_pool",
     backbone: str = "bundled",
     filters: int | None = None,  # accepted so every builder takes the same arguments
+    classes: int = 2,
 ) -> keras.Model:
     """A frozen pretrained convolutional base, global pooling and a small head."""
     if channels != 3:
@@ -139,7 +149,7 @@ def pretrained(
     x = _caffe_input(inputs)
     x = vgg16_base(input_size, cut, backbone)(x, training=False)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    model = keras.Model(inputs, _head(x, inner, dropout), name="pretrained")
+    model = keras.Model(inputs, _head(x, inner, dropout, classes), name="pretrained")
     return compile_model(model, learning_rate, optimizer)
 
 

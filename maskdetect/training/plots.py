@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
+from ..core.constants import LABELS, MASKED
 from ..core.images import decode_image
 
-LABELS = ("without_mask", "with_mask")  # index = label value
+SHORT = {"with_mask": "with", "incorrect": "incorrect", "without_mask": "without"}  # axis ticks
 
 
 def image_grid(images, titles=None, columns: int = 6, size: float = 2.0, suptitle: str | None = None):
@@ -52,26 +53,27 @@ def learning_curves(history: dict, title: str = "", kept_epoch: int | None = Non
 
 
 def confusion(matrix, title: str = "", axis=None):
-    """A confusion matrix (rows true, columns predicted) as a labelled heat map."""
+    """A confusion matrix (rows true, columns predicted, in LABELS order) as a labelled heat map."""
     matrix = np.asarray(matrix)
     if axis is None:
         _, axis = plt.subplots(figsize=(3.5, 3))
     axis.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
         axis.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
-    axis.set_xticks([0, 1], LABELS)
-    axis.set_yticks([0, 1], LABELS)
+    ticks = [SHORT[label] for label in LABELS]
+    axis.set_xticks(range(len(LABELS)), ticks)
+    axis.set_yticks(range(len(LABELS)), ticks)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     axis.set_title(title)
     return axis
 
 
-def roc_curves(curves: dict, title: str = "ROC"):
-    """``curves``: name -> (labels, p(with_mask))."""
+def roc_curves(curves: dict, title: str = "ROC: masked or not"):
+    """``curves``: name -> (labels as indices into LABELS, probabilities (n, 3)); p(with_mask) against masked or not."""
     figure, axis = plt.subplots(figsize=(4.5, 4))
-    for name, (labels, scores) in curves.items():
-        fpr, tpr, _ = roc_curve(labels, scores)
+    for name, (labels, probabilities) in curves.items():
+        fpr, tpr, _ = roc_curve(np.asarray(labels) == LABELS.index(MASKED), np.asarray(probabilities)[:, LABELS.index(MASKED)])
         axis.plot(fpr, tpr, label=name)
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
     axis.set_xlabel("false positive rate")
@@ -97,16 +99,17 @@ def evaluation(result, sets: dict) -> None:
     roc_curves({name: (sets[name][1], p) for name, p in result.predictions.items()})
 
 
-def confident_mistakes(result, sets: dict, names=("test", "realworld-dev"), threshold: float = 0.5, most: int = 12) -> None:
-    """For each set: how many images are wrong, and the ``most`` the model was surest of."""
+def confident_mistakes(result, sets: dict, names=("test", "realworld-dev"), most: int = 12) -> None:
+    """For each set: how many images get the wrong label, and the ``most`` the model was surest of."""
     for name in names:
         if name not in result.predictions:
             continue
         images, labels, _ = sets[name]
-        p = result.predictions[name]
-        wrong = np.flatnonzero((p >= threshold) != (labels == 1))
-        worst = wrong[np.argsort(-np.abs(p[wrong] - threshold))][:most]
+        probabilities = result.predictions[name]
+        predicted = probabilities.argmax(axis=1)
+        wrong = np.flatnonzero(predicted != labels)
+        worst = wrong[np.argsort(-probabilities[wrong].max(axis=1))][:most]
         print(f"{name}: {len(wrong)} of {len(labels)} wrong")
         if len(worst):
-            titles = [f"true {LABELS[int(labels[i])]}\np={p[i]:.2f}" for i in worst]
+            titles = [f"true {SHORT[LABELS[labels[i]]]}\n{SHORT[LABELS[predicted[i]]]} {probabilities[i].max():.2f}" for i in worst]
             image_grid(images[worst], titles, size=1.6, suptitle=f"{name}: most confident mistakes")

@@ -9,8 +9,12 @@ box and a labeller's box around the same small face rarely agree better). The me
   longer side (``<24``, ``24-48``, ``>48`` px), and by label (does the detector miss masked faces?);
 * ``unmatched_detection_share``: detections matching no labelled face / detections (labelling
   is not exhaustive, so some of these are real, unlabelled faces);
-* ``label_accuracy``: on matched faces labelled with_mask or without_mask, the share the
-  classifier labels the same, overall and by the labelled box's longer side;
+* ``label_accuracy``: on matched faces, the share the classifier puts on the right side of masked
+  (with_mask) or not masked (without_mask, or incorrect: a mask below the nose), overall and by the
+  labelled box's longer side;
+* ``label_recall``: per label, the matched faces given exactly that label (``incorrect``'s is the
+  share of masks worn below the nose the classifier names so); ``confusion_matrix``: matched faces,
+  rows the true label, columns the predicted, in LABELS order;
 * ``unmasked_share_mae``: per image, (without_mask + incorrect) / labelled faces against the
   unmasked share ``/detect`` answers (over the faces :func:`maskdetect.core.crowd.counted_faces` counts),
   averaged over images with at least one detection
@@ -27,13 +31,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..core.crowd import CrowdAnalyzer, counted_faces
+from ..core.constants import LABELS
+from ..core.crowd import CrowdAnalyzer, counted_faces, is_unmasked
 from ..core.faces import FaceDetector
 from ..core.images import decode_image
 from ..core.inference import Predictor
 
-LABELS = ("with_mask", "without_mask", "incorrect")
-UNMASKED_LABELS = ("without_mask", "incorrect")
+UNMASKED_LABELS = tuple(label for label in LABELS if is_unmasked(label))
 MIN_IOU = 0.4
 SIZE_BUCKETS = ("<24", "24-48", ">48")
 
@@ -135,6 +139,7 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_mis
     detections = unmatched = 0
     labels_right = {bucket: 0 for bucket in SIZE_BUCKETS}
     labels_checked = {bucket: 0 for bucket in SIZE_BUCKETS}
+    confusion = [[0] * len(LABELS) for _ in LABELS]
     without_detection, missed = 0, []
     classified = any(d.label is not None for r in results for d in r.detected)
     for result in results:
@@ -147,9 +152,10 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_mis
             bucket = size_bucket(truth.box)
             found[bucket] += 1
             found_by_label[truth.label] += 1
-            if classified and truth.label in ("with_mask", "without_mask"):
+            if classified:
                 labels_checked[bucket] += 1
-                labels_right[bucket] += guess.label == truth.label
+                labels_right[bucket] += is_unmasked(guess.label) == is_unmasked(truth.label)
+                confusion[LABELS.index(truth.label)][LABELS.index(guess.label)] += 1
         matched = {j for _, j in pairs}
         for j, truth in enumerate(result.labelled):
             if list_missed and j not in matched:
@@ -177,6 +183,10 @@ def scene_metrics(results: list[SceneResult], min_iou: float = MIN_IOU, list_mis
         "label_accuracy_by_size": {
             b: {"accuracy": _ratio(labels_right[b], labels_checked[b]), "faces": labels_checked[b]} for b in SIZE_BUCKETS
         },
+        "label_recall": {
+            label: {"recall": _ratio(row[i], sum(row)), "faces": sum(row)} for i, (label, row) in enumerate(zip(LABELS, confusion))
+        },
+        "confusion_matrix": confusion,
         "unmasked_share_mae": _mean([row["error"] for row in image_shares(results)]),
         "images_with_detection": len(results) - without_detection,
         "images_without_detection": without_detection,
@@ -196,7 +206,7 @@ def image_shares(results: list[SceneResult]) -> list[dict]:
             continue
         truth = sum(t.label in UNMASKED_LABELS for t in result.labelled) / len(result.labelled)
         counted = counted_faces(result.detected)
-        estimated = sum(d.label == "without_mask" for d in counted) / len(counted)
+        estimated = sum(is_unmasked(d.label) for d in counted) / len(counted)
         rows.append({"image": result.image, "labelled": truth, "estimated": estimated, "error": abs(truth - estimated),
                      "faces": len(result.labelled), "detections": len(result.detected)})
     return rows
@@ -209,9 +219,8 @@ def _mean(values: list[float]) -> float | None:
 def share_error_sources(results: list[SceneResult], min_iou: float = MIN_IOU) -> dict[str, float | None]:
     """The unmasked-share error as measured, and as it would be with one cause removed.
 
-    ``labels_right``: every matched face labelled as labelled (``incorrect`` as without_mask);
-    ``incorrect_right``: only the matched ``incorrect`` faces (masks under the nose, which a
-    with/without classifier sees as masks); ``no_unmatched``: detections that match no labelled
+    ``labels_right``: every matched face labelled as labelled; ``incorrect_right``: only the matched
+    ``incorrect`` faces (masks under the nose); ``no_unmatched``: detections that match no labelled
     face dropped; ``neither``: both causes removed, so what is left comes from missed faces.
     """
 
@@ -228,7 +237,7 @@ def share_error_sources(results: list[SceneResult], min_iou: float = MIN_IOU) ->
                     continue
                 truth = result.labelled[pairs[i]].label
                 if fix_labels == "all" or (fix_labels == "incorrect" and truth == "incorrect"):
-                    guess = replace(guess, label="without_mask" if truth in UNMASKED_LABELS else "with_mask")
+                    guess = replace(guess, label=truth)
                 kept.append(guess)
             changed.append(replace(result, detected=kept))
         return scene_metrics(changed, min_iou)["unmasked_share_mae"]

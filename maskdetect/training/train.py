@@ -17,15 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.constants import FACE_CROP_MARGIN, METRICS_FILE, MODEL_FILE, THRESHOLD
+from ..core.constants import FACE_CROP_MARGIN, LABELS, MASKED, METRICS_FILE, MODEL_FILE
 from ..core.files import atomic_path, sha256_file, write_json
-from ..core.inference import Predictor
+from ..core.inference import Predictor, label_probabilities
+from ..data.maskwear import SPLITS as MASKWEAR_SPLITS
 from ..data.realfaces import SPLITS as REALFACES_SPLITS
 from ..data.split import SPLITS, SPLITS_FILE
 from ..settings import Settings
 from .calibration import calibrate_model
 from .evaluate import classification_metrics, evaluate_photo_folder
-from .inputs import face_boxes, load_face_crops, load_folder, load_realfaces
+from .inputs import face_boxes, load_face_crops, load_folder, load_maskwear, load_realfaces
 
 
 @dataclass
@@ -33,6 +34,7 @@ class TrainConfig:
     """Everything that decides a trained model; the defaults are the observations-only story of nb1-nb6."""
 
     model: str = "cnn2"
+    classes: int = 2  # 2: one sigmoid unit, p(with_mask); 3: softmax over with_mask, incorrect, without_mask
     input_size: int = 100
     channels: int = 3
     filters: int = 32
@@ -54,6 +56,7 @@ class TrainConfig:
     paint_unmasked: bool = False  # paint on without_mask faces too (they become with_mask)
     validate_on_crops: bool = False  # validation = validation photos + their face crops
     real_faces: bool = False  # also train on realfaces-train's train split (real masks, real faces)
+    mask_wear: bool = False  # also train on maskwear-train's train split (varied real masks, masks worn wrong; needs classes=3)
     low_light: float = 0.0  # share of training images darkened with noise
     downscale: float = 0.0  # share of training images shrunk to 8-40 px and enlarged back
     calibrate: bool = False  # fold Platt scaling, fitted on held-out faces (CALIBRATION_SETS), into the model
@@ -61,12 +64,12 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # builder arguments not listed above
 
     def builder_arguments(self) -> dict:
-        names = ("input_size", "channels", "filters", "inner", "dropout", "learning_rate", "optimizer")
+        names = ("input_size", "channels", "filters", "inner", "dropout", "learning_rate", "optimizer", "classes")
         return {name: getattr(self, name) for name in names} | self.extra
 
 
 OBSERVATIONS_ONLY = TrainConfig()  # nb2-nb6's baseline: the observations photos and their face crops
-DEPLOYED = TrainConfig(model="cnn4", epochs=25, real_faces=True, low_light=0.25, calibrate=True)
+DEPLOYED = TrainConfig(model="cnn4", classes=3, epochs=25, real_faces=True, mask_wear=True, low_light=0.25, calibrate=True)
 
 
 def build(cfg: TrainConfig):
@@ -77,10 +80,16 @@ def build(cfg: TrainConfig):
     return BUILDERS[cfg.model](**cfg.builder_arguments())
 
 
+def targets(labels: np.ndarray, classes: int) -> np.ndarray:
+    """What the loss compares with: the label's index for three classes, 1.0 for with_mask (else 0.0) for two."""
+    return labels if classes == 3 else (np.asarray(labels) == LABELS.index(MASKED)).astype(np.float32)
+
+
 def training_dataset(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, boxes: np.ndarray | None = None):
     """Shuffled, batched and (optionally) augmented tf.data pipeline.
 
-    ``boxes``: each image's face in [0, 1] coordinates (NaN if unknown), for painted masks.
+    ``labels`` are indices into LABELS (the augmentation relabels painted masks); ``boxes``: each
+    image's face in [0, 1] coordinates (NaN if unknown), for painted masks.
     """
     import tensorflow as tf
 
@@ -88,11 +97,15 @@ def training_dataset(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, b
 
     if boxes is None:
         boxes = np.full((len(images), 4), np.nan, np.float32)
+
+    def to_targets(y):  # targets() inside the graph
+        return y if cfg.classes == 3 else tf.cast(tf.equal(y, LABELS.index(MASKED)), tf.float32)
+
     dataset = tf.data.Dataset.from_tensor_slices((images, labels, boxes))
     dataset = dataset.shuffle(len(images), seed=cfg.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(cfg.batch_size)
     if not cfg.augment:
-        return dataset.map(lambda x, y, b: (x, y)).prefetch(tf.data.AUTOTUNE)
+        return dataset.map(lambda x, y, b: (x, to_targets(y))).prefetch(tf.data.AUTOTUNE)
     augmenter = augment.image_augmenter(cfg.seed)
     channels = images.shape[-1]
 
@@ -108,8 +121,9 @@ def training_dataset(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, b
         )
         if channels == 1:  # colour augmentation works on RGB, the model sees grey
             x, y = augment.augment_batch(augmenter, tf.image.grayscale_to_rgb(x), y, **options)
-            return tf.image.rgb_to_grayscale(x), y
-        return augment.augment_batch(augmenter, x, y, **options)
+            return tf.image.rgb_to_grayscale(x), to_targets(y)
+        x, y = augment.augment_batch(augmenter, x, y, **options)
+        return x, to_targets(y)
 
     # sequential: random ops in a parallel map are not reproducible
     return dataset.map(apply).prefetch(tf.data.AUTOTUNE)
@@ -118,7 +132,7 @@ def training_dataset(images: np.ndarray, labels: np.ndarray, cfg: TrainConfig, b
 def fit(cfg: TrainConfig, train: tuple, validation: tuple, verbose: int = 0):
     """Train from scratch; keep the weights of the epoch with the best validation score.
 
-    ``train`` is (images, labels) or (images, labels, face boxes).
+    ``train`` is (images, labels) or (images, labels, face boxes); ``validation`` (images, labels).
     """
     import keras
 
@@ -141,7 +155,7 @@ def fit(cfg: TrainConfig, train: tuple, validation: tuple, verbose: int = 0):
     )
     history = model.fit(
         training_dataset(*train[:2], cfg, *train[2:]),
-        validation_data=validation,
+        validation_data=(validation[0], targets(validation[1], cfg.classes)),
         epochs=cfg.epochs,
         callbacks=[stop] if cfg.schedule == "constant" else [],
         shuffle=False,  # the dataset shuffles itself, seeded
@@ -150,11 +164,17 @@ def fit(cfg: TrainConfig, train: tuple, validation: tuple, verbose: int = 0):
     return model, history.history
 
 
-def predict(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """p(with_mask) for preprocessed images, through the compiled batch path."""
+def outputs(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The model's own outputs for preprocessed images, (n, units), through the compiled batch path."""
+    units = model.output_shape[-1]
     return np.concatenate(
-        [np.asarray(model.predict_on_batch(images[i : i + batch_size])).ravel() for i in range(0, len(images), batch_size)]
-    ) if len(images) else np.zeros(0)
+        [np.asarray(model.predict_on_batch(images[i : i + batch_size])).reshape(-1, units) for i in range(0, len(images), batch_size)]
+    ) if len(images) else np.zeros((0, units))
+
+
+def predict(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The probabilities of LABELS, (n, 3), for preprocessed images (a two-class model's p as (p, 0, 1 - p))."""
+    return label_probabilities(outputs(model, images, batch_size))
 
 
 def package_versions() -> dict[str, str]:
@@ -183,21 +203,25 @@ _loaded: dict = {}
 
 
 def load_sets(cfg: TrainConfig, realworld: Path | None = None, progress: bool = True) -> dict:
-    """name -> (images, labels, paths) for the splits, the face crops, realfaces-train's splits and realworld-dev.
+    """name -> (images, labels, paths) for the splits, the face crops, the splits of realfaces-train and
+    maskwear-train, and realworld-dev.
 
     Kept in memory per input size and colour mode, so notebooks comparing models load once.
     """
     settings = Settings.from_env()
     realworld = realworld or settings.realworld_dir
-    key = (cfg.input_size, cfg.channels, cfg.crop_margin, cfg.real_faces or cfg.calibrate, str(settings.data_dir), str(realworld))
+    real = cfg.real_faces or cfg.mask_wear or cfg.calibrate
+    key = (cfg.input_size, cfg.channels, cfg.crop_margin, real, str(settings.data_dir), str(realworld))
     if key not in _loaded:
         root = settings.data_dir
         sets = {name: load_folder(root / name, cfg.input_size, cfg.channels, progress=progress) for name in SPLITS}
         sets["train-crops"] = load_face_crops("train", cfg.input_size, cfg.channels, cfg.crop_margin, progress)
         sets["validation-crops"] = load_face_crops("validation", cfg.input_size, cfg.channels, cfg.crop_margin, progress)
-        if cfg.real_faces or cfg.calibrate:
+        if real:
             for split in REALFACES_SPLITS:
                 sets[f"realfaces-{split}"] = load_realfaces(split, cfg.input_size, cfg.channels, progress)
+            for split in MASKWEAR_SPLITS:
+                sets[f"maskwear-{split}"] = load_maskwear(split, cfg.input_size, cfg.channels, progress)
         if realworld is not None:
             sets["realworld-dev"] = load_folder(realworld, cfg.input_size, cfg.channels, progress=progress)
         _loaded.clear()  # one size at a time: they are large
@@ -206,12 +230,13 @@ def load_sets(cfg: TrainConfig, realworld: Path | None = None, progress: bool = 
 
 
 def subsample(sets: dict, n: int, seed: int = 0) -> dict:
-    """At most ``n`` items of every set, both classes kept (quick runs of the notebooks)."""
+    """At most about ``n`` items of every set, every label kept (quick runs of the notebooks)."""
     rng = np.random.default_rng(seed)
     smaller = {}
     for name, (images, labels, paths) in sets.items():
+        present = np.unique(labels)
         chosen = np.sort(np.concatenate([
-            rng.permutation(np.flatnonzero(labels == value))[: n // 2] for value in (0.0, 1.0)
+            rng.permutation(np.flatnonzero(labels == value))[: max(1, n // len(present))] for value in present
         ]))
         smaller[name] = (images[chosen], labels[chosen], [paths[i] for i in chosen] if len(paths) else [])
     return smaller
@@ -222,18 +247,22 @@ class Result:
     model: object
     history: dict
     metrics: dict
-    predictions: dict  # set name -> p(with_mask)
+    predictions: dict  # set name -> the probabilities of LABELS, (n, 3)
     seconds: float
-    labels: dict = field(default_factory=dict)  # set name -> true labels (1 = with_mask)
+    labels: dict = field(default_factory=dict)  # set name -> true labels (indices into LABELS)
     calibration: dict | None = None  # calibration.calibrate_model's report, when calibrated
 
 
-# The held-out faces Platt scaling is fitted on: never the check sets (test, realworld-dev, scenes-dev).
-CALIBRATION_SETS = ("validation-crops", "realfaces-validation")
+# The held-out faces of the training sources calibration is fitted on: never a check set (test,
+# realworld-dev, scenes-dev) nor maskwear-train's test split, which nb7 reports per source.
+CALIBRATION_SETS = ("validation-crops", "realfaces-validation", "maskwear-validation")
+SCORED_SETS = ("validation", "test", "realfaces-validation", "maskwear-validation", "maskwear-test", "realworld-dev")
 
 
 def run(cfg: TrainConfig, sets: dict | None = None, progress: bool = True) -> Result:
     """Train ``cfg`` on train (plus face crops and real faces), calibrate on held-out faces, score every other set."""
+    if cfg.mask_wear and cfg.classes != 3:
+        raise ValueError("maskwear-train has three labels: train it with classes=3")
     sets = sets or load_sets(cfg, progress=progress)
     images, labels, paths = sets["train"]
     boxes = face_boxes(paths) if cfg.painted_masks > 0 else None
@@ -241,9 +270,10 @@ def run(cfg: TrainConfig, sets: dict | None = None, progress: bool = True) -> Re
     if cfg.face_crops:
         crops = sets["train-crops"]
         parts.append((crops[0], crops[1], None if boxes is None else face_boxes(crops[2], cfg.crop_margin)))
-    if cfg.real_faces:  # real crops carry no face box: nothing is painted on them
-        real = sets["realfaces-train"]
-        parts.append((real[0], real[1], None if boxes is None else np.full((len(real[0]), 4), np.nan, np.float32)))
+    for wanted, name in ((cfg.real_faces, "realfaces-train"), (cfg.mask_wear, "maskwear-train")):
+        if wanted:  # real crops carry no face box: nothing is painted on them
+            real = sets[name]
+            parts.append((real[0], real[1], None if boxes is None else np.full((len(real[0]), 4), np.nan, np.float32)))
     images, labels = (np.concatenate([part[i] for part in parts]) for i in (0, 1))
     train = (images, labels) if boxes is None else (images, labels, np.concatenate([part[2] for part in parts]))
     validation = sets["validation"][:2]
@@ -255,10 +285,10 @@ def run(cfg: TrainConfig, sets: dict | None = None, progress: bool = True) -> Re
     calibration = None
     if cfg.calibrate:
         held_out = [name for name in CALIBRATION_SETS if name in sets]
-        held_labels = np.concatenate([sets[name][1] for name in held_out])
-        held_predictions = np.concatenate([predict(model, sets[name][0]) for name in held_out])
-        calibration = calibrate_model(model, held_labels, held_predictions, " + ".join(held_out))
-    scored = [name for name in ("validation", "test", "realfaces-validation", "realworld-dev") if name in sets]
+        held_labels = np.concatenate([targets(sets[name][1], cfg.classes) for name in held_out])
+        held_outputs = np.concatenate([outputs(model, sets[name][0]) for name in held_out])
+        calibration = calibrate_model(model, held_labels, held_outputs, " + ".join(held_out))
+    scored = [name for name in SCORED_SETS if name in sets]
     predictions = {name: predict(model, sets[name][0]) for name in scored}
     metrics = {name: classification_metrics(sets[name][1], predictions[name]) for name in scored}
     return Result(model, history, metrics, predictions, seconds, {name: sets[name][1] for name in scored}, calibration)
@@ -296,7 +326,7 @@ def save_result(result: Result, cfg: TrainConfig, out_dir: Path | None = None, p
     report = {
         "model": f"{cfg.model}-{split_hash()[:8]}-seed{cfg.seed}",
         "config": dataclasses.asdict(cfg),
-        "threshold": THRESHOLD,
+        "labels": list(LABELS),
         "metrics": result.metrics,
         "epochs_run": len(history["loss"]),
         "kept_epoch": kept_epoch(cfg, history),
