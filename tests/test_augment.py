@@ -6,6 +6,7 @@ import tensorflow as tf
 from maskdetect.training import augment
 
 MASK_BLUE = np.array([226, 242, 251], np.float32) / 255  # the pasted graphic, measured
+WITH, WITHOUT = 0, 2  # labels are indices into LABELS
 
 
 def _faces():
@@ -18,7 +19,7 @@ def _faces():
 def test_recolour_touches_only_the_mask_of_masked_faces():
     tf.random.set_seed(0)
     images = _faces()
-    labels = np.array([1, 1, 0, 0], np.float32)
+    labels = np.array([WITH, WITH, WITHOUT, WITHOUT], np.int32)
     out = augment.recolour_masks(tf.constant(images), tf.constant(labels), probability=1.0).numpy()
     mask = np.zeros((32, 32), bool)
     mask[16:28, 8:24] = True
@@ -30,7 +31,7 @@ def test_recolour_touches_only_the_mask_of_masked_faces():
 
 def test_recolour_probability_zero_changes_nothing():
     images = _faces()
-    out = augment.recolour_masks(tf.constant(images), tf.ones(4), probability=0.0).numpy()
+    out = augment.recolour_masks(tf.constant(images), tf.zeros(4, tf.int32), probability=0.0).numpy()
     assert np.array_equal(out, images)
 
 
@@ -38,7 +39,7 @@ def test_augmented_batches_keep_shape_and_range():
     tf.random.set_seed(0)
     augmenter = augment.image_augmenter(seed=3)
     images = np.random.default_rng(0).random((8, 48, 48, 3), dtype=np.float32)
-    out, labels = augment.augment_batch(augmenter, tf.constant(images), tf.ones(8))
+    out, labels = augment.augment_batch(augmenter, tf.constant(images), tf.zeros(8, tf.int32))
     out = out.numpy()
     assert out.shape == images.shape and 0.0 <= out.min() and out.max() <= 1.0
     assert not np.allclose(out, images)
@@ -54,7 +55,7 @@ def test_pixelate_blocks_the_image_when_applied():
 def test_recolour_every_class_repaints_unmasked_images_too():
     tf.random.set_seed(0)
     images = _faces()  # the light-blue region stands in for a shirt on the unmasked ones
-    labels = np.array([1, 1, 0, 0], np.float32)
+    labels = np.array([WITH, WITH, WITHOUT, WITHOUT], np.int32)
     out = augment.recolour_masks(tf.constant(images), tf.constant(labels), probability=1.0, every_class=True).numpy()
     assert all(np.abs(out[i, 16:28, 8:24] - MASK_BLUE).mean() > 0.05 for i in range(4))
 
@@ -68,7 +69,7 @@ def _painting_inputs():
 def test_painted_masks_cover_the_lower_face_only():
     tf.random.set_seed(3)
     images, boxes = _painting_inputs()
-    labels = np.ones(4, np.float32)
+    labels = np.full(4, WITH, np.int32)
     out, new_labels = augment.paint_masks(tf.constant(images), tf.constant(labels), tf.constant(boxes), probability=1.0)
     out = out.numpy()
     changed = np.abs(out - images).max(axis=-1) > 1e-3
@@ -82,13 +83,13 @@ def test_painted_masks_cover_the_lower_face_only():
 
 def test_painting_leaves_unmasked_faces_unless_asked_and_then_relabels_them():
     images, boxes = _painting_inputs()
-    labels = np.zeros(4, np.float32)
+    labels = np.full(4, WITHOUT, np.int32)
     out, same = augment.paint_masks(tf.constant(images), tf.constant(labels), tf.constant(boxes), probability=1.0)
     assert np.array_equal(out.numpy(), images) and np.array_equal(same.numpy(), labels)
     out, relabelled = augment.paint_masks(
         tf.constant(images), tf.constant(labels), tf.constant(boxes), probability=1.0, on_unmasked=True
     )
-    assert list(relabelled.numpy()) == [1, 1, 1, 0]  # the face-less one stays without_mask
+    assert list(relabelled.numpy()) == [WITH, WITH, WITH, WITHOUT]  # the face-less one stays without_mask
     assert not np.array_equal(out.numpy()[:3], images[:3])
 
 

@@ -103,7 +103,7 @@ def test_training_and_serving_inputs_are_identical(observations, tmp_path):
         (folder / label).mkdir(parents=True)
         (folder / label / name).write_bytes((observations / label / name).read_bytes())
     images, labels, paths = load_folder(folder, size=100, progress=False)
-    assert labels.tolist() == [1.0, 0.0]
+    assert labels.tolist() == [0, 2]  # indices into LABELS: with_mask, without_mask
     for image, path in zip(images, paths):
         assert np.array_equal(image, preprocess(path.read_bytes(), size=100))
 

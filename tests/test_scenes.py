@@ -57,7 +57,7 @@ def test_metric_arithmetic():
             [
                 Labelled((0, 0, 20, 20), "without_mask"),  # <24, found, labelled right
                 Labelled((100, 0, 130, 30), "with_mask"),  # 24-48, found, labelled wrong
-                Labelled((200, 0, 260, 60), "incorrect"),  # >48, found: not in label accuracy
+                Labelled((200, 0, 260, 60), "incorrect"),  # >48, found, called without_mask: right as not masked
                 Labelled((300, 0, 310, 10), "with_mask"),  # <24, missed
             ],
             [
@@ -85,12 +85,18 @@ def test_metric_arithmetic():
         "incorrect": {"recall": 1.0, "faces": 1},
     }
     assert metrics["unmatched_detection_share"] == pytest.approx(1 / 5)
-    assert metrics["label_accuracy"] == pytest.approx(2 / 3) and metrics["label_accuracy_faces"] == 3
+    assert metrics["label_accuracy"] == pytest.approx(3 / 4) and metrics["label_accuracy_faces"] == 4
     assert metrics["label_accuracy_by_size"] == {
         "<24": {"accuracy": 1.0, "faces": 1},
         "24-48": {"accuracy": 0.0, "faces": 1},
-        ">48": {"accuracy": 1.0, "faces": 1},  # b.jpg's face; a.jpg's large one is `incorrect`
+        ">48": {"accuracy": 1.0, "faces": 2},  # b.jpg's face, and a.jpg's incorrect one called not masked
     }
+    assert metrics["label_recall"] == {
+        "with_mask": {"recall": 0.5, "faces": 2},
+        "incorrect": {"recall": 0.0, "faces": 1},  # not masked, but not named incorrect
+        "without_mask": {"recall": 1.0, "faces": 1},
+    }
+    assert metrics["confusion_matrix"] == [[1, 0, 1], [0, 0, 1], [0, 0, 1]]
     # a.jpg: truth 2/4 unmasked (without_mask + incorrect), guess 3/4; b.jpg: 0 and 0; c.jpg has no detection.
     assert metrics["unmasked_share_mae"] == pytest.approx((0.25 + 0.0) / 2)
     assert (metrics["images_with_detection"], metrics["images_without_detection"]) == (2, 1)
@@ -184,7 +190,7 @@ def test_detector_options_reach_the_detector_and_the_report(capsys):
     overrides = {"scales": [1.0], "score_threshold": 0.85, "nms_threshold": 0.2, "max_side": 480}
     assert chosen["detector"] == {**default["detector"], **overrides}
     assert default["detections"] > chosen["detections"] > 0  # fewer, surer faces; still some
-    assert default["threshold"] is None and default["model"] is None  # detection only: no classifier
+    assert default["model"] is None and "threshold" not in default  # detection only: no classifier
 
 
 def test_evaluate_scenes_without_the_detector_weights_says_how_to_get_them(tmp_path, model_file, monkeypatch, capsys):
@@ -200,8 +206,8 @@ def test_evaluate_scenes_without_the_detector_weights_says_how_to_get_them(tmp_p
 
 
 def test_evaluate_faces_command_prints_json(tmp_path, model_file, capsys):
-    # The brightness model: light images are with_mask, dark ones without_mask; the masked 150-grey
-    # image scores under the unmasked 200-grey one, so 8 of 9 pairs are ranked right.
+    # The brightness model: light images are with_mask, mid-grey incorrect, dark ones without_mask. The masked
+    # 150-grey image is called incorrect, the unmasked 200-grey one masked; 8 of 9 pairs are ranked right.
     for label, shades in (("with_mask", (250, 230, 150)), ("without_mask", (5, 20, 200))):
         (tmp_path / label).mkdir()
         for shade in shades:
@@ -209,11 +215,21 @@ def test_evaluate_faces_command_prints_json(tmp_path, model_file, capsys):
     assert main(["evaluate", "faces", str(tmp_path), "--model", str(model_file), "--quiet"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n"] == 6
-    assert report["confusion_matrix"] == [[2, 1], [0, 3]]  # the 200-grey "without_mask" image looks masked
-    assert report["accuracy"] == pytest.approx(5 / 6)
-    assert report["balanced_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
+    assert report["confusion_matrix"] == [[2, 1, 0], [0, 0, 0], [1, 0, 2]]
+    assert report["accuracy"] == pytest.approx(4 / 6)  # masked or not
+    assert report["balanced_accuracy"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+    assert report["three_way"]["recall"] == {"with_mask": pytest.approx(2 / 3), "without_mask": pytest.approx(2 / 3)}
     assert report["roc_auc"] == pytest.approx(8 / 9)
     assert report["model"] == "maskdetect.h5"
+
+
+def test_an_incorrect_folder_is_scored_when_there_is_one(tmp_path, model_file, capsys):
+    for label, shade in (("with_mask", 250), ("incorrect", 128), ("without_mask", 5)):
+        (tmp_path / label).mkdir()
+        Image.new("RGB", (40, 40), (shade,) * 3).save(tmp_path / label / f"{shade}.png")
+    assert main(["evaluate", "faces", str(tmp_path), "--model", str(model_file), "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [0, 0, 1]] and report["three_way"]["accuracy"] == 1.0
 
 
 def test_evaluate_faces_needs_both_folders(tmp_path, model_file, capsys):
@@ -222,30 +238,19 @@ def test_evaluate_faces_needs_both_folders(tmp_path, model_file, capsys):
     assert "without_mask" in capsys.readouterr().err
 
 
-def test_threshold_option_overrides_the_models_own(model_file, capsys):
-    """--threshold on detect and evaluate scenes; the report names the threshold it used."""
+def test_detect_labels_each_face_with_the_most_probable_of_its_three(model_file, capsys):
+    """No threshold any more: the label is the most probable class, and the counts and the share follow the labels."""
     folder = require(SHARED / "scenes-dev")
     labels = read_labels(folder / "labels.csv")
     busiest = max(sorted(labels)[:20], key=lambda name: len(labels[name]))
     assert main(["detect", str(folder / "images" / busiest), "--model", str(model_file)]) == 0
-    default = json.loads(capsys.readouterr().out)
-    assert default["total"] >= 3 and default["without_mask"] > 0  # the brightness model, threshold 0.5
-    assert main(["detect", str(folder / "images" / busiest), "--model", str(model_file), "--threshold", "0"]) == 0
-    everyone = json.loads(capsys.readouterr().out)
-    assert everyone["total"] == default["total"] and everyone["without_mask"] == 0 and everyone["unmasked_ratio"] == 0
-    assert [f["with_mask"] for f in everyone["faces"]] == [f["with_mask"] for f in default["faces"]]
-
-    arguments = ["evaluate", "scenes", "--images", str(folder / "images"), "--labels", str(folder / "labels.csv"),
-                 "--model", str(model_file), "--limit", "2", "--quiet"]
-    assert main(arguments) == 0
-    assert json.loads(capsys.readouterr().out)["threshold"] == 0.5  # no metrics.json beside this model
-    assert main([*arguments, "--threshold", "0.25"]) == 0
-    assert json.loads(capsys.readouterr().out)["threshold"] == 0.25
-    for wrong in ("1.5", "-0.1", "nan", "half"):
-        with pytest.raises(SystemExit) as exit:
-            main([*arguments, "--threshold", wrong])
-        assert exit.value.code == 2
-        assert "--threshold" in capsys.readouterr().err
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["total"] >= 3
+    for face in answer["faces"]:
+        probabilities = [face[label] for label in constants.LABELS]
+        assert face["label"] == constants.LABELS[probabilities.index(max(probabilities))]
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert sum(answer[label] for label in constants.LABELS) == answer["total"]
     with pytest.raises(SystemExit) as exit:
-        main([*arguments, "--crowd-threshold", "0.25"])  # one threshold now: the old option is gone
+        main(["detect", str(folder / "images" / busiest), "--model", str(model_file), "--threshold", "0.3"])
     assert exit.value.code == 2
