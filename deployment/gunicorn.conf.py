@@ -4,7 +4,7 @@ Read from the environment:
   HOST        address to bind (default 127.0.0.1; the container sets 0.0.0.0)
   PORT        port (default 9696)
   WORKERS     worker processes (default 2, one per core here); each holds its own model
-  MODEL_PATH  the model file (default deployment/maskdetect.h5), read by the app
+  MODEL_PATH  the model file (default deployment/maskdetect.tflite; a Keras .h5 needs TensorFlow), read by the app
   MASKDETECT_ALLOW_PRIVATE_URLS=1  let URL inputs reach private addresses (tests only)
   MASKDETECT_GUNICORN_BIND  where to listen instead of HOST:PORT (`maskdetect serve` sets a unix socket)
 gunicorn's own GUNICORN_CMD_ARGS still apply on top of these.
@@ -12,6 +12,7 @@ gunicorn's own GUNICORN_CMD_ARGS still apply on top of these.
 
 import ctypes
 import ctypes.util
+import importlib.util
 import os
 import sys
 import time
@@ -28,8 +29,8 @@ workers = int(os.environ.get("WORKERS") or 2)
 # One request at a time per worker: inference is CPU-bound. gthread (2 workers x 2 threads, or
 # 1 x 4) answered no more requests/s on 2 cores (benchmarks/RESULTS.md, "What changed what").
 worker_class = "sync"
-# No preload: TensorFlow is not fork-safe, so every worker imports it and loads the
-# model itself, once, when gunicorn boots the worker.
+# No preload: every worker loads the model and the face detector itself, once, when gunicorn
+# boots it (TensorFlow, which a Keras model runs on, is not fork-safe).
 preload_app = False
 timeout = 30  # a URL fetch is bounded at 10 s, inference takes milliseconds
 graceful_timeout = 10
@@ -51,7 +52,14 @@ def on_starting(server):
     """Fail at once, saying what to do, rather than as every worker fails to boot."""
     path = _settings.served_model
     if not path.is_file():
-        server.log.error("no model at %s: train one with `make train`, or set MODEL_PATH to a model file", path)
+        server.log.error("no model at %s: train one with `make train` and `make export`, or set MODEL_PATH to a model file", path)
+        sys.exit(1)
+    if path.suffix.lower() in (".h5", ".keras") and importlib.util.find_spec("keras") is None:
+        server.log.error(
+            "%s is a Keras model and Keras (TensorFlow) is not installed: serve its export "
+            "(deployment/maskdetect.tflite, `maskdetect export`), or build the image with "
+            "`--build-arg KERAS=1` (documentation/deployment.md, \"The image\")", path,
+        )
         sys.exit(1)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.samples import dockerfile_instructions
+from maskdetect.core.constants import LABELS, MODEL_FILE, SERVED_FILE
 from maskdetect.core.weights import DETECTOR_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,13 +100,84 @@ def test_image_requirements_match_pipfile_lock():
         "deployment/docker/requirements.txt is out of date with Pipfile.lock or requirements.in: "
         "run `make docker-requirements`"
     )
+    keras = module.TARGETS["docker-keras"]
+    assert keras.output == DOCKER / "requirements-keras.txt"
+    assert keras.output.read_text() == module.render(top_level=keras.top_level, environment=keras.environment), (
+        "deployment/docker/requirements-keras.txt is out of date: run `make docker-requirements`"
+    )
 
 
-def test_image_requirements_leave_out_the_notebook_and_training_stack():
-    names = {line.split("==")[0] for line in (DOCKER / "requirements.txt").read_text().splitlines()
-             if line and not line.startswith("#")}
-    assert {"tensorflow", "keras", "h5py", "pillow", "flask", "gunicorn", "opencv-python-headless"} <= names  # opencv runs YuNet
+def _requirement_names(path: Path) -> set[str]:
+    return {line.split("==")[0] for line in path.read_text().splitlines() if line and not line.startswith("#")}
+
+
+def test_image_requirements_serve_the_tflite_without_tensorflow():
+    names = _requirement_names(DOCKER / "requirements.txt")
+    assert {"ai-edge-litert", "numpy", "pillow", "flask", "gunicorn", "opencv-python-headless", "norfair-enough"} <= names  # opencv runs YuNet
+    assert not names & {"tensorflow", "keras", "h5py", "jax", "torch"}, "the default image serves the .tflite on LiteRT"
     assert not names & {"jupyter", "papermill", "matplotlib", "pandas", "scikit-learn", "pytest"}
+    # KERAS=1's adds only what a Keras model needs, at the same versions.
+    keras = _requirement_names(DOCKER / "requirements-keras.txt")
+    assert names < keras and {"tensorflow", "keras", "h5py"} <= keras
+    assert not keras & {"jupyter", "papermill", "matplotlib", "pandas", "scikit-learn", "pytest"}
+    pinned = lambda path: {line.split(" ")[0] for line in path.read_text().splitlines() if line and not line.startswith("#")}  # noqa: E731
+    assert pinned(DOCKER / "requirements.txt") <= pinned(DOCKER / "requirements-keras.txt")
+
+
+def test_the_image_serves_the_tflite_by_default_and_the_h5_when_built_with_keras():
+    instructions = _dockerfile_instructions()
+    env = " ".join(rest for keyword, rest in instructions if keyword == "ENV")
+    assert f"MODEL_PATH=/app/deployment/{SERVED_FILE}" in env
+    copied = _copy_sources()
+    assert f"deployment/{SERVED_FILE}" in copied and f"deployment/{MODEL_FILE}" in copied and "deployment/metrics.json" in copied
+    assert ("ARG", "KERAS=0") in instructions
+    (install,) = [rest for keyword, rest in instructions if keyword == "RUN" and "pip install" in rest]
+    assert "/tmp/requirements.txt" in install and '"$KERAS" = 1' in install and "requirements=/tmp/requirements-keras.txt" in install
+    assert "--require-hashes" in install and "--no-deps" in install and "pip check" in install
+
+
+def test_gunicorn_refuses_a_keras_model_where_keras_is_missing(monkeypatch, tmp_path):
+    """The default image has no TensorFlow: MODEL_PATH=...h5 there stops at start, saying what to do."""
+    import importlib.util
+    import runpy
+
+    model = tmp_path / MODEL_FILE
+    model.write_bytes(b"not read")
+    monkeypatch.setenv("MODEL_PATH", str(model))
+    conf = runpy.run_path(str(ROOT / "deployment" / "gunicorn.conf.py"))
+    errors = []
+
+    class Server:
+        class log:
+            error = staticmethod(lambda message, *args: errors.append(message % args))
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "keras" else real(name, *a))
+    with pytest.raises(SystemExit):
+        conf["on_starting"](Server)
+    assert "KERAS=1" in errors[0] and "maskdetect.tflite" in errors[0]
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    conf["on_starting"](Server)  # with Keras installed (this environment), the .h5 may be served
+    assert len(errors) == 1
+
+
+def test_the_smoke_check_knows_the_models_labels():
+    spec = importlib.util.spec_from_file_location("smoke", DOCKER / "smoke.py")
+    smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke)
+    assert smoke.LABELS == LABELS
+    three = {"label": "incorrect", "with_mask": 0.2, "incorrect": 0.5, "without_mask": 0.3, "model": "m", "face": None}
+    two = {"label": "with_mask", "with_mask": 0.75, "without_mask": 0.25, "model": "m", "face": None}
+    for body in (three, two):
+        smoke.check_prediction("test", 200, body)
+    for body in ({**three, "label": "with_mask"}, {**three, "incorrect": 0.6}, {**two, "label": "masked"}, {"label": "with_mask", "with_mask": 1.0}):
+        with pytest.raises(smoke.SmokeError):
+            smoke.check_prediction("test", 200, body)
+    face = {"box": [0, 0, 9, 9], "label": "incorrect"}
+    smoke.check_detection(200, {"faces": [face], "total": 1, "with_mask": 0, "incorrect": 1, "without_mask": 0})
+    smoke.check_detection(200, {"faces": [{**face, "label": "with_mask"}], "total": 1, "with_mask": 1, "without_mask": 0})
+    with pytest.raises(smoke.SmokeError):
+        smoke.check_detection(200, {"faces": [face], "total": 1, "with_mask": 0, "without_mask": 0})
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ check_build_inputs() {
         printf 'ERROR %s: maskdetect/service (the Flask app) is missing\n' "$(basename "$0")" >&2
         missing=1
     fi
-    for file in deployment/gunicorn.conf.py deployment/maskdetect.h5 deployment/metrics.json \
-                deployment/docker/requirements.txt; do
+    for file in deployment/gunicorn.conf.py deployment/maskdetect.tflite deployment/maskdetect.h5 deployment/metrics.json \
+                deployment/docker/requirements.txt deployment/docker/requirements-keras.txt; do
         if [[ ! -e "$PROJECT_ROOT/$file" ]]; then
             printf 'ERROR %s: %s is missing\n' "$(basename "$0")" "$file" >&2
             missing=1
@@ -28,7 +28,7 @@ check_build_inputs() {
         printf "ERROR %s: deployment/weights/face_detection_yunet_2023mar.onnx (the face detector's weights) is missing: run 'make weights'\n" "$(basename "$0")" >&2
         missing=1
     fi
-    ((missing == 0)) || die "the image needs the service (maskdetect/service, deployment/gunicorn.conf.py), the model and its metrics (deployment/maskdetect.h5 and metrics.json: 'make train', or the committed ones), deployment/docker/requirements.txt ('make docker-requirements') and the face detector's weights ('make weights')"
+    ((missing == 0)) || die "the image needs the service (maskdetect/service, deployment/gunicorn.conf.py), the model and its metrics (deployment/maskdetect.tflite, .h5 and metrics.json: 'make train' and 'make export', or the committed ones), deployment/docker/requirements*.txt ('make docker-requirements') and the face detector's weights ('make weights')"
 }
 
 build_image() {

@@ -2,7 +2,8 @@
 # make docker-check: build the image, run it, check /health, /predict and /detect (also with 16 slow
 # clients connected), remove the container.
 #
-#   deployment/docker/check.sh
+#   deployment/docker/check.sh                                          the default image: the .tflite, no TensorFlow
+#   MASKDETECT_IMAGE=maskdetect:keras deployment/docker/check.sh --build-arg KERAS=1   with TensorFlow, serving the .h5
 #
 # Docker when an engine answers, else podman and buildah (installed if missing, base image
 # built locally if absent: see base-image.sh). Prints the build time, the time from `run` to the
@@ -38,7 +39,7 @@ cleanup() {
         engine rm --force "$CONTAINER" >/dev/null 2>&1 || log "could not remove container $CONTAINER: remove it by hand"
     fi
     rm -rf "$WORK"
-    ((status == 0)) || printf 'ERROR %s: make docker-check failed (see above)\n' "$(basename "$0")" >&2
+    ((status == 0)) || printf 'ERROR %s: failed (see above)\n' "$(basename "$0")" >&2
     exit "$status"
 }
 trap cleanup EXIT
@@ -62,7 +63,10 @@ free_port() {
 
 main() {
     command -v python3 >/dev/null 2>&1 || die "python3 is needed on this machine for the HTTP checks"
-    build_image
+    # Built with --build-arg KERAS=1: the image holds TensorFlow and is checked serving the .h5.
+    local keras=0 arg
+    for arg in "$@"; do [[ "$arg" == *KERAS=1 ]] && keras=1; done
+    build_image "$@"
 
     local port run_start first_200
     port="$(free_port)"
@@ -70,6 +74,7 @@ main() {
     log "starting $CONTAINER on 127.0.0.1:$port"
     started=1
     local run_flags=(--detach --name "$CONTAINER" --publish "127.0.0.1:$port:9696" "${RESTRICTED_RUN[@]}")
+    ((keras == 0)) || run_flags+=(--env MODEL_PATH=/app/deployment/maskdetect.h5)
     # podman would run the HEALTHCHECK from systemd timers, which this machine may not have:
     # no timer, and the check runs it once below instead.
     if [[ "$ENGINE" == podman ]]; then
@@ -111,6 +116,15 @@ sys.stdout.buffer.write(buffer.getvalue())
     if engine exec "$CONTAINER" touch /app/.write-probe 2>/dev/null; then
         die "the container's root filesystem is writable: it should run with --read-only"
     fi
+    # The default image serves the .tflite on LiteRT and holds no TensorFlow (1.5 GB); KERAS=1's does.
+    local has_tensorflow
+    has_tensorflow="$(engine exec "$CONTAINER" python -c 'import importlib.util; print(int(importlib.util.find_spec("tensorflow") is not None))')" \
+        || die "could not run python in the container"
+    [[ "$has_tensorflow" == "$keras" ]] \
+        || die "TensorFlow is $( ((has_tensorflow)) || printf 'not ')installed in the image built with KERAS=$keras"
+    local served
+    served="$(engine exec "$CONTAINER" printenv MODEL_PATH)"
+    log "serving $served ($( ((keras)) && printf 'TensorFlow installed' || printf 'no TensorFlow: LiteRT'))"
 
     # Wait for the first 200 from /health, giving up early when the container stops.
     local smoke=(python3 "$DOCKER_DIR/smoke.py" "http://127.0.0.1:$port" "$WORK/smoke.jpg")
@@ -135,7 +149,9 @@ sys.stdout.buffer.write(buffer.getvalue())
     run_healthcheck || die "the image's HEALTHCHECK command fails although /health answers"
     log "HEALTHCHECK: healthy"
 
-    log "OK: $IMAGE built in ${BUILD_SECONDS} s ($(image_size "$IMAGE")), first 200 ${first_200} s after run, health, four predictions and a detection OK, 16 slow clients held by nginx, runs as uid $user with a read-only root and a tmpfs at /tmp"
+    log "OK: $IMAGE built in ${BUILD_SECONDS} s ($(image_size "$IMAGE")), serving $(basename "$served"), first 200 ${first_200} s after run, health, four predictions and a detection OK, 16 slow clients held by nginx, runs as uid $user with a read-only root and a tmpfs at /tmp"
 }
 
-main "$@"
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then  # deployment/docker/memory.sh sources it for the run flags
+    main "$@"
+fi

@@ -23,7 +23,10 @@ import urllib.error
 import urllib.request
 import uuid
 
-LABELS = ("with_mask", "without_mask")
+# What the model answers (maskdetect.core.constants.LABELS; standard library only here, so copied:
+# tests/test_docker.py checks they agree). A two-class model's answers carry no "incorrect".
+LABELS = ("with_mask", "incorrect", "without_mask")
+REQUIRED = ("with_mask", "without_mask")
 
 
 class SmokeError(RuntimeError):
@@ -58,13 +61,24 @@ def wait_for_health(base: str, wait: float, alive=lambda: True) -> float:
     raise SmokeError(f"GET {base}/health: no 200 {{'status': 'ok'}} within {wait:.0f} s (last: {last})")
 
 
+def _number(value) -> bool:
+    return isinstance(value, float | int) and not isinstance(value, bool)
+
+
 def check_prediction(what: str, status: int, body: dict) -> None:
+    """A label of LABELS and the probabilities of LABELS (or of the two of a two-class model): each
+    in [0, 1], summing to 1, the label's the largest."""
     if status != 200:
         raise SmokeError(f"POST /predict ({what}): HTTP {status} {body}")
-    label, p, q = body.get("label"), body.get("with_mask"), body.get("without_mask")
-    if label not in LABELS or not isinstance(p, float | int) or not isinstance(q, float | int):
+    label = body.get("label")
+    probabilities = {name: body[name] for name in LABELS if name in body}
+    if label not in LABELS or not set(REQUIRED) <= set(probabilities) or not all(map(_number, probabilities.values())):
         raise SmokeError(f"POST /predict ({what}): unexpected answer {body}")
-    if not (0 <= p <= 1 and abs(p + q - 1) < 1e-6) or label != LABELS[p < 0.5]:
+    if (
+        not all(0 <= p <= 1 for p in probabilities.values())
+        or abs(sum(probabilities.values()) - 1) > 1e-6
+        or probabilities.get(label, -1) < max(probabilities.values()) - 1e-9
+    ):
         raise SmokeError(f"POST /predict ({what}): inconsistent answer {body}")
 
 
@@ -88,8 +102,11 @@ def check_detection(status: int, body: dict) -> None:
     if status != 200:
         raise SmokeError(f"POST /detect: HTTP {status} {body}")
     faces, total = body.get("faces"), body.get("total")
-    if not isinstance(faces, list) or total != len(faces) or body.get("with_mask", 0) + body.get("without_mask", 0) != total:
+    counts = [body.get(label, 0) for label in LABELS]  # "incorrect" absent from a two-class service's answer
+    if not isinstance(faces, list) or total != len(faces) or sum(counts) != total:
         raise SmokeError(f"POST /detect: unexpected answer {body}")
+    if any(face.get("label") not in LABELS for face in faces):
+        raise SmokeError(f"POST /detect: a face with an unknown label in {body}")
 
 
 class SlowClients:
