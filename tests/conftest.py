@@ -149,8 +149,15 @@ def http_server():
 
 @pytest.fixture(scope="session")
 def model_file(tmp_path_factory) -> Path:
-    """The brightness model as tmp/.../maskdetect.h5 (no metrics.json beside it)."""
+    """The three-class brightness model as tmp/.../maskdetect.h5 (no metrics.json beside it): white
+    answers with_mask, black without_mask, mid grey incorrect (samples.brightness_model)."""
     return brightness_model(tmp_path_factory.mktemp("model") / "maskdetect.h5")
+
+
+@pytest.fixture(scope="session")
+def two_class_model_file(tmp_path_factory) -> Path:
+    """A model as trained before the three labels: one sigmoid unit, p(with_mask) growing with brightness."""
+    return brightness_model(tmp_path_factory.mktemp("two-class-model") / "maskdetect.h5", classes=2)
 
 
 @pytest.fixture(scope="module")

@@ -60,8 +60,10 @@ def fuzz(examples: int) -> settings:
 
 
 def assert_label_agrees(answer: dict) -> None:
-    """The label is the one the probability shown gives (the test app's model has the default threshold)."""
-    assert answer["label"] == (constants.CLASSES[0] if answer["with_mask"] >= constants.THRESHOLD else constants.CLASSES[1]), answer
+    """The label is the most probable of the three probabilities shown (a tie: the earlier label), and they sum to 1."""
+    shown = [answer[label] for label in constants.LABELS]
+    assert all(0 <= p <= 1 for p in shown) and abs(sum(shown) - 1) < 1e-5, answer
+    assert answer["label"] == constants.LABELS[shown.index(max(shown))], answer
 
 
 def check_answer(response, path: str, *, fetched: bool = False) -> int:
@@ -76,12 +78,14 @@ def check_answer(response, path: str, *, fetched: bool = False) -> int:
             return status
         body = response.get_json()
         if path.startswith("/predict"):
-            assert body["label"] in constants.CLASSES and 0 <= body["with_mask"] <= 1
+            assert body["label"] in constants.LABELS
             assert_label_agrees(body)
         else:
-            assert body["total"] == len(body["faces"]) == body["with_mask"] + body["without_mask"]
+            assert body["total"] == len(body["faces"]) == sum(body[label] for label in constants.LABELS)
             for face in body["faces"]:
                 assert_label_agrees(face)
+            for label in constants.LABELS:
+                assert body[label] == sum(face["label"] == label for face in body["faces"])
         return status
     text = response.get_data(as_text=True)
     assert status < 500 or (fetched and status in (502, 504)), f"{path} answered {status}: {text}"

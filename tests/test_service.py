@@ -1,4 +1,4 @@
-"""The Flask service: the three ways to send an image, every error, odd images, the page."""
+"""The Flask service: three labels, the ways to send an image, every error, odd images, OpenAPI, the page."""
 
 from __future__ import annotations
 
@@ -19,6 +19,17 @@ from maskdetect.core import constants
 
 WHITE = encode(Image.new("RGB", (64, 48), "white"))
 BLACK = encode(Image.new("RGB", (64, 48), "black"))
+GREY = encode(Image.new("RGB", (64, 48), (128, 128, 128)))  # the brightness model's incorrect: a mask below the nose
+
+
+def shown(body: dict) -> list[float]:
+    return [body[label] for label in constants.LABELS]
+
+
+def assert_label_is_the_most_probable_shown(body: dict) -> None:
+    """The label is the most probable of the three numbers in the answer, a tie going to the earlier label."""
+    assert body["label"] == constants.LABELS[shown(body).index(max(shown(body)))], body
+    assert sum(shown(body)) == pytest.approx(1.0, abs=1e-5) and all(0 <= p <= 1 for p in shown(body)), body
 
 
 def assert_error(response, status: int, *words: str) -> dict:
@@ -46,11 +57,31 @@ def test_answer_has_the_documented_shape_and_order(client):
     response = client.post("/predict", data=WHITE, content_type="image/jpeg")
     assert response.status_code == 200
     body = response.get_json()
-    assert list(json.loads(response.get_data(as_text=True))) == ["label", "with_mask", "without_mask", "model", "face"]
+    assert list(json.loads(response.get_data(as_text=True))) == ["label", "with_mask", "incorrect", "without_mask", "model", "face"]
     assert body["label"] == "with_mask" and body["with_mask"] > 0.99
     assert body["face"] is None  # no face in a white image: the whole image was classified
-    assert body["with_mask"] + body["without_mask"] == pytest.approx(1.0)
+    assert_label_is_the_most_probable_shown(body)
     assert body["model"] == "maskdetect.h5"
+
+
+def test_a_grey_image_is_answered_incorrect_with_its_three_probabilities(client):
+    body = client.post("/predict", data=GREY, content_type="image/jpeg").get_json()
+    assert body["label"] == "incorrect" and body["incorrect"] > 0.9
+    assert 0 < body["with_mask"] < 0.1 and 0 < body["without_mask"] < 0.1
+    assert_label_is_the_most_probable_shown(body)
+    assert body["without_mask"] != pytest.approx(1 - body["with_mask"])  # no longer the complement, as documented
+
+
+def test_a_two_class_model_file_is_still_served_with_incorrect_zero(two_class_model_file):
+    from maskdetect.service import create_app
+
+    client = create_app({"TESTING": True, "MODEL_PATH": str(two_class_model_file)}).test_client()
+    for image, label in ((WHITE, "with_mask"), (GREY, "with_mask"), (BLACK, "without_mask")):  # grey: p(with_mask) ~ 0.51
+        body = client.post("/predict", data=image, content_type="image/jpeg").get_json()
+        assert (body["label"], body["incorrect"]) == (label, 0.0), body
+        assert body["with_mask"] + body["without_mask"] == pytest.approx(1.0, abs=2e-6)
+        assert_label_is_the_most_probable_shown(body)
+        assert body["label"] == ("with_mask" if body["with_mask"] >= 0.5 else "without_mask")  # as the two-class API said
 
 
 def test_a_photo_is_answered_for_its_face_unless_face_centring_is_off(app, model_file, observations):
@@ -60,13 +91,15 @@ def test_a_photo_is_answered_for_its_face_unless_face_centring_is_off(app, model
     centred = app.test_client().post("/predict", data=photo_bytes, content_type="image/jpeg").get_json()
     predictor = app.extensions["maskdetect.predictor"]
     assert centred == predictor.predict(photo_bytes).as_dict() and len(centred["face"]) == 4
-    # /predict looks for one large face at 1x; /detect runs the crowd settings
+    # /predict looks for one large face at 1x, then for a small one at 1x and 2x; /detect runs the crowd settings
     assert predictor.subject_detector.scales == constants.SUBJECT_DETECTOR["scales"]
+    assert predictor.second_look.scales == constants.SECOND_LOOK["scales"]
     assert app.extensions["maskdetect.analyzer"].detector.scales == constants.DETECTOR["scales"]
     whole_app = create_app({"TESTING": True, "MODEL_PATH": str(model_file), "FACE_CENTRED": False})
     whole = whole_app.test_client().post("/predict", data=photo_bytes, content_type="image/jpeg").get_json()
     assert whole["face"] is None and whole["with_mask"] != centred["with_mask"]
     assert whole_app.extensions["maskdetect.predictor"].subject_detector is None
+    assert whole_app.extensions["maskdetect.predictor"].second_look is None
 
 
 @pytest.mark.parametrize("face_centred", [True, False])
@@ -81,9 +114,12 @@ def test_missing_detector_weights_stop_the_start_up_with_a_clear_model_error(mod
     assert f"the face detector's weights file {tmp_path / DETECTOR_FILE} is missing" in str(error.value)
 
 
-def test_the_label_follows_the_probability(client):
+def test_the_label_follows_the_probabilities(client):
     body = client.post("/predict", data=BLACK, content_type="image/jpeg").get_json()
-    assert body["label"] == "without_mask" and body["with_mask"] < 0.01
+    assert body["label"] == "without_mask" and body["with_mask"] < 0.01 and body["without_mask"] > 0.99
+    for level in range(0, 256, 5):
+        assert_label_is_the_most_probable_shown(client.post("/predict", data=encode(Image.new("RGB", (16, 16), (level,) * 3), "PNG"),
+                                                             content_type="image/png").get_json())
 
 
 def test_concurrent_predict_and_detect_answer_as_one_at_a_time(app, observations):
@@ -116,8 +152,12 @@ def test_the_four_forms_give_the_same_answer(app, client, http_server, monkeypat
     monkeypatch.setitem(app.config, "ALLOW_PRIVATE_URLS", True)
     url = client.post("/predict", json={"url": f"{http_server.base_url}/photo.jpg"}).get_json()
     assert raw == form == encoded == url
-    expected = 1 / (1 + np.exp(-(8 * np.asarray(Image.open(io.BytesIO(image)).convert("RGB").resize((100, 100), Image.Resampling.BILINEAR), np.float64).mean((0, 1)).sum() / 255 - 12)))
-    assert raw["with_mask"] == pytest.approx(expected, abs=1e-3)
+    # the brightness model by hand: logits (10 S - 20, 0, 10 - 10 S) of S, the sum of the channel means in [0, 1]
+    pixels = np.asarray(Image.open(io.BytesIO(image)).convert("RGB").resize((100, 100), Image.Resampling.BILINEAR), np.float64)
+    brightness = pixels.mean((0, 1)).sum() / 255
+    logits = np.array([10 * brightness - 20, 0.0, 10 - 10 * brightness])
+    expected = np.exp(logits) / np.exp(logits).sum()
+    assert shown(raw) == pytest.approx(expected.tolist(), abs=1e-3)
 
 
 def test_the_content_type_of_a_raw_body_need_not_match_the_bytes(client):
@@ -173,7 +213,8 @@ ODD_IMAGES = {
 def test_odd_but_valid_images_are_answered(name, client):
     response = client.post("/predict", data=ODD_IMAGES[name](), content_type="image/x-anything")
     assert response.status_code == 200, response.get_json()
-    assert response.get_json()["label"] in ("with_mask", "without_mask")
+    assert response.get_json()["label"] in constants.LABELS
+    assert_label_is_the_most_probable_shown(response.get_json())
 
 
 def test_transparency_is_white_and_an_animation_answers_for_its_first_frame(client):
@@ -326,15 +367,57 @@ def test_openapi_document_is_valid_and_describes_every_route(app, client):
     assert {str(s) for s in statuses} <= set(predict["responses"])
     error = document["components"]["schemas"]["Error"]
     assert error["required"] == ["error"]
+    detect = document["paths"]["/detect"]["post"]
+    assert set(detect["requestBody"]["content"]) == {"application/json", "multipart/form-data", "image/*", "video/*"}
+    assert set(detect["responses"]["200"]["content"]) == {"application/json", "image/png", "video/mp4", "video/webm"}
+    assert {p["name"]: p["schema"].get("enum") for p in detect["parameters"]} == {"format": ["json", "png", "mp4", "webm"], "frames": None}
 
 
-def test_answers_match_the_documented_schemas(client):
+def test_the_document_gives_every_answer_three_labels_and_says_what_the_old_fields_mean(client):
+    schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
+    labels = list(constants.LABELS)
+    prediction = schemas["Prediction"]
+    assert prediction["required"] == ["label", *labels, "model", "face"] and prediction["properties"]["label"]["enum"] == labels
+    face = schemas["Detection"]["properties"]["faces"]["items"]
+    assert face["required"] == ["box", "score", "label", *labels] and face["properties"]["label"]["enum"] == labels
+    assert set(labels) <= set(schemas["Detection"]["required"])
+    for label in labels:
+        for probability in (prediction["properties"][label], face["properties"][label]):
+            assert (probability["type"], probability["minimum"], probability["maximum"]) == ("number", 0, 1)
+    clip = schemas["ClipSummary"]
+    assert {"people_by_label", "unique_unmasked_people", "people"} <= set(clip["required"])
+    person = clip["properties"]["people"]["items"]
+    assert person["required"][:5] == ["id", "label", *labels]
+    tracked = clip["properties"]["tracked_frames"]["items"]["properties"]["faces"]["items"]
+    assert {"track_label", *(f"track_{label}" for label in labels)} <= set(tracked["required"])
+    # the decision, in the words a client of the two-class API needs
+    decision = prediction["description"]
+    for words in ("sum to 1", "below the nose", "`with_mask` keeps its meaning", "`with_mask >= 0.5`",
+                  "no longer `1 - with_mask`", "answers `incorrect` 0"):
+        assert words in decision, words
+    assert decision in client.get("/openapi.json").get_json()["info"]["description"]
+    described = json.dumps(client.get("/openapi.json").get_json()["paths"]["/detect"])
+    assert "amber" in described and "incorrect or without_mask" in described  # the share and the pairs count both
+
+
+def test_answers_match_the_documented_schemas(client, two_class_model_file, observations):
     import jsonschema
 
+    from maskdetect.service import create_app
+
     schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
-    jsonschema.validate(client.post("/predict", data=WHITE, content_type="image/jpeg").get_json(), schemas["Prediction"])
+    portrait = (observations / "without_mask" / "0.jpg").read_bytes()  # a face, answered incorrect by the brightness model
+    answers = [client.post("/predict", data=image, content_type="image/jpeg").get_json() for image in (WHITE, GREY, BLACK, portrait)]
+    assert [a["label"] for a in answers] == ["with_mask", "incorrect", "without_mask", "incorrect"] and answers[-1]["face"]
+    old = create_app({"TESTING": True, "MODEL_PATH": str(two_class_model_file)}).test_client()
+    answers.append(old.post("/predict", data=GREY, content_type="image/jpeg").get_json())
+    for answer in answers:
+        jsonschema.validate(answer, schemas["Prediction"])
+    jsonschema.validate(client.post("/detect", data=GREY, content_type="image/jpeg").get_json(), schemas["Detection"])
     jsonschema.validate(client.get("/health").get_json(), schemas["Health"])
     jsonschema.validate(client.get("/nope").get_json(), schemas["Error"])
+    for name in ("Prediction", "Detection"):
+        jsonschema.validate(schemas[name]["example"], schemas[name])
 
 
 # ---------------------------------------------------------------------------- the page
@@ -352,14 +435,15 @@ def test_the_page_offers_a_file_and_a_url_and_loads_nothing_from_elsewhere(clien
         assert client.get(asset).status_code == 200
 
 
-# ---------------------------------------------------------------------------- one threshold, the committed model
+# ---------------------------------------------------------------------------- one label rule, the committed model
 
 
 @pytest.fixture(scope="module")
 def committed_app():
+    """The service as deployed: the committed model file it serves by default (the .tflite)."""
     from maskdetect.service import create_app
 
-    return create_app({"TESTING": True, "MODEL_PATH": str(constants.PROJECT_ROOT / "deployment" / constants.MODEL_FILE)})
+    return create_app({"TESTING": True, "MODEL_PATH": str(constants.PROJECT_ROOT / "deployment" / constants.SERVED_FILE)})
 
 
 @pytest.fixture(scope="module")
@@ -376,8 +460,8 @@ def real_uploads(observations) -> dict[str, list[bytes]]:
     }
 
 
-def labelled_answers(client, uploads: dict[str, list[bytes]]) -> dict[str, list[tuple[str, float]]]:
-    """(label, with_mask) of every /predict answer and of every face in every /detect answer."""
+def labelled_answers(client, uploads: dict[str, list[bytes]]) -> dict[str, list[dict]]:
+    """Every /predict answer, and every face of every /detect answer."""
     answers = {}
     for path, images in uploads.items():
         bodies = []
@@ -385,39 +469,20 @@ def labelled_answers(client, uploads: dict[str, list[bytes]]) -> dict[str, list[
             response = client.post(path, data=image, content_type="image/jpeg")
             assert response.status_code == 200, response.get_data(as_text=True)
             bodies.append(response.get_json())
-        answers[path] = [(b["label"], b["with_mask"]) for b in bodies] if path == "/predict" else [
-            (face["label"], face["with_mask"]) for b in bodies for face in b["faces"]
-        ]
+        answers[path] = bodies if path == "/predict" else [face for b in bodies for face in b["faces"]]
     return answers
 
 
-def assert_labels_follow(answers: dict[str, list[tuple[str, float]]], threshold: float) -> None:
-    for path, pairs in answers.items():
-        for label, with_mask in pairs:
-            assert label == ("with_mask" if with_mask >= threshold else "without_mask"), (path, label, with_mask, threshold)
-
-
-def test_the_label_always_agrees_with_the_probability_shown_on_both_endpoints(committed_app, real_uploads, monkeypatch):
+def test_the_label_always_agrees_with_the_probabilities_shown_on_both_endpoints(committed_app, real_uploads):
     predictor = committed_app.extensions["maskdetect.predictor"]
-    metrics = json.loads((constants.PROJECT_ROOT / "deployment" / constants.METRICS_FILE).read_text())
-    assert predictor.threshold == metrics.get("threshold", constants.THRESHOLD)  # one threshold, from the model's metrics
-    assert committed_app.extensions["maskdetect.analyzer"].predictor is predictor
-    client = committed_app.test_client()
-    answers = labelled_answers(client, real_uploads)
+    assert committed_app.extensions["maskdetect.analyzer"].predictor is predictor  # one model, one rule, both endpoints
+    assert not hasattr(predictor, "threshold")
+    answers = labelled_answers(committed_app.test_client(), real_uploads)
     assert len(answers["/predict"]) == 10 and len(answers["/detect"]) >= 10
-    assert_labels_follow(answers, predictor.threshold)
-
-    # Moved to split each endpoint's answers in turn, the one threshold relabels both endpoints alike.
-    for path, pairs in answers.items():
-        shown = sorted(p for _, p in pairs)
-        middle = (shown[len(shown) // 2 - 1] + shown[len(shown) // 2]) / 2
-        monkeypatch.setattr(predictor, "threshold", middle)
-        moved = labelled_answers(client, real_uploads)
-        assert_labels_follow(moved, middle)
-        assert {label for label, _ in moved[path]} == {"with_mask", "without_mask"}, (path, middle)
-        assert {where: [p for _, p in found] for where, found in moved.items()} == {
-            where: [p for _, p in found] for where, found in answers.items()
-        }  # the probabilities are the model's, whatever the threshold
+    for path, found in answers.items():
+        for answer in found:
+            assert_label_is_the_most_probable_shown(answer)
+        assert {answer["label"] for answer in found} >= {"with_mask", "without_mask"}, path  # real photos of both kinds
 
 
 # ---------------------------------------------------------------------------- load shedding

@@ -1,7 +1,11 @@
 """The OpenAPI 3.1 description of the service, served at ``GET /openapi.json``.
 
 Written out by hand (the API is five routes) and checked by the tests against the
-OpenAPI schema and against the routes the application really has.
+OpenAPI schema, against the routes the application really has, and (schemathesis) against its answers.
+
+The answers speak three labels (``constants.LABELS``): what the two fields of the two-class API,
+``with_mask`` and ``without_mask``, mean from now on is stated once, in :data:`THREE_CLASSES`, and
+repeated wherever a probability or a count is described.
 """
 
 from __future__ import annotations
@@ -14,6 +18,41 @@ from ..core import constants
 
 
 URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s]+([/?#]\S*)?$"
+
+# The decision on the fields, for every answer that carries the three probabilities.
+THREE_CLASSES = (
+    "Three calibrated probabilities that sum to 1: `with_mask`, p(a mask worn over nose and mouth); `incorrect`, "
+    "p(a mask worn below the nose or on the chin); `without_mask`, p(no mask). `label` is the most probable of the three "
+    "as shown (6 decimals; a tie goes to the earlier of with_mask, incorrect, without_mask), so it always agrees with the "
+    "numbers in the answer. For clients of the two-class API: `with_mask` keeps its meaning, so reading `label == "
+    '"with_mask"` or `with_mask >= 0.5` as "masked properly" stays correct (a probability of 0.5 or more is the most '
+    "probable; the label may also be with_mask below 0.5, when the other two share the rest). `without_mask` now means no "
+    "mask at all and is no longer `1 - with_mask`: \"not masked properly\" is `label != \"with_mask\"`, or `1 - with_mask` "
+    "for its probability. A model trained on two classes answers `incorrect` 0."
+)
+
+
+def _probability(what: str) -> dict:
+    return {"type": "number", "minimum": 0, "maximum": 1, "description": what}
+
+
+PROBABILITIES = {
+    "with_mask": _probability("p(a mask worn over nose and mouth)"),
+    "incorrect": _probability("p(a mask worn below the nose or on the chin)"),
+    "without_mask": _probability("p(no mask); not 1 - with_mask"),
+}
+LABEL = {"type": "string", "enum": list(constants.LABELS), "description": "the most probable of the three"}
+COUNTS = {
+    label: {"type": "integer", "minimum": 0, "description": f"faces labelled {label}"} for label in constants.LABELS
+}
+NOT_MASKED = "not masked (labelled incorrect or without_mask)"
+BOX = {
+    "type": "array",
+    "items": {"type": "integer", "minimum": 0},
+    "minItems": 4,
+    "maxItems": 4,
+    "description": "xmin, ymin, xmax, ymax in displayed pixels (max exclusive)",
+}
 
 
 def _error(description: str) -> dict:
@@ -52,7 +91,7 @@ def openapi_document(app: Flask) -> dict:
     input_errors = {
         "400": _error("invalid JSON, no url or image, an empty image, or a refused URL"),
         "413": _error(f"the request body is over {body_mb:g} MB"),
-        "415": _error("the Content-Type is none of application/json, multipart/form-data, image/*"),
+        "415": _error("the Content-Type is none of application/json, multipart/form-data, image/* (a video/* clip goes to /detect)"),
         "422": _error(
             "the bytes (uploaded or fetched) are not a readable image, the image is over the "
             "pixel limit, or the image at the URL is over the size limit"
@@ -73,11 +112,13 @@ def openapi_document(app: Flask) -> dict:
         "info": {
             "title": "maskdetect",
             "version": version,
-            "summary": "Does the face in a photo wear a mask? Who in a crowd does not?",
+            "summary": "Does the face in a photo wear a mask, and wear it right? Who in a crowd does not?",
             "description": (
-                "A Keras classifier (with_mask / without_mask) for photos of one face. "
-                "Send the image itself or an http(s) URL of it. Every error answers "
-                '`{"error": "..."}` saying what was wrong and what to do.'
+                "A face-mask classifier with three labels: `with_mask` (a mask over nose and mouth), `incorrect` "
+                "(a mask below the nose or on the chin) and `without_mask` (no mask). `/predict` answers for the largest "
+                "face in a photo, `/detect` for every face in a photo or a video clip. Send the image itself or an "
+                'http(s) URL of it. Every error answers `{"error": "..."}` saying what was wrong and what to do. '
+                + THREE_CLASSES
             ),
             "license": {"name": "MIT", "identifier": "MIT"},
         },
@@ -88,8 +129,10 @@ def openapi_document(app: Flask) -> dict:
                     "summary": "Classify one image",
                     "description": (
                         "The largest face found in the photo is classified, cropped as the training crops are "
-                        "(`face` is its box in pixels of the image as displayed); the whole photo when no face "
-                        "is found (`face` is null) or when the service runs with MASKDETECT_FACE_CENTRED=0. "
+                        "(`face` is its box in pixels of the image as displayed). A quick look at the photo reduced to "
+                        f"{constants.SUBJECT_DECODE_SIDE} px finds a large face; when it finds none, a second look at 1x "
+                        "and 2x finds a small one. The whole photo is classified when neither finds a face (`face` is "
+                        "null) or when the service runs with MASKDETECT_FACE_CENTRED=0. "
                         "The image comes as JSON `{\"url\": ...}` or `{\"image\": \"<base64>\"}`, as a multipart form field `image`, or as "
                         f"the raw body with an `image/*` content type. Request bodies are limited to {body_mb:g} MB. "
                         "A URL must be http or https and resolve to public addresses only (no loopback, "
@@ -112,38 +155,79 @@ def openapi_document(app: Flask) -> dict:
             "/detect": {
                 "post": {
                     "operationId": "detect",
-                    "summary": "Find every face, label each, count the unmasked and the close pairs",
+                    "summary": "Find every face in a photo or a clip, label each, count those not masked and the close pairs",
                     "description": (
-                        "The image comes in the same three forms as for `/predict`, under the same limits. Every face "
-                        "the detector finds is classified; boxes are `[xmin, ymin, xmax, ymax]` in pixels of the image as "
-                        "displayed (EXIF orientation applied). `unmasked_ratio` is the unmasked share of the faces the detector is sure of (`counted`), null "
-                        "when no face is found. `close_pairs` lists pairs of unmasked faces (indices into `faces`) "
+                        "A photo comes in the same three forms as for `/predict`, under the same limits. Every face "
+                        "the detector finds is classified (the three probabilities and the label, as `/predict` answers "
+                        "them); `with_mask`, `incorrect` and `without_mask` at the top level count the faces of each label. "
+                        "Boxes are `[xmin, ymin, xmax, ymax]` in pixels of the image as displayed (EXIF orientation applied). "
+                        f"`unmasked_ratio` is the share {NOT_MASKED} among the faces the detector is sure of (`counted`), null "
+                        f"when no face is found. `close_pairs` lists pairs of faces {NOT_MASKED} (indices into `faces`) "
                         f"estimated closer than {constants.CLOSE_DISTANCE_M:g} m, from a pinhole camera model that "
                         f"assumes every face is {constants.FACE_WIDTH_M * 100:g} cm wide and a "
                         f"{constants.CAMERA_FOV_DEG:g} degree horizontal field of view: rough estimates. "
-                        "With `format=png` the answer is the image with the boxes drawn (green with_mask, red "
-                        "without_mask, labelled with the face's index and p(with_mask))."
+                        "With `format=png` the answer is the image with the boxes drawn (green with_mask, amber "
+                        "incorrect, red without_mask, labelled with the face's index and p(with_mask)). "
+                        "A video clip (the body, with its `video/*` Content-Type, at most "
+                        f"{constants.MAX_VIDEO_SECONDS:g} s) is tracked instead: each person keeps an id across frames, "
+                        "is labelled from all their frames and counted once (`people`, `people_by_label`); "
+                        f"`unique_unmasked_people` counts the people {NOT_MASKED}; `close_encounters` are pairs of them "
+                        f"that stood closer than {constants.CLOSE_DISTANCE_M:g} m; `frames=1` adds each processed frame's "
+                        "tracked faces, and `format=mp4` (or `webm`, which browsers play) answers the clip with every face "
+                        "boxed. `png` goes with a photo only, `mp4` and `webm` with a clip only: the other pairings are a 400."
                     ),
                     "parameters": [
                         {
                             "name": "format",
                             "in": "query",
                             "required": False,
-                            "description": "`json` (default) or `png` (the annotated image)",
-                            "schema": {"type": "string", "enum": ["json", "png"], "default": "json"},
-                        }
+                            "description": "`json` (default); `png` (a photo annotated); `mp4` or `webm` (a clip annotated)",
+                            "schema": {"type": "string", "enum": ["json", "png", "mp4", "webm"], "default": "json"},
+                        },
+                        {
+                            "name": "frames",
+                            "in": "query",
+                            "required": False,
+                            "description": "`1`, `true` or `yes`: a clip's JSON answer also lists every processed frame's tracked "
+                            "faces (`tracked_frames`); any other value, or none, does not (a photo's answer ignores it)",
+                            "schema": {"type": "string", "examples": ["1"]},
+                        },
                     ],
-                    "requestBody": image_body,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            **image_body["content"],
+                            "video/*": {"schema": {**binary, "description": "a video clip's bytes (MP4, WebM, ...)"}},
+                        },
+                    },
                     "responses": {
                         "200": {
-                            "description": "the faces and counts, or the annotated PNG with format=png",
+                            "description": "a photo's faces and counts, or a clip's people; the annotated PNG or video with format",
                             "content": {
-                                "application/json": {"schema": {"$ref": "#/components/schemas/Detection"}},
-                                "image/png": {"schema": {**binary, "description": "the annotated image"}},
+                                "application/json": {
+                                    "schema": {
+                                        "oneOf": [
+                                            {"$ref": "#/components/schemas/Detection"},
+                                            {"$ref": "#/components/schemas/ClipSummary"},
+                                        ]
+                                    }
+                                },
+                                "image/png": {"schema": {**binary, "description": "the annotated photo"}},
+                                "video/mp4": {"schema": {**binary, "description": "the annotated clip"}},
+                                "video/webm": {"schema": {**binary, "description": "the annotated clip"}},
                             },
                         },
                         **input_errors,
-                        "400": _error("an unknown format, invalid JSON, no url or image, an empty image, or a refused URL"),
+                        "415": _error("the Content-Type is none of application/json, multipart/form-data, image/*, video/*"),
+                        "400": _error(
+                            "a format that does not go with the body (png with a clip, mp4 or webm with a photo, any other), "
+                            "invalid JSON, no url or image, an empty image or clip, or a refused URL"
+                        ),
+                        "422": _error(
+                            "the bytes (uploaded or fetched) are not a readable image, the image is over the pixel limit, or "
+                            "the image at the URL is over the size limit; a clip that cannot be decoded, is over "
+                            f"{constants.MAX_VIDEO_SECONDS:g} s, or has frames over the pixel limit"
+                        ),
                     },
                 }
             },
@@ -202,11 +286,11 @@ def openapi_document(app: Flask) -> dict:
                 },
                 "Prediction": {
                     "type": "object",
-                    "required": ["label", "with_mask", "without_mask", "model", "face"],
+                    "description": THREE_CLASSES,
+                    "required": ["label", "with_mask", "incorrect", "without_mask", "model", "face"],
                     "properties": {
-                        "label": {"type": "string", "enum": list(constants.CLASSES)},
-                        "with_mask": {"type": "number", "minimum": 0, "maximum": 1, "description": "p(with_mask)"},
-                        "without_mask": {"type": "number", "minimum": 0, "maximum": 1, "description": "1 - p(with_mask)"},
+                        "label": LABEL,
+                        **PROBABILITIES,
                         "model": {"type": "string", "description": "the model's name and version"},
                         "face": {
                             "description": "the face classified, [xmin, ymin, xmax, ymax] in pixels of the image as "
@@ -218,48 +302,45 @@ def openapi_document(app: Flask) -> dict:
                         },
                     },
                     "example": {
-                        "label": "with_mask",
-                        "with_mask": 0.97,
-                        "without_mask": 0.03,
-                        "model": "cnn2-1a2b3c4d-seed1",
+                        "label": "incorrect",
+                        "with_mask": 0.12,
+                        "incorrect": 0.81,
+                        "without_mask": 0.07,
+                        "model": "cnn4-1a2b3c4d-seed1",
                         "face": [212, 96, 371, 288],
                     },
                 },
                 "Detection": {
                     "type": "object",
-                    "required": ["faces", "total", "with_mask", "without_mask", "unmasked_ratio", "counted", "close_pairs", "model"],
+                    "required": ["faces", "total", *constants.LABELS, "unmasked_ratio", "counted", "close_pairs", "model"],
                     "properties": {
                         "faces": {
                             "type": "array",
                             "items": {
                                 "type": "object",
-                                "required": ["box", "score", "label", "with_mask"],
+                                "description": "one face: its box, the detector's score, and the classifier's answer as /predict gives it",
+                                "required": ["box", "score", "label", *constants.LABELS],
                                 "properties": {
-                                    "box": {
-                                        "type": "array",
-                                        "items": {"type": "integer", "minimum": 0},
-                                        "minItems": 4,
-                                        "maxItems": 4,
-                                        "description": "xmin, ymin, xmax, ymax in displayed pixels (max exclusive)",
-                                    },
+                                    "box": BOX,
                                     "score": {"type": "number", "minimum": 0, "maximum": 1, "description": "the detector's confidence"},
-                                    "label": {"type": "string", "enum": list(constants.CLASSES)},
-                                    "with_mask": {"type": "number", "minimum": 0, "maximum": 1, "description": "p(with_mask)"},
+                                    "label": LABEL,
+                                    **PROBABILITIES,
                                 },
                             },
                         },
-                        "total": {"type": "integer", "minimum": 0},
-                        "with_mask": {"type": "integer", "minimum": 0},
-                        "without_mask": {"type": "integer", "minimum": 0},
+                        "total": {"type": "integer", "minimum": 0, "description": "faces found: the sum of the three counts"},
+                        **COUNTS,
                         "unmasked_ratio": {
                             "type": ["number", "null"],
                             "minimum": 0,
                             "maximum": 1,
-                            "description": f"the share of counted faces without a mask: faces scored at least {constants.SHARE_MIN_SCORE:g} by the detector, or every face when none is",
+                            "description": f"the share of counted faces {NOT_MASKED}: faces scored at least "
+                            f"{constants.SHARE_MIN_SCORE:g} by the detector, or every face when none is",
                         },
                         "counted": {"type": "integer", "minimum": 0, "description": "how many faces unmasked_ratio counts"},
                         "close_pairs": {
                             "type": "array",
+                            "description": f"pairs of faces {NOT_MASKED} estimated closer than {constants.CLOSE_DISTANCE_M:g} m, nearest first",
                             "items": {
                                 "type": "object",
                                 "required": ["a", "b", "distance_m"],
@@ -274,16 +355,134 @@ def openapi_document(app: Flask) -> dict:
                     },
                     "example": {
                         "faces": [
-                            {"box": [79, 100, 108, 137], "score": 0.9987, "label": "without_mask", "with_mask": 0.03},
-                            {"box": [120, 98, 150, 134], "score": 0.9921, "label": "without_mask", "with_mask": 0.11},
+                            {"box": [79, 100, 108, 137], "score": 0.9987, "label": "without_mask", "with_mask": 0.03, "incorrect": 0.05, "without_mask": 0.92},
+                            {"box": [120, 98, 150, 134], "score": 0.9921, "label": "incorrect", "with_mask": 0.11, "incorrect": 0.8, "without_mask": 0.09},
+                            {"box": [300, 90, 336, 133], "score": 0.9712, "label": "with_mask", "with_mask": 0.96, "incorrect": 0.03, "without_mask": 0.01},
                         ],
-                        "total": 2,
-                        "with_mask": 0,
-                        "without_mask": 2,
-                        "unmasked_ratio": 1.0,
-                        "counted": 2,
+                        "total": 3,
+                        "with_mask": 1,
+                        "incorrect": 1,
+                        "without_mask": 1,
+                        "unmasked_ratio": 0.6667,
+                        "counted": 3,
                         "close_pairs": [{"a": 0, "b": 1, "distance_m": 0.64}],
-                        "model": "cnn2-1a2b3c4d-seed1",
+                        "model": "cnn4-1a2b3c4d-seed1",
+                    },
+                },
+                "ClipSummary": {
+                    "type": "object",
+                    "description": "A clip's people, each counted once, labelled from all their frames; "
+                    f"those {NOT_MASKED} are the unmasked.",
+                    "required": [
+                        "frames", "seconds", "fps", "stride", "unique_people", "unique_unmasked_people", "unmasked_share",
+                        "people_by_label", "people", "close_encounters", "share_over_time", "model",
+                    ],
+                    "properties": {
+                        "frames": {"type": "integer", "minimum": 0, "description": "frames processed"},
+                        "seconds": {"type": "number", "minimum": 0},
+                        "fps": {"type": "number", "minimum": 0, "description": "the clip's frame rate"},
+                        "stride": {"type": "integer", "minimum": 1, "description": "one frame processed in this many"},
+                        "unique_people": {"type": "integer", "minimum": 0},
+                        "unique_unmasked_people": {"type": "integer", "minimum": 0, "description": f"people {NOT_MASKED}"},
+                        "unmasked_share": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                                           "description": "unique_unmasked_people / unique_people; null without people"},
+                        "people_by_label": {
+                            "type": "object",
+                            "required": list(constants.LABELS),
+                            "properties": {label: {"type": "integer", "minimum": 0} for label in constants.LABELS},
+                            "description": "people per label: their sum is unique_people",
+                        },
+                        "people": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["id", "label", *constants.LABELS, "frames", "first_s", "last_s"],
+                                "properties": {
+                                    "id": {"type": "integer", "minimum": 0, "description": "the track's id, as in tracked_frames"},
+                                    "label": LABEL,
+                                    **{label: _probability(f"{PROBABILITIES[label]['description']}, pooled over the person's frames")
+                                       for label in constants.LABELS},
+                                    "frames": {"type": "integer", "minimum": 1, "description": "processed frames the person was found in"},
+                                    "first_s": {"type": "number", "minimum": 0},
+                                    "last_s": {"type": "number", "minimum": 0},
+                                },
+                            },
+                        },
+                        "close_encounters": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["people", "start_s", "end_s", "duration_s", "closest_m"],
+                                "properties": {
+                                    "people": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+                                    "start_s": {"type": "number", "minimum": 0},
+                                    "end_s": {"type": "number", "minimum": 0},
+                                    "duration_s": {"type": "number", "minimum": 0},
+                                    "closest_m": {"type": "number", "minimum": 0},
+                                },
+                            },
+                        },
+                        "share_over_time": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["start_s", "end_s", "people", "unmasked", "unmasked_share", "close_unmasked_pairs"],
+                                "properties": {
+                                    "start_s": {"type": "number", "minimum": 0},
+                                    "end_s": {"type": "number", "minimum": 0},
+                                    "people": {"type": "integer", "minimum": 0, "description": "people in view"},
+                                    "unmasked": {"type": "integer", "minimum": 0, "description": f"of them, {NOT_MASKED}"},
+                                    "unmasked_share": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                                    "close_unmasked_pairs": {"type": "integer", "minimum": 0},
+                                },
+                            },
+                        },
+                        "model": {"type": "string", "description": "the classifier's name and version"},
+                        "tracked_frames": {
+                            "type": "array",
+                            "description": "with frames=true: each processed frame's tracked faces",
+                            "items": {
+                                "type": "object",
+                                "required": ["frame", "t", "faces", "close_pairs"],
+                                "properties": {
+                                    "frame": {"type": "integer", "minimum": 0},
+                                    "t": {"type": "number", "minimum": 0, "description": "seconds from the start"},
+                                    "faces": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": [
+                                                "id", "box", "score", "label", *constants.LABELS,
+                                                "track_label", *(f"track_{label}" for label in constants.LABELS),
+                                            ],
+                                            "properties": {
+                                                "id": {"type": "integer", "minimum": 0},
+                                                "box": BOX,
+                                                "score": {"type": "number", "minimum": 0, "maximum": 1},
+                                                "label": {**LABEL, "description": "this frame's label"},
+                                                **PROBABILITIES,
+                                                "track_label": {**LABEL, "description": "the person's label from their frames so far"},
+                                                **{f"track_{label}": _probability(f"{PROBABILITIES[label]['description']}, pooled over the frames so far")
+                                                   for label in constants.LABELS},
+                                                "person": {"type": "boolean", "description": "whether the track counts as a person"},
+                                            },
+                                        },
+                                    },
+                                    "close_pairs": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["a", "b", "distance_m"],
+                                            "properties": {
+                                                "a": {"type": "integer", "description": "a track id"},
+                                                "b": {"type": "integer", "description": "a track id"},
+                                                "distance_m": {"type": "number", "minimum": 0},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                        },
                     },
                 },
                 "Health": {
