@@ -44,6 +44,8 @@ MODEL = ROOT / "deployment" / "maskdetect.tflite"
 
 PHOTO = encode(photo(5, (160, 120)), quality=90)
 WHITE = encode(Image.new("RGB", (40, 30), "white"), "PNG")
+GREY = encode(Image.new("RGB", (40, 30), (128, 128, 128)), "PNG")  # the brightness model's incorrect
+BLACK = encode(Image.new("RGB", (40, 30), "black"))
 NOT_AN_IMAGE = b"<html>not an image</html>"
 
 
@@ -80,6 +82,8 @@ def lambda_app(model_file):
 SAME_ANSWER = {
     "raw jpeg": (dict(data=PHOTO, content_type="image/jpeg"), ({"Content-Type": "image/jpeg"}, PHOTO)),
     "raw png, charset parameter": (dict(data=WHITE, content_type="image/png; foo=bar"), ({"content-type": "image/png; foo=bar"}, WHITE)),
+    "grey png, incorrect": (dict(data=GREY, content_type="image/png"), ({"Content-Type": "image/png"}, GREY)),
+    "black jpeg, without_mask": (dict(data=BLACK, content_type="image/jpeg"), ({"Content-Type": "image/jpeg"}, BLACK)),
     "form upload": (dict(data={"image": (io.BytesIO(PHOTO), "p.jpg")}), multipart({"image": ("p.jpg", PHOTO)})),
     "not an image": (dict(data=NOT_AN_IMAGE, content_type="image/jpeg"), ({"Content-Type": "image/jpeg"}, NOT_AN_IMAGE)),
     "truncated jpeg": (dict(data=PHOTO[:300], content_type="image/jpeg"), ({"Content-Type": "image/jpeg"}, PHOTO[:300])),
@@ -198,7 +202,39 @@ def test_direct_invocation_answers_the_predict_dict(client, lambda_app, http_ser
     assert app({"url": url}, None) == expected
     assert [path for path, _ in http_server.requests] == ["/photo.jpg"]
     assert app({"image": b64(PHOTO)}, None) == expected
-    assert list(expected) == ["label", "with_mask", "without_mask", "model", "face"]
+    assert list(expected) == ["label", "with_mask", "incorrect", "without_mask", "model", "face"]
+
+
+def test_a_grey_image_is_answered_incorrect_by_the_lambda_as_by_the_service(client, lambda_app):
+    expected = client.post("/predict", data=GREY, content_type="image/png")
+    body = expected.get_json()
+    assert body["label"] == "incorrect" and body["incorrect"] > 0.9 and 0 < body["with_mask"] < 0.1 and 0 < body["without_mask"] < 0.1
+    shown = [body[label] for label in constants.LABELS]
+    assert body[body["label"]] == max(shown) and sum(shown) == pytest.approx(1.0, abs=1e-5)
+    assert call(lambda_app, headers={"Content-Type": "image/png"}, body=GREY)[:2] == (200, expected.get_data(as_text=True))
+    assert lambda_app({"image": b64(GREY)}, None) == body
+
+
+def test_a_two_class_model_file_is_served_by_the_lambda_as_by_the_service(two_class_model_file):
+    from maskdetect.service import create_app
+
+    client = create_app({"TESTING": True, "MODEL_PATH": str(two_class_model_file)}).test_client()
+    handler = LambdaApp(two_class_model_file, allow_private=False)
+    for image in (WHITE, GREY, BLACK, PHOTO):
+        expected = client.post("/predict", data=image, content_type="image/jpeg")
+        body = expected.get_json()
+        assert body["incorrect"] == 0.0 and body["label"] == ("with_mask" if body["with_mask"] >= 0.5 else "without_mask")
+        assert call(handler, headers={"Content-Type": "image/jpeg"}, body=image)[:2] == (200, expected.get_data(as_text=True))
+
+
+def test_the_lambda_serves_the_served_model_file_by_default(tmp_path):
+    from maskdetect.aws.handler import model_path
+    from maskdetect.settings import Settings
+
+    assert constants.SERVED_FILE == "maskdetect.tflite"
+    assert model_path(Settings(deployment_dir=tmp_path)) == tmp_path / constants.SERVED_FILE
+    assert model_path(Settings(deployment_dir=tmp_path, lambda_task_root=tmp_path / "task")) == tmp_path / "task" / constants.SERVED_FILE
+    assert model_path(Settings(model_path=tmp_path / "other.h5", lambda_task_root=tmp_path)) == tmp_path / "other.h5"
 
 
 @pytest.mark.parametrize(
@@ -407,7 +443,7 @@ def test_the_handler_answers_a_real_portrait_for_its_face_without_tensorflow(obs
     left, top, right, bottom = answer["face"]  # a box, not null: the face was found and classified
     assert 0 <= left < right <= width and 0 <= top < bottom <= height
     assert (right - left) * (bottom - top) > 0.1 * width * height  # a portrait's face, not a speck
-    assert answer["label"] in constants.CLASSES and answer["model"] == json.loads((MODEL.parent / "metrics.json").read_text())["model"]
+    assert answer["label"] in constants.LABELS and answer["model"] == json.loads((MODEL.parent / "metrics.json").read_text())["model"]
 
 
 def _copies() -> list[tuple[list[str], str]]:
@@ -424,8 +460,6 @@ def _copied_package_sources() -> set[str]:
 
 
 def test_the_lambda_dockerfile():
-    from maskdetect.aws.handler import MODEL_FILE
-
     instructions = dockerfile_instructions(AWS / "Dockerfile")
     assert instructions[0] == ("ARG", "LAMBDA_IMAGE=public.ecr.aws/lambda/python:3.12")
     assert ("FROM", "${LAMBDA_IMAGE}") in instructions
@@ -440,7 +474,7 @@ def test_the_lambda_dockerfile():
     assert "--require-hashes" in install and "--no-deps" in install and "-r /tmp/requirements.txt" in install
     sources = [source for sources, _ in _copies() for source in sources]
     assert "deployment/aws/requirements.txt" in sources and "deployment/aws/lambda_function.py" in sources
-    assert f"deployment/{MODEL_FILE}" in sources and "deployment/metrics.json" in sources
+    assert f"deployment/{constants.SERVED_FILE}" in sources and "deployment/metrics.json" in sources
     for source in sources:
         assert (ROOT / source).exists(), f"COPY {source}: no such file"
     assert not [s for s in sources if s.rstrip("/") in ("maskdetect", "deployment", ".")], "copy the runtime, not the whole package"
@@ -580,7 +614,7 @@ def test_the_stand_in_turns_http_requests_into_events(local_api, images, image_s
     chunked = requests.post(api_url, data=iter([data[:1000], data[1000:]]), headers={"Content-Type": "image/jpeg"}, timeout=30)
     answers = [r.json() for r in (by_url, by_base64, raw, form, chunked)]
     assert all(r.status_code == 200 for r in (by_url, by_base64, raw, form, chunked))
-    assert all(answer == answers[0] for answer in answers) and answers[0]["label"] in constants.CLASSES
+    assert all(answer == answers[0] for answer in answers) and answers[0]["label"] in constants.LABELS
     assert by_url.headers["Content-Type"] == "application/json" and by_url.headers["X-Content-Type-Options"] == "nosniff"
     wrong = requests.get(api_url, timeout=10)
     assert wrong.status_code == 405 and wrong.json() == {"error": "GET is not allowed on /predict; use POST"}

@@ -9,7 +9,9 @@ Two kinds of event are answered:
   the image itself (``Content-Type: image/*``); API Gateway passes binary bodies on
   base64-encoded (``isBase64Encoded: true``). The answer is
   ``{"statusCode", "headers", "body"}`` whose body and status are exactly what the Flask
-  service's ``POST /predict`` answers: the prediction, or ``{"error": ...}`` with the status
+  service's ``POST /predict`` answers: the prediction (``label``, the most probable of
+  ``with_mask``, ``incorrect`` and ``without_mask``, those three probabilities, ``model``,
+  ``face``), or ``{"error": ...}`` with the status
   from :mod:`maskdetect.core.errors`.
 - **Direct invocations** (``aws lambda invoke``, the original project's ``{"url": ...}``): the
   event itself is ``{"url": ...}`` or ``{"image": ...}``; the answer is the prediction dict
@@ -37,14 +39,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..core.constants import MAX_IMAGE_BYTES
+from ..core.constants import MAX_IMAGE_BYTES, SERVED_FILE
 from ..core.errors import INTERNAL_ERROR, KNOWN_ERRORS, ApiError, body_too_large_message, status_and_message
 from ..core.fetch import Limits
 from ..core.inference import ModelError, Predictor
 from ..core.requests import image_from_body, image_from_payload
 from ..settings import Settings
 
-MODEL_FILE = "maskdetect.tflite"  # what the Lambda image serves, beside the handler
+MODEL_FILE = SERVED_FILE  # what the Lambda image serves, beside the handler (deployment/aws/local_api.py reads this name)
 METHOD, PATH = "POST", "/predict"
 ROUTE_KEY = f"{METHOD} {PATH}"
 HEADERS = {"Content-Type": "application/json", "X-Content-Type-Options": "nosniff"}
@@ -55,9 +57,9 @@ log = logging.getLogger(__name__)
 
 
 def model_path(settings: Settings) -> Path:
-    """MODEL_PATH; else maskdetect.tflite in LAMBDA_TASK_ROOT (beside the handler in the image);
-    else the deployment folder's maskdetect.tflite."""
-    return settings.model_path or (settings.lambda_task_root or settings.deployment_dir) / MODEL_FILE
+    """MODEL_PATH; else the served model file (``constants.SERVED_FILE``, the .tflite) in LAMBDA_TASK_ROOT
+    (beside the handler in the image); else the deployment folder's."""
+    return settings.model_path or (settings.lambda_task_root or settings.deployment_dir) / SERVED_FILE
 
 
 # ---------------------------------------------------------------------------- events
