@@ -14,14 +14,13 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import serve as serve_module
-from .core.constants import CLASSES, DETECTOR, METRICS_FILE, MODEL_FILE
+from .core.constants import CLASSES, DETECTOR, METRICS_FILE, MODEL_FILE, SERVED_FILE
 from .core.crowd import CrowdAnalyzer, annotate
 from .core.faces import YuNetDetector
 from .core.fetch import FetchError
 from .core.files import atomic_path, write_csv
 from .core.images import ImageDecodeError, decode_image
 from .core.inference import ModelError, Predictor
-from .core.tracking import SHARE_COLUMNS, FrameResult, analyze_video
 from .core.video import VideoError, VideoLimits, open_video
 from .core.weights import WeightsError, obtain_detector_weights
 from .data import boxes, layout, maskwear, pinned, realfaces, source, split
@@ -185,7 +184,6 @@ def command_evaluate(args: argparse.Namespace) -> int:
         )
         report["detector"] = settings
         report["model"] = predictor.name if predictor else None
-        report["threshold"] = predictor.threshold if predictor else None
     print(json.dumps(report, indent=2))
     return 0
 
@@ -206,6 +204,8 @@ def command_detect(args: argparse.Namespace) -> int:
 
 def command_watch(args: argparse.Namespace) -> int:
     """Track the faces of a video, a folder of frames, a camera or a stream; the summary as one JSON line on stdout."""
+    from .core.tracking import SHARE_COLUMNS, FrameResult, analyze_video  # norfair and scipy: only the commands that track
+
     if (args.source is None) == (args.camera is None):
         raise VideoError("give one source: a video file, a folder of frames or a stream URL, or --camera N")
     if args.stride < 1 or (args.fps is not None and args.fps <= 0) or args.interval <= 0:
@@ -254,37 +254,15 @@ def _whole_image_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _crowd_predictor(args: argparse.Namespace):
-    """The classifier for face crops, with --threshold over the model's own."""
-    predictor = _predictor(args, Settings.from_env(), face_centred=False)
-    if args.threshold is not None:
-        predictor.threshold = args.threshold
-    return predictor
+def _crowd_predictor(args: argparse.Namespace) -> Predictor:
+    """The classifier for face crops (the detector finds the faces)."""
+    return _predictor(args, Settings.from_env(), face_centred=False)
 
 
 def _predictor(args: argparse.Namespace, settings: Settings, face_centred: bool) -> Predictor:
     """--model (default: the served model), face-centred or not."""
     model = args.model or settings.served_model
     return Predictor.load(model, face_centred, detector_weights=settings.detector_weights)
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:  # NaN too
-        raise argparse.ArgumentTypeError(f"{text} is not a probability between 0 and 1")
-    return value
-
-
-def _threshold_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--threshold",
-        type=_probability,
-        metavar="P",
-        help="call a face with_mask from this calibrated p(with_mask) on (default: the model's, 0.5)",
-    )
 
 
 def _detector_options(parser: argparse.ArgumentParser) -> None:
@@ -372,14 +350,16 @@ def build_parser() -> argparse.ArgumentParser:
     _quiet_option(train_parser)
     train_parser.set_defaults(run=command_train)
 
-    model_help = "the model file (default: $MODEL_PATH, else deployment/maskdetect.h5)"
+    model_help = f"the model file (default: $MODEL_PATH, else deployment/{SERVED_FILE})"
     predict_parser = commands.add_parser(
         "predict",
         help="classify image files or URLs with the deployment model",
-        description="Print one JSON line per input: {\"input\", \"label\", \"with_mask\", \"without_mask\", "
-        "\"model\", \"face\"}, through the service's own code path: the largest face found is classified "
-        "(\"face\" is its box), the whole photo when none is found. URLs are fetched under the same rules: public "
-        "addresses only unless MASKDETECT_ALLOW_PRIVATE_URLS=1. Exits 1 if any input failed.",
+        description="Print one JSON line per input, as POST /predict answers: {\"input\", \"label\", \"with_mask\", "
+        "\"incorrect\", \"without_mask\", \"model\", \"face\"}. The three are the calibrated probabilities of a mask "
+        "over nose and mouth, of one below the nose or on the chin, and of none (they sum to 1); the label is the most "
+        "probable. Through the service's own code path: the largest face found is classified (\"face\" is its box; a "
+        "second, slower look finds a small face when the first finds none), the whole photo when none is found. URLs are "
+        "fetched under the same rules: public addresses only unless MASKDETECT_ALLOW_PRIVATE_URLS=1. Exits 1 if any input failed.",
     )
     predict_parser.add_argument("inputs", nargs="+", metavar="PATH_OR_URL", help="an image file or an http(s) URL")
     predict_parser.add_argument("--model", type=Path, help=model_help)
@@ -388,15 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     detect_parser = commands.add_parser(
         "detect",
-        help="find every face in a photo, say who is unmasked and who stands close",
+        help="find every face in a photo, say who is not masked (or wears it wrong) and who stands close",
         description="Print the POST /detect answer for IMAGE as JSON: every face's box (pixels of the image as "
-        "displayed), detector score, label and p(with_mask), the counts, the unmasked share and the close pairs "
-        "of unmasked people (see documentation/crowd.md for the distance assumptions).",
+        "displayed), detector score, label (with_mask, incorrect: a mask below the nose or on the chin, or without_mask) "
+        "and the three probabilities, the count of each label, the unmasked share (incorrect counts as not masked) and "
+        "the close pairs of people not masked (see documentation/crowd.md for the distance assumptions). --out boxes "
+        "each face green, amber or red.",
     )
     detect_parser.add_argument("image", type=Path, help="an image file")
     detect_parser.add_argument("--out", type=Path, help="also write the annotated image here (PNG, JPEG... by suffix)")
     detect_parser.add_argument("--model", type=Path, help=model_help)
-    _threshold_option(detect_parser)
     _detector_options(detect_parser)
     detect_parser.set_defaults(run=command_detect)
 
@@ -404,9 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
         "watch",
         help="track the faces of a video, a camera or a stream: each person counted once",
         description="Find and classify the faces of every --stride-th frame and track them: each person keeps an id, "
-        "is labelled from all their frames, and is counted once. At the end one JSON line on stdout: unique_people, "
-        "unique_unmasked_people, the people, the close encounters of unmasked people (once each, with their duration) "
-        "and the share over time, as POST /detect answers a clip. A camera or stream runs until Ctrl-C.",
+        "is labelled (with_mask, incorrect or without_mask) from all their frames, and is counted once. At the end one "
+        "JSON line on stdout: unique_people, people_by_label, unique_unmasked_people (incorrect and without_mask), the "
+        "people, the close encounters of people not masked (once each, with their duration) and the share over time, "
+        "as POST /detect answers a clip. A camera or stream runs until Ctrl-C.",
     )
     watch_parser.add_argument("source", nargs="?", help="a video file, a folder of frames, or an rtsp:// or http(s):// stream URL")
     watch_parser.add_argument("--camera", type=int, metavar="N", help="read camera N (0: the first) instead of SOURCE")
@@ -419,7 +401,6 @@ def build_parser() -> argparse.ArgumentParser:
     watch_parser.add_argument("--allow-private-urls", action="store_true",
                               help="let a stream URL reach loopback and private addresses (also MASKDETECT_ALLOW_PRIVATE_URLS=1)")
     watch_parser.add_argument("--model", type=Path, help=model_help)
-    _threshold_option(watch_parser)
     _detector_options(watch_parser)
     _quiet_option(watch_parser)
     watch_parser.set_defaults(run=command_watch)
@@ -444,16 +425,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure crowd analysis on labelled scenes, or the classifier on face crops or photos",
         description="Print JSON metrics. 'scenes': face recall (overall and by size), unmatched detections, label "
         "accuracy, unmasked-share error, seconds per image (see maskdetect.training.scenes). 'clips': the face tracker on synthetic clips filmed over those scenes: recall and id switches per person, label accuracy per frame and per track, the unique-person count (see maskdetect.training.clips). 'faces': accuracy, "
-        "balanced accuracy, ROC AUC and confusion matrix on DIR/with_mask and DIR/without_mask, each file "
-        "classified as it is (face crops). 'photos': the same, each file answered as POST /predict answers it "
-        "(the largest face found, else the whole photo), e.g. data/test.",
+        "balanced accuracy, ROC AUC (masked or not) and the three-label confusion matrix on DIR/with_mask, DIR/incorrect "
+        "(if there is one) and DIR/without_mask, each file classified as it is (face crops). 'photos': the same, each "
+        "file answered as POST /predict answers it (the largest face found, else the whole photo), e.g. data/test.",
     )
     targets = evaluate_parser.add_subparsers(dest="target", required=True)
     scenes_parser = targets.add_parser("scenes", help="photos with a labelled box on every face")
     scenes_parser.add_argument("--images", type=Path, required=True, help="the folder of scene images")
     scenes_parser.add_argument("--labels", type=Path, required=True, help="CSV image,xmin,ymin,xmax,ymax,label")
     scenes_parser.add_argument("--model", type=Path, help=model_help)
-    _threshold_option(scenes_parser)
     scenes_parser.add_argument("--detection-only", action="store_true", help="no classifier: detection metrics only")
     scenes_parser.add_argument("--limit", type=int, help="only the first N images (by name), for quick checks")
     scenes_parser.add_argument(
@@ -469,7 +449,6 @@ def build_parser() -> argparse.ArgumentParser:
     clips_parser.add_argument("--stride", type=int, default=1, metavar="N", help="track every Nth frame (default 1)")
     clips_parser.add_argument("--out", type=Path, help="keep the clips and their truth CSVs here (default: a temporary folder)")
     clips_parser.add_argument("--model", type=Path, help=model_help)
-    _threshold_option(clips_parser)
     _quiet_option(clips_parser)
     _detector_options(clips_parser)
     faces_parser = targets.add_parser("faces", help="face crops in DIR/with_mask and DIR/without_mask")

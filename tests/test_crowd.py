@@ -1,4 +1,5 @@
-"""Crowd analysis: counts, the unmasked share, the pinhole distances, real YuNet on a real scene."""
+"""Crowd analysis: the count of each label, the share not masked (incorrect counts as not masked), the
+pinhole distances and close pairs, real YuNet on a real scene."""
 
 from __future__ import annotations
 
@@ -10,13 +11,22 @@ from PIL import Image
 
 from tests.samples import SHARED, require
 from maskdetect.core import constants
-from maskdetect.core.crowd import Camera, CrowdAnalyzer, CrowdFace, annotate, close_pairs
+from maskdetect.core.crowd import COLOURS, Camera, CrowdAnalyzer, CrowdFace, annotate, close_pairs, is_unmasked
 from maskdetect.core.faces import Face, YuNetDetector
 from maskdetect.core.inference import Predictor
 
 
 def face(x: int, y: int, width: int, label: str = "without_mask") -> CrowdFace:
-    return CrowdFace((x, y, x + width, y + width), 0.99, label, 0.1 if label == "without_mask" else 0.9)
+    probabilities = [0.8 if name == label else 0.1 for name in constants.LABELS]
+    return CrowdFace((x, y, x + width, y + width), 0.99, label, *probabilities)
+
+
+# The brightness model (conftest.model_file) answers each label for a patch of one grey level.
+LEVELS = {"with_mask": (255, 255, 255), "incorrect": (128, 128, 128), "without_mask": (0, 0, 0)}
+
+
+def test_only_a_mask_worn_over_nose_and_mouth_counts_as_masked():
+    assert [is_unmasked(label) for label in constants.LABELS] == [False, True, True]
 
 
 # ---------------------------------------------------------------------------- the pinhole model
@@ -38,11 +48,11 @@ def test_depth_follows_the_focal_length_and_face_width():
     assert Camera().distance_m(near, far, size) == pytest.approx(focal * 0.15 / 20 - focal * 0.15 / 30)
 
 
-def test_close_pairs_are_unmasked_and_under_the_threshold_nearest_first():
+def test_close_pairs_are_between_faces_not_masked_under_the_threshold_nearest_first():
     faces = [
         face(100, 300, 30),  # 0
-        face(340, 300, 30),  # 1: 1.2 m from 0
-        face(180, 300, 30),  # 2: 0.4 m from 0, 0.8 m from 1
+        face(340, 300, 30, "incorrect"),  # 1: 1.2 m from 0; a mask below the nose is no mask here
+        face(180, 300, 30, "incorrect"),  # 2: 0.4 m from 0, 0.8 m from 1
         face(140, 300, 30, "with_mask"),  # masked: never in a pair
         face(900, 300, 30),  # 4: far from everyone
     ]
@@ -72,22 +82,41 @@ def predictor(model_file):
     return Predictor.load(model_file)
 
 
-def test_each_crop_is_classified_and_counted(predictor):
-    # The brightness model: a white patch is with_mask, a black one without_mask.
-    image = Image.new("RGB", (400, 200), (128, 128, 128))
-    boxes = [(20, 20, 60, 60), (120, 20, 160, 60), (220, 20, 260, 60)]
-    for box, colour in zip(boxes, ("white", "black", "black")):
-        image.paste(colour, expand_box_for_test(box, 400, 200))
-    analysis = CrowdAnalyzer(FixedBoxes(boxes), predictor, close_distance_m=100).analyze(image)
+def patches(labels: list[str], size=(500, 200), scores=None):
+    """A grey image with a patch per label (the brightness model's answer for it), and a detector that finds them."""
+    image = Image.new("RGB", size, (90, 90, 90))
+    boxes = [(20 + 100 * i, 20, 60 + 100 * i, 60) for i in range(len(labels))]
+    for box, label in zip(boxes, labels):
+        image.paste(LEVELS[label], expand_box_for_test(box, *size))
+    return image, FixedBoxes(boxes, scores)
+
+
+def test_each_crop_is_classified_and_each_label_counted(predictor):
+    image, detector = patches(["with_mask", "incorrect", "without_mask", "without_mask"])
+    analysis = CrowdAnalyzer(detector, predictor, close_distance_m=100).analyze(image)
     answer = analysis.as_dict()
-    assert list(answer) == ["faces", "total", "with_mask", "without_mask", "unmasked_ratio", "counted", "close_pairs", "model"]
-    assert [f["label"] for f in answer["faces"]] == ["with_mask", "without_mask", "without_mask"]
-    assert [f["box"] for f in answer["faces"]] == [list(b) for b in boxes]
-    assert answer["faces"][0]["with_mask"] > 0.99 and answer["faces"][1]["with_mask"] < 0.01
-    assert (answer["total"], answer["with_mask"], answer["without_mask"]) == (3, 1, 2)
-    assert answer["unmasked_ratio"] == pytest.approx(2 / 3, abs=1e-4) and answer["counted"] == 3
-    assert answer["close_pairs"] == [{"a": 1, "b": 2, "distance_m": pytest.approx(0.375, abs=0.01)}]
+    assert list(answer) == ["faces", "total", "with_mask", "incorrect", "without_mask", "unmasked_ratio", "counted", "close_pairs", "model"]
+    assert [f["label"] for f in answer["faces"]] == ["with_mask", "incorrect", "without_mask", "without_mask"]
+    assert [f["box"] for f in answer["faces"]] == [list(b) for b in detector.boxes]
+    for found in answer["faces"]:
+        assert list(found) == ["box", "score", "label", "with_mask", "incorrect", "without_mask"]
+        assert found[found["label"]] > 0.5 and sum(found[label] for label in constants.LABELS) == pytest.approx(1.0, abs=1e-5)
+    assert (answer["total"], answer["with_mask"], answer["incorrect"], answer["without_mask"]) == (4, 1, 1, 2)
+    assert answer["unmasked_ratio"] == 0.75 and answer["counted"] == 4  # the incorrect face counts as not masked
+    # every pair of faces not masked, the incorrect one included; never the masked face (index 0)
+    pairs = [(p["a"], p["b"]) for p in answer["close_pairs"]]
+    assert sorted(pairs) == [(1, 2), (1, 3), (2, 3)] and pairs[-1] == (1, 3)  # 0.375, 0.375, then 0.75 m
+    assert [p["distance_m"] for p in answer["close_pairs"]] == pytest.approx([0.375, 0.375, 0.75], abs=0.01)
     assert answer["model"] == "maskdetect.h5"
+
+
+def test_each_face_gets_the_answer_predict_batch_gives_its_crop(predictor):
+    image, detector = patches(["incorrect", "with_mask", "without_mask"])
+    analyzer = CrowdAnalyzer(detector, predictor)
+    crops = analyzer.crops(image, detector.boxes)
+    for found, expected in zip(analyzer.analyze(image).faces, predictor.predict_batch(crops)):
+        assert (found.label, found.with_mask, found.incorrect, found.without_mask) == (
+            expected.label, expected.with_mask, expected.incorrect, expected.without_mask)
 
 
 def expand_box_for_test(box, width, height):
@@ -97,36 +126,48 @@ def expand_box_for_test(box, width, height):
 
 
 def test_the_unmasked_share_counts_the_faces_the_detector_is_sure_of(predictor):
-    # One sure white (with_mask) face, two unsure black (without_mask) ones.
-    image = Image.new("RGB", (400, 200), (128, 128, 128))
-    boxes = [(20, 20, 60, 60), (120, 20, 160, 60), (220, 20, 260, 60)]
-    for box, colour in zip(boxes, ("white", "black", "black")):
-        image.paste(colour, expand_box_for_test(box, 400, 200))
+    # One sure with_mask face, an unsure incorrect one and an unsure without_mask one.
+    labels = ["with_mask", "incorrect", "without_mask"]
     sure, unsure = constants.SHARE_MIN_SCORE + 0.1, constants.SHARE_MIN_SCORE - 0.1
-    answer = CrowdAnalyzer(FixedBoxes(boxes, [sure, unsure, unsure]), predictor).analyze(image).as_dict()
-    assert (answer["total"], answer["without_mask"], answer["counted"], answer["unmasked_ratio"]) == (3, 2, 1, 0.0)
-    # With no face that sure, every face found is counted.
-    answer = CrowdAnalyzer(FixedBoxes(boxes, [unsure] * 3), predictor).analyze(image).as_dict()
+    image, detector = patches(labels, scores=[sure, unsure, unsure])
+    answer = CrowdAnalyzer(detector, predictor).analyze(image).as_dict()
+    assert (answer["total"], answer["incorrect"], answer["without_mask"], answer["counted"], answer["unmasked_ratio"]) == (3, 1, 1, 1, 0.0)
+    # With no face that sure, every face found is counted; the incorrect one as not masked.
+    image, detector = patches(labels, scores=[unsure] * 3)
+    answer = CrowdAnalyzer(detector, predictor).analyze(image).as_dict()
     assert answer["counted"] == 3 and answer["unmasked_ratio"] == pytest.approx(2 / 3, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "labels, share",
+    [(["with_mask", "incorrect"], 0.5), (["incorrect", "incorrect", "with_mask", "with_mask"], 0.5), (["incorrect"], 1.0),
+     (["with_mask", "with_mask", "without_mask", "incorrect"], 0.5), (["with_mask"], 0.0)],
+)
+def test_a_mask_worn_incorrectly_counts_as_not_masked_in_the_share(predictor, labels, share):
+    image, detector = patches(labels)
+    answer = CrowdAnalyzer(detector, predictor).analyze(image).as_dict()
+    assert [f["label"] for f in answer["faces"]] == labels
+    assert {label: answer[label] for label in constants.LABELS} == {label: labels.count(label) for label in constants.LABELS}
+    assert answer["unmasked_ratio"] == share
 
 
 def test_no_face_means_no_ratio(predictor):
     answer = CrowdAnalyzer(FixedBoxes([]), predictor).analyze(Image.new("RGB", (50, 50))).as_dict()
     assert answer == {
-        "faces": [], "total": 0, "with_mask": 0, "without_mask": 0, "unmasked_ratio": None, "counted": 0, "close_pairs": [],
-        "model": "maskdetect.h5",
+        "faces": [], "total": 0, "with_mask": 0, "incorrect": 0, "without_mask": 0, "unmasked_ratio": None, "counted": 0,
+        "close_pairs": [], "model": "maskdetect.h5",
     }
 
 
-def test_annotation_colours_boxes_by_label(predictor):
-    image = Image.new("RGB", (300, 100), (128, 128, 128))
-    boxes = [(20, 30, 60, 70), (200, 30, 240, 70)]
-    analysis = CrowdAnalyzer(FixedBoxes(boxes), predictor).analyze(image)
-    labels = [f.label for f in analysis.faces]
+def test_annotation_colours_boxes_green_amber_and_red_by_label(predictor):
+    assert COLOURS == {"with_mask": (30, 170, 80), "incorrect": (235, 140, 0), "without_mask": (220, 40, 40)}
+    image, detector = patches(["with_mask", "incorrect", "without_mask"], size=(320, 100))
+    analysis = CrowdAnalyzer(detector, predictor).analyze(image)
+    assert [f.label for f in analysis.faces] == ["with_mask", "incorrect", "without_mask"]
     drawn = annotate(image, analysis)
     assert drawn.size == image.size
-    for box, label in zip(boxes, labels):
-        assert drawn.getpixel((box[0], (box[1] + box[3]) // 2)) == {"with_mask": (30, 170, 80), "without_mask": (220, 40, 40)}[label]
+    for box, found in zip(detector.boxes, analysis.faces):
+        assert drawn.getpixel((box[0], (box[1] + box[3]) // 2)) == COLOURS[found.label]
 
 
 # ---------------------------------------------------------------------------- real YuNet, real scene
@@ -148,23 +189,20 @@ def test_real_faces_are_found_in_a_street_scene(analyzer, scene):
     labelled = [(79, 105, 109, 142), (185, 100, 226, 144), (325, 90, 360, 141)]
     for truth in labelled:
         assert any(iou(tuple(f["box"]), truth) >= 0.4 for f in answer["faces"]), answer["faces"]
-    assert answer["total"] == answer["with_mask"] + answer["without_mask"] >= 3
+    assert answer["total"] == answer["with_mask"] + answer["incorrect"] + answer["without_mask"] >= 3
     for found in answer["faces"]:
         xmin, ymin, xmax, ymax = found["box"]
         assert 0 <= xmin < xmax <= 512 and 0 <= ymin < ymax <= 366
         assert constants.DETECTOR["score_threshold"] <= found["score"] <= 1
 
 
-def test_faces_are_labelled_by_the_predictors_one_threshold(predictor):
-    # A mid-grey face: p(with_mask) is strictly between 0 and 1, so a threshold on either side flips the label.
-    image = Image.new("RGB", (200, 100), (128, 128, 128))
-    boxes = [(20, 20, 60, 60)]
-    p = CrowdAnalyzer(FixedBoxes(boxes), predictor).analyze(image).faces[0].with_mask
-    assert 0.01 < p < 0.99
-    for threshold, label in ((p - 0.001, "with_mask"), (p + 0.001, "without_mask")):
-        strict = Predictor(predictor.backend, predictor.name, threshold)
-        (found,) = CrowdAnalyzer(FixedBoxes(boxes), strict).analyze(image).faces
-        assert (found.label, found.with_mask) == (label, p)
+def test_a_two_class_model_labels_crowd_faces_with_mask_or_without_and_counts_no_incorrect(two_class_model_file):
+    old = Predictor.load(two_class_model_file, face_centred=False)
+    image, detector = patches(["with_mask", "incorrect", "without_mask"])
+    answer = CrowdAnalyzer(detector, old).analyze(image).as_dict()
+    assert [f["label"] for f in answer["faces"]] == ["with_mask", "with_mask", "without_mask"]  # mid grey: p ~ 0.51
+    assert all(f["incorrect"] == 0 and f["label"] == ("with_mask" if f["with_mask"] >= 0.5 else "without_mask") for f in answer["faces"])
+    assert (answer["with_mask"], answer["incorrect"], answer["without_mask"]) == (2, 0, 1)
 
 
 def test_boxes_are_in_displayed_pixels(analyzer, scene):

@@ -1,4 +1,5 @@
-"""The one inference path, the `maskdetect predict` command, and the committed deployment model."""
+"""The one inference path (three labels; a two-class model still served), the second look for a small
+face, the `maskdetect predict` command, and the committed deployment model."""
 
 from __future__ import annotations
 
@@ -22,12 +23,17 @@ def predictor(model_file):
     return Predictor.load(model_file)
 
 
+def probabilities(answer) -> list[float]:
+    return [getattr(answer, label) for label in constants.LABELS]
+
+
 def test_answers_are_the_models_output_on_the_preprocessed_image(predictor):
     images = [photo(seed, (90 + seed, 120)) for seed in range(4)]
     answers = predictor.predict_batch([encode(image) for image in images])
     batch = np.stack([preprocess(encode(image)) for image in images])
-    expected = np.asarray(predictor.backend.model(batch, training=False)).ravel()
-    assert [a.with_mask for a in answers] == pytest.approx(expected, abs=1e-6)
+    expected = np.asarray(predictor.backend.model(batch, training=False))
+    assert expected.shape == (4, 3)
+    assert [probabilities(a) for a in answers] == [pytest.approx(row, abs=1e-6) for row in expected.tolist()]
     assert [predictor.predict(encode(image)) for image in images] == answers  # one at a time: the same
 
 
@@ -38,23 +44,50 @@ def test_bytes_paths_and_pil_images_give_one_answer(predictor, tmp_path):
     assert predictor.predict(path) == predictor.predict(path.read_bytes()) == predictor.predict(image)
 
 
-def test_the_threshold_decides_the_label(model_file):
-    grey = encode(Image.new("RGB", (10, 10), (128, 128, 128)), "PNG")  # p(with_mask) ~ 0.51
-    p = Predictor.load(model_file).predict(grey).with_mask
-    assert 0.45 < p < 0.55
-    strict = Predictor.load(model_file)
-    strict.threshold = p + 0.01
-    assert strict.predict(grey).label == "without_mask"
-    strict.threshold = p
-    assert strict.predict(grey).label == "with_mask"
+@pytest.mark.parametrize("level, label", [(255, "with_mask"), (128, "incorrect"), (0, "without_mask")])
+def test_white_grey_and_black_answer_the_three_labels_with_probabilities_that_sum_to_one(predictor, level, label):
+    answer = predictor.predict(encode(Image.new("RGB", (10, 10), (level,) * 3), "PNG"))
+    assert answer.label == label and answer.face is None
+    assert sum(probabilities(answer)) == pytest.approx(1.0, abs=1e-5)
+    assert getattr(answer, label) == max(probabilities(answer)) > 0.5
+    assert list(answer.as_dict()) == ["label", "with_mask", "incorrect", "without_mask", "model", "face"]
 
 
-def test_the_label_agrees_with_the_probability_shown_even_at_the_threshold(predictor):
-    for p in (0.4999996, 0.5, 0.2034744, 0.9999999):
-        for threshold in (round(p, 6), float(np.nextafter(p, 1)), 0.5):
-            answer = predictor._answer(p, threshold)
-            assert (answer.label == "with_mask") == (answer.with_mask >= threshold)
-            assert answer.with_mask + answer.without_mask == pytest.approx(1.0)
+def test_the_label_is_the_most_probable_as_shown_and_a_tie_goes_to_the_earlier_label(predictor):
+    cases = {
+        (0.3333334, 0.3333333, 0.3333333): "with_mask",  # shown 0.333333 each: a tie, the first wins
+        (0.2, 0.4000001, 0.3999999): "incorrect",  # shown 0.4 and 0.4: the earlier of the two
+        (0.4999996, 0.5000004, 0.0): "with_mask",  # shown 0.5 and 0.5
+        (0.1, 0.2, 0.7): "without_mask",
+        (0.45, 0.3, 0.25): "with_mask",  # the most probable, under 0.5
+        (1.0000001, -1e-9, 0.0): "with_mask",  # clipped to [0, 1]
+    }
+    for outputs, label in cases.items():
+        answer = predictor._answer(np.array(outputs))
+        shown = probabilities(answer)
+        assert answer.label == label, (outputs, answer)
+        assert shown == [round(min(max(p, 0.0), 1.0), 6) for p in outputs]
+        assert getattr(answer, answer.label) == max(shown)
+        assert all(shown[i] < max(shown) for i in range(constants.LABELS.index(label)))  # no earlier label as probable
+
+
+def test_with_mask_at_one_half_or_more_is_always_the_label(predictor):
+    """A two-class client read with_mask >= 0.5 as "masked properly": it still is whenever it says so."""
+    answers = [predictor._answer(row) for row in np.random.default_rng(0).dirichlet((1.0, 1.0, 1.0), 2000)]
+    assert all(answer.label == "with_mask" for answer in answers if answer.with_mask >= 0.5)
+    # What changed, as documented: with_mask may also win below 0.5, and without_mask is no longer 1 - with_mask.
+    assert any(answer.label == "with_mask" for answer in answers if answer.with_mask < 0.5)
+    assert any(abs(answer.without_mask - (1 - answer.with_mask)) > 0.1 for answer in answers)
+
+
+def test_a_two_class_model_still_answers_with_incorrect_zero(two_class_model_file):
+    predictor = Predictor.load(two_class_model_file, face_centred=False)
+    for level in range(0, 256, 15):
+        answer = predictor.predict(Image.new("RGB", (20, 20), (level,) * 3))
+        assert answer.incorrect == 0.0 and answer.with_mask + answer.without_mask == pytest.approx(1.0, abs=2e-6)
+        assert answer.label == ("with_mask" if answer.with_mask >= 0.5 else "without_mask"), answer  # the old rule, unchanged
+    grey = Image.new("RGB", (20, 20), (128, 128, 128))
+    assert predictor.predict(grey).with_mask == pytest.approx(1 / (1 + np.exp(-(8 * 3 * 128 / 255 - 12))), abs=1e-4)  # float32
 
 
 def test_missing_model_says_what_to_do(tmp_path):
@@ -78,12 +111,17 @@ def test_the_served_model_comes_from_the_settings(model_file, monkeypatch):
     assert Predictor.load(Settings.from_env().served_model).name == "maskdetect.h5"
 
 
-def test_the_name_and_threshold_come_from_the_metrics_beside_the_model(model_file, tmp_path):
+def test_the_name_comes_from_the_metrics_beside_the_model_and_a_recorded_threshold_is_ignored(model_file, tmp_path):
     model = shutil.copy(model_file, tmp_path / "maskdetect.h5")
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"model": "cnn2-abcdef12-seed1", "threshold": 0.6, "model_bytes": os.path.getsize(model)}))
+    recorded = {"model": "cnn4-abcdef12-seed1", "threshold": 0.9, "model_bytes": os.path.getsize(model),
+                "crowd_threshold": {"threshold": 0.12, "n": 10}}  # what older models recorded
+    metrics.write_text(json.dumps(recorded))
     loaded = Predictor.load(model)
-    assert (loaded.name, loaded.threshold) == ("cnn2-abcdef12-seed1", 0.6)
+    assert loaded.name == "cnn4-abcdef12-seed1"
+    assert not hasattr(loaded, "threshold") and not hasattr(loaded, "crowd_threshold")
+    light = loaded.predict(Image.new("RGB", (100, 100), (182, 182, 182)))  # p(with_mask) ~ 0.8, under the recorded 0.9
+    assert light.label == "with_mask" and 0.5 < light.with_mask < 0.9
     # Metrics of another file (its size differs) are not this model's: the file name is used.
     metrics.write_text(json.dumps({"model": "other", "model_bytes": 123}))
     assert Predictor.load(model).name == "maskdetect.h5"
@@ -115,7 +153,7 @@ def test_cli_prints_one_json_line_per_input(model_file, tmp_path, http_server, m
         (url, "with_mask"),
     ]
     assert lines[0]["with_mask"] == lines[2]["with_mask"]
-    assert set(lines[0]) == {"input", "label", "with_mask", "without_mask", "model", "face"}
+    assert list(lines[0]) == ["input", "label", "with_mask", "incorrect", "without_mask", "model", "face"]
     assert lines[0]["face"] is None  # a blank image has no face: the whole image was classified
 
 
@@ -158,23 +196,10 @@ def test_the_committed_deployment_model_is_served():
         answer = client.post("/predict", data=encode(photo(seed, (200, 260))), content_type="image/jpeg")
         assert answer.status_code == 200
         body = answer.get_json()
-        assert body["model"] == metrics["model"] and 0 <= body["with_mask"] <= 1
-
-
-def test_one_threshold_a_crowd_threshold_an_older_model_recorded_is_ignored(model_file, tmp_path):
-    model = shutil.copy(model_file, tmp_path / "maskdetect.h5")
-    metrics = tmp_path / "metrics.json"
-    older = {"model": "cnn2-x", "threshold": 0.5, "model_bytes": os.path.getsize(model), "crowd_threshold": {"threshold": 0.12, "n": 10}}
-    metrics.write_text(json.dumps(older))
-    loaded = Predictor.load(model)
-    assert loaded.threshold == 0.5 and not hasattr(loaded, "crowd_threshold")
-    # The override of predict_batch labels by it; the probability is the same.
-    grey = Image.new("RGB", (100, 100), (120, 120, 120))
-    p = loaded.predict(grey).with_mask
-    assert loaded.predict(grey).label == ("with_mask" if p >= 0.5 else "without_mask")
-    assert loaded.predict_batch([grey], threshold=p - 0.001)[0].label == "with_mask"
-    assert loaded.predict_batch([grey], threshold=p + 0.001)[0].label == "without_mask"
-    assert loaded.predict_batch([grey], threshold=p - 0.001)[0].with_mask == p
+        assert body["model"] == metrics["model"] and body["label"] in constants.LABELS
+        shown = [body[label] for label in constants.LABELS]
+        assert all(0 <= p <= 1 for p in shown) and sum(shown) == pytest.approx(1.0, abs=1e-5)
+        assert body[body["label"]] == max(shown)
 
 
 # ---------------------------------------------------------------------------- face-centred answers
@@ -245,12 +270,93 @@ def test_face_centring_without_the_detector_weights_says_what_to_do(model_file, 
 
 
 def test_the_subject_detector_has_the_subject_settings_loaded(model_file):
-    detector = Predictor.load(model_file, face_centred=True).subject_detector
+    predictor = Predictor.load(model_file, face_centred=True)
+    detector, second = predictor.subject_detector, predictor.second_look
     assert detector.scales == constants.SUBJECT_DETECTOR["scales"] == (1.0,)
-    assert (detector.score_threshold, detector.nms_threshold, detector.max_side) == (
-        constants.SUBJECT_DETECTOR["score_threshold"], constants.SUBJECT_DETECTOR["nms_threshold"], constants.SUBJECT_DETECTOR["max_side"]
-    )
+    assert second.scales == constants.SECOND_LOOK["scales"] == (1.0, 2.0)
+    for found, settings in ((detector, constants.SUBJECT_DETECTOR), (second, constants.SECOND_LOOK)):
+        assert (found.score_threshold, found.nms_threshold, found.max_side) == (
+            settings["score_threshold"], settings["nms_threshold"], settings["max_side"]
+        )
     assert detector._shared.network is not None  # read at load time, not by the first request
+    assert second._shared is detector._shared  # one network, two settings
+    assert Predictor.load(model_file, face_centred=False).second_look is None
+
+
+# ---------------------------------------------------------------------------- the second look
+
+
+class Counting:
+    """A face detector wrapped to count its calls."""
+
+    def __init__(self, detector):
+        self.detector, self.calls = detector, 0
+
+    def detect(self, image):
+        self.calls += 1
+        return self.detector.detect(image)
+
+
+def counted(predictor: Predictor) -> tuple[Counting, Counting]:
+    predictor.subject_detector, predictor.second_look = Counting(predictor.subject_detector), Counting(predictor.second_look)
+    return predictor.subject_detector, predictor.second_look
+
+
+@pytest.fixture(scope="module")
+def small_face(observations) -> tuple[bytes, tuple[int, int, int, int]]:
+    """A 2400x1600 photo with one real face 60 px wide pasted in (8 px in the first look's 320 px), and where it is.
+
+    The face, with half its width around it, comes from a portrait the first look finds; the rest is a flat wall.
+    """
+    import io
+
+    portrait = Image.open(observations / "without_mask" / "298.jpg").convert("RGB")
+    face = (18, 116, 247, 418)  # what the first look finds in the portrait (checked below)
+    margin = (face[2] - face[0]) // 2
+    left, top = max(face[0] - margin, 0), max(face[1] - margin, 0)
+    crop = portrait.crop((left, top, min(face[2] + margin, portrait.width), min(face[3] + margin, portrait.height)))
+    scale = 60 / (face[2] - face[0])
+    small = crop.resize((round(crop.width * scale), round(crop.height * scale)), Image.Resampling.LANCZOS)
+    at = (1300, 500)
+    wall = Image.new("RGB", (2400, 1600), (120, 130, 125))
+    wall.paste(small, at)
+    buffer = io.BytesIO()
+    wall.save(buffer, "JPEG", quality=92)
+    where = tuple(round(at[i % 2] + (face[i] - (left, top)[i % 2]) * scale) for i in range(4))
+    return buffer.getvalue(), where
+
+
+def test_a_photo_whose_face_the_first_look_finds_never_takes_the_second(model_file, subject_photo, observations):
+    predictor = Predictor.load(model_file, face_centred=True)
+    first, second = counted(predictor)
+    for path in (subject_photo, observations / "without_mask" / "298.jpg"):
+        assert predictor.predict(path).face is not None
+    assert (first.calls, second.calls) == (2, 0)
+    assert predictor.predict(observations / "without_mask" / "298.jpg").face == [18, 116, 247, 418]  # the portrait used below
+
+
+def test_a_photo_without_a_face_takes_both_looks_and_is_classified_whole(model_file):
+    predictor = Predictor.load(model_file, face_centred=True)
+    first, second = counted(predictor)
+    blank = encode(Image.new("RGB", (2000, 1500), (200, 200, 200)))
+    answer = predictor.predict(blank)
+    assert (first.calls, second.calls) == (1, 1)
+    assert answer.face is None and answer == predictor.predict_batch([blank])[0]
+
+
+def test_a_small_face_only_the_second_look_finds_gets_its_box(model_file, small_face):
+    from maskdetect.core.images import decode_reduced
+    from maskdetect.training.scenes import box_iou
+
+    photo_bytes, where = small_face
+    predictor = Predictor.load(model_file, face_centred=True)
+    reduced, scale = decode_reduced(photo_bytes, constants.SUBJECT_DECODE_SIDE)
+    assert predictor.subject_detector.detect(reduced) == []  # the first look misses it
+    answer = predictor.predict(photo_bytes)
+    assert answer.face is not None and box_iou(tuple(answer.face), where) > 0.5, (answer.face, where)
+    # the face is what was classified, not the wall
+    wall = Predictor(predictor.backend, predictor.name, predictor.subject_detector, second_look=None).predict(photo_bytes)
+    assert wall.face is None and wall.with_mask != answer.with_mask
 
 
 def test_cli_whole_image_flag(model_file, subject_photo, capsys):
@@ -278,4 +384,4 @@ def test_evaluate_photos_answers_as_predict_does(model_file, observations, tmp_p
     assert centred["faces_found"] >= 3 and whole["faces_found"] == 0
     predictor = Predictor.load(model_file, face_centred=True)
     called_masked = sum(predictor.predict(path).label == "with_mask" for path in folder.glob("*/*.jpg"))
-    assert called_masked == centred["confusion_matrix"][0][1] + centred["confusion_matrix"][1][1]  # column with_mask
+    assert called_masked == sum(row[constants.LABELS.index("with_mask")] for row in centred["confusion_matrix"])  # column with_mask
