@@ -1,4 +1,5 @@
-"""The web page with a video: real Chromium plays the visitor's clip back, the tracked faces drawn over it."""
+"""The web page with a video: real Chromium plays the visitor's clip back, the tracked faces drawn over it
+in their track's colour (green with_mask, amber incorrect, red without_mask), the people listed by label."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import pytest
 
 from tests.samples import SHARED, require
-from test_page_detect import OVERLAY_PIXELS
+from test_page_detect import OVERLAY_PIXELS, colour_pixels
 
 pytestmark = pytest.mark.slow  # a browser
 
@@ -59,7 +60,12 @@ def test_a_video_plays_back_with_its_tracked_faces_its_summary_and_chart(browser
     summary = browser.find_element(By.ID, "summary")
     assert summary.is_displayed()
     assert f"Unique people: {people}" in summary.text, summary.text
-    assert f"Unique unmasked people: {answer['unique_unmasked_people']}" in summary.text
+    assert f"Unique unmasked people: {answer['unique_unmasked_people']} (a mask worn incorrectly, or none)" in summary.text
+    by_label = answer["people_by_label"]
+    assert (f"{by_label['with_mask']} with mask, {by_label['incorrect']} mask worn incorrectly, "
+            f"{by_label['without_mask']} without mask") in summary.text, summary.text
+    listed = browser.find_elements(By.CSS_SELECTOR, "#people-list li")
+    assert [item.get_attribute("data-label") for item in listed] == [person["label"] for person in answer["people"]]
     assert not browser.find_element(By.ID, "preview").is_displayed()
 
     video = browser.find_element(By.ID, "video")
@@ -71,6 +77,9 @@ def test_a_video_plays_back_with_its_tracked_faces_its_summary_and_chart(browser
     seek = "document.getElementById('video').currentTime = arguments[0]"
     browser.execute_script(seek, with_faces["t"])
     WebDriverWait(browser, 20).until(lambda d: d.execute_script(VIDEO_OVERLAY_PIXELS) > 100)  # boxes, #ids, p(with_mask)
+    drawn = colour_pixels(browser, "video-overlay")
+    for label in {face["track_label"] for face in with_faces["faces"]}:  # the brightness model: mid-grey faces are incorrect, amber
+        assert drawn[label] > 20, (label, drawn)
     assert browser.execute_script(CHART_PIXELS) > 100  # the axes, the share, the marker
     browser.execute_script(seek, without_faces["t"])
     WebDriverWait(browser, 20).until(lambda d: d.execute_script(VIDEO_OVERLAY_PIXELS) == 0)  # the boxes follow the time
@@ -119,3 +128,62 @@ def test_a_clip_the_service_refuses_shows_its_error(browser, live_app, tmp_path,
     assert not browser.find_element(By.ID, "summary").is_displayed()
     assert not browser.find_element(By.ID, "video").is_displayed()  # no answer to play back
     assert any("/detect" in logged and str(status) in logged for logged in severe_errors(browser))
+
+
+def canned_clip() -> dict:
+    """A /detect clip answer (with tracked_frames) of three people, one per label, in every frame of two seconds."""
+    boxes = {1: [60, 80, 120, 150], 2: [200, 80, 260, 150], 3: [340, 80, 400, 150]}
+    labels = {1: "incorrect", 2: "with_mask", 3: "without_mask"}
+    probabilities = {"with_mask": [0.9, 0.06, 0.04], "incorrect": [0.1, 0.8, 0.1], "without_mask": [0.02, 0.08, 0.9]}
+
+    def face(id_):
+        p = dict(zip(("with_mask", "incorrect", "without_mask"), probabilities[labels[id_]]))
+        return {"id": id_, "box": boxes[id_], "score": 0.95, "label": labels[id_], **p, "track_label": labels[id_],
+                **{f"track_{k}": v for k, v in p.items()}, "person": True}
+
+    frames = [{"frame": i, "t": i / 10, "faces": [face(i_) for i_ in boxes], "close_pairs": []} for i in range(20)]
+    people = [{"id": i, "label": labels[i], **dict(zip(("with_mask", "incorrect", "without_mask"), probabilities[labels[i]])),
+               "frames": 20, "first_s": 0.0, "last_s": 1.9} for i in boxes]
+    return {
+        "frames": 20, "seconds": 2.0, "fps": 10.0, "stride": 1, "unique_people": 3, "unique_unmasked_people": 2,
+        "unmasked_share": 0.6667, "people_by_label": {"with_mask": 1, "incorrect": 1, "without_mask": 1}, "people": people,
+        "close_encounters": [], "share_over_time": [{"start_s": 0.0, "end_s": 1.0, "people": 3, "unmasked": 2, "unmasked_share": 0.6667,
+                                                     "close_unmasked_pairs": 0}, {"start_s": 1.0, "end_s": 2.0, "people": 3, "unmasked": 2,
+                                                                                  "unmasked_share": 0.6667, "close_unmasked_pairs": 0}],
+        "model": "canned", "tracked_frames": frames,
+    }
+
+
+def test_the_video_view_draws_each_tracks_label_in_its_colour_and_lists_people_by_label(browser, live_app, clip, client):
+    """The page side alone: /detect's answer is canned (one person per label), the clip is real and plays back."""
+    import json
+
+    import jsonschema
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    answer = canned_clip()
+    schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
+    jsonschema.validate(answer, {"$ref": "#/components/schemas/ClipSummary", "components": {"schemas": schemas}})  # the real shape
+    browser.get(f"{live_app}/")
+    browser.execute_script(
+        "const answer = arguments[0]; window.fetch = async () => new Response(answer, {headers: {'Content-Type': 'application/json'}});",
+        json.dumps(answer),
+    )
+    browser.find_element(By.ID, "file").send_keys(str(clip))
+    result = browser.find_element(By.ID, "result")
+    WebDriverWait(browser, 30).until(lambda d: result.get_attribute("data-label") == "video")
+    assert result.text == "3 people, 2 not masked" and result.get_attribute("class") == "without_mask"
+    summary = browser.find_element(By.ID, "summary").text
+    assert "Unique people: 3: 1 with mask, 1 mask worn incorrectly, 1 without mask" in summary, summary
+    assert "Unique unmasked people: 2 (a mask worn incorrectly, or none)" in summary
+    listed = browser.find_elements(By.CSS_SELECTOR, "#people-list li")
+    assert [item.get_attribute("data-label") for item in listed] == ["incorrect", "with_mask", "without_mask"]
+    assert listed[0].text.startswith("#1 Mask worn incorrectly (with mask 10 %, mask worn incorrectly 80 %, without mask 10 %)"), listed[0].text
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script(
+        "const v = document.getElementById('video'); return v.readyState >= 2"))
+    browser.execute_script("document.getElementById('video').currentTime = 0.5")
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script(VIDEO_OVERLAY_PIXELS) > 100)
+    drawn = colour_pixels(browser, "video-overlay")
+    assert drawn["incorrect"] > 50 and drawn["with_mask"] > 50 and drawn["without_mask"] > 50, drawn  # amber, green, red
+    assert severe_errors(browser) == []

@@ -1,11 +1,17 @@
 // The page's one script: send the chosen file or the pasted URL to /predict (one face, its box
-// drawn) or /detect (every face: boxes drawn over the image, counts in the caption), show the answer.
+// drawn, its label in words and the three probabilities) or /detect (every face: boxes drawn over
+// the image, the count of each label and the share not masked in the caption), show the answer.
 // A video goes to /detect too: the clip plays back here with the tracked faces drawn over it in step,
-// its summary and a chart of the unmasked share over time below.
+// its people and summary and a chart of the unmasked share over time below.
+// Three labels: with_mask (a mask over nose and mouth), incorrect (a mask below the nose or on the
+// chin) and without_mask; incorrect and without_mask both count as not masked.
 "use strict";
 
 const endpoints = { predict: document.body.dataset.predictUrl, detect: document.body.dataset.detectUrl };
-const colours = { with_mask: "#1eaa50", without_mask: "#dc2828" };  // as in the annotated PNG
+const labels = ["with_mask", "incorrect", "without_mask"];  // the API's order
+const colours = { with_mask: "#1eaa50", incorrect: "#eb8c00", without_mask: "#dc2828" };  // as in the annotated PNG
+const words = { with_mask: "With mask", incorrect: "Mask worn incorrectly", without_mask: "Without mask" };
+const probabilities = document.getElementById("probabilities");
 const figure = document.getElementById("figure");
 const imageFrame = document.getElementById("image-frame");
 const preview = document.getElementById("preview");
@@ -17,6 +23,8 @@ const videoOverlay = document.getElementById("video-overlay");
 const playback = document.getElementById("playback");  // a note when the browser cannot play the file
 const summary = document.getElementById("summary");
 const summaryList = document.getElementById("summary-list");
+const peopleHeading = document.getElementById("people-heading");
+const peopleList = document.getElementById("people-list");
 const chart = document.getElementById("share-chart");
 let clip = null;  // the last clip's answer (with tracked_frames), drawn over the video as it plays
 const result = document.getElementById("result");
@@ -29,15 +37,25 @@ function useObjectUrl(src) {
   objectUrl = src.startsWith("blob:") ? src : null;
 }
 
-function showPending(words) {
+function showPending(message) {
   figure.hidden = false;
   delete result.dataset.total;
   delete result.dataset.label;  // set again by the answer
   delete result.dataset.people;
-  result.textContent = words;
+  result.textContent = message;
   result.className = "pending";
   result.title = "";
+  probabilities.hidden = true;
   errorBox.hidden = true;
+}
+
+function percentOf(p) {
+  return `${(100 * p).toFixed(1)} %`;
+}
+
+// The worst label among counts ({label: n}): the caption's colour.
+function worstOf(counts) {
+  return [...labels].reverse().find((label) => counts[label] > 0) || "with_mask";
 }
 
 function showImage(src) {
@@ -50,13 +68,29 @@ function showImage(src) {
 }
 
 function showAnswer(answer) {
-  const probability = answer[answer.label];
-  const words = answer.label === "with_mask" ? "With mask" : "Without mask";
-  result.textContent = `${words}: ${(100 * probability).toFixed(1)} %`;
+  result.textContent = `${words[answer.label]}: ${percentOf(answer[answer.label])}`;
   result.className = answer.label;
   result.dataset.label = answer.label;
-  result.title = `p(with_mask) = ${answer.with_mask} · model ${answer.model}` +
+  result.title = labels.map((label) => `p(${label}) = ${answer[label]}`).join(" · ") + ` · model ${answer.model}` +
     (answer.face ? "" : " · no face found: the whole image was classified");
+  // All three, most probable first in words, in the API's order here.
+  probabilities.replaceChildren(...labels.map((label) => {
+    const item = document.createElement("li");
+    item.dataset.label = label;
+    item.className = label === answer.label ? "chosen" : "";
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = `${words[label]}:`;
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    const fill = document.createElement("span");
+    fill.className = `fill ${label}`;
+    fill.style.width = `${100 * answer[label]}%`;  // CSSOM, which the page's style-src 'self' allows
+    bar.append(fill);
+    item.append(name, bar, ` ${percentOf(answer[label])}`);
+    return item;
+  }));
+  probabilities.hidden = false;
   // The face the answer is about (null when the whole image was classified).
   detection = answer.face ? { faces: [{ box: answer.face, label: answer.label, with_mask: answer.with_mask }] } : null;
   drawBoxes();
@@ -87,13 +121,14 @@ function drawBoxes() {
 function showDetection(answer) {
   detection = answer;
   drawBoxes();
-  const share = answer.unmasked_ratio === null ? "" : ` (${(100 * answer.unmasked_ratio).toFixed(0)} % unmasked)`;
+  const share = answer.unmasked_ratio === null ? "" : ` (${(100 * answer.unmasked_ratio).toFixed(0)} % not masked)`;
   const pairs = answer.close_pairs.length;
   result.textContent = answer.total === 0
     ? "No face found"
-    : `${answer.total} faces: ${answer.with_mask} with mask, ${answer.without_mask} without${share}` +
-      (pairs ? `; ${pairs} unmasked ${pairs === 1 ? "pair" : "pairs"} closer than ${document.body.dataset.closeM} m` : "");
-  result.className = answer.without_mask ? "without_mask" : "with_mask";
+    : `${answer.total} faces: ${answer.with_mask} with mask, ${answer.incorrect} worn incorrectly, ` +
+      `${answer.without_mask} without${share}` +
+      (pairs ? `; ${pairs} ${pairs === 1 ? "pair" : "pairs"} not masked closer than ${document.body.dataset.closeM} m` : "");
+  result.className = worstOf(answer);
   result.dataset.total = answer.total;
   result.dataset.label = "crowd";
   result.title = `model ${answer.model}`;
@@ -102,6 +137,7 @@ function showDetection(answer) {
 function showError(message) {
   result.textContent = "";
   result.className = "";
+  probabilities.hidden = true;
   delete result.dataset.label;
   errorBox.textContent = message;
   errorBox.hidden = false;
@@ -179,10 +215,11 @@ function percent(share) {
 function showClip(answer) {
   clip = answer;
   const unmasked = answer.unique_unmasked_people;
+  const byLabel = answer.people_by_label;
   result.textContent = answer.unique_people === 0
     ? "No face found in the clip"
-    : `${answer.unique_people} ${answer.unique_people === 1 ? "person" : "people"}, ${unmasked} without mask`;
-  result.className = unmasked ? "without_mask" : "with_mask";
+    : `${answer.unique_people} ${answer.unique_people === 1 ? "person" : "people"}, ${unmasked} not masked`;
+  result.className = worstOf(byLabel);
   result.dataset.label = "video";
   result.dataset.people = answer.unique_people;
   result.title = `model ${answer.model}`;
@@ -190,8 +227,8 @@ function showClip(answer) {
     `#${e.people[0]} and #${e.people[1]}, ${e.start_s.toFixed(1)}–${e.end_s.toFixed(1)} s ` +
     `(${e.duration_s.toFixed(1)} s, closest ${e.closest_m.toFixed(1)} m)`);
   const lines = [
-    `Unique people: ${answer.unique_people}`,
-    `Unique unmasked people: ${unmasked}`,
+    `Unique people: ${answer.unique_people}: ` + labels.map((label) => `${byLabel[label]} ${words[label].toLowerCase()}`).join(", "),
+    `Unique unmasked people: ${unmasked} (a mask worn incorrectly, or none)`,
     `Unmasked share: ${percent(answer.unmasked_share)}`,
     `Unmasked people closer than ${document.body.dataset.closeM} m: ` + (encounters.length ? encounters.join("; ") : "never"),
     `${answer.seconds.toFixed(1)} s clip, ${answer.frames} frames analysed`,
@@ -201,6 +238,18 @@ function showClip(answer) {
     item.textContent = line;
     return item;
   }));
+  // Each person, in their label's colour, with the three probabilities pooled over their frames.
+  peopleList.replaceChildren(...answer.people.map((person) => {
+    const item = document.createElement("li");
+    item.dataset.label = person.label;
+    const swatch = document.createElement("span");
+    swatch.className = `swatch ${person.label}`;
+    const shares = labels.map((label) => `${words[label].toLowerCase()} ${(100 * person[label]).toFixed(0)} %`).join(", ");
+    item.append(swatch, `#${person.id} ${words[person.label]} (${shares}), ` +
+      `${person.first_s.toFixed(1)}–${person.last_s.toFixed(1)} s`);
+    return item;
+  }));
+  peopleHeading.hidden = peopleList.hidden = answer.people.length === 0;
   summary.hidden = false;
   drawClip(video.currentTime);
 }
