@@ -1,5 +1,5 @@
 # maskdetect: every target sets up what it needs first.
-#   make serve   serve the committed model at http://localhost:9696 (the main job)
+#   make serve   serve the committed model (its .tflite) at http://localhost:9696 (the main job)
 #   make check   the fast loop: unit tests only, under a minute
 #   make test    run the whole test suite
 #   make bench   measure the service's latency, throughput, memory and cold start
@@ -37,10 +37,11 @@ env: $(INSTALLED)  ## create .venv from Pipfile.lock (Python 3.11)
 weights: env  ## download the face detector's weights (YuNet, sha256-checked) into deployment/weights/
 	$(VENV)/bin/maskdetect weights
 
-MODEL := $(or $(MODEL_PATH),deployment/maskdetect.h5)
-serve: env weights  ## serve the committed model at http://localhost:9696 (nginx in front of gunicorn)
-	@test -f "$(MODEL)" || { echo "make serve: no model at $(MODEL): train one with 'make train'," \
-	      "or serve another file with 'make serve MODEL_PATH=FILE.h5'" >&2; exit 1; }
+# The .tflite on LiteRT by default; MODEL_PATH=deployment/maskdetect.h5 serves the Keras model (TensorFlow).
+MODEL := $(or $(MODEL_PATH),deployment/maskdetect.tflite)
+serve: env weights  ## serve the committed model's .tflite at http://localhost:9696 (nginx in front of gunicorn; MODEL_PATH=deployment/maskdetect.h5: the .h5)
+	@test -f "$(MODEL)" || { echo "make serve: no model at $(MODEL): train one with 'make train' and convert it" \
+	      "with 'make export', or serve another file with 'make serve MODEL_PATH=FILE'" >&2; exit 1; }
 	MODEL_PATH="$(MODEL)" $(VENV)/bin/maskdetect serve
 
 check: env weights  ## the fast loop: the package's layers, then the unit tests (no server, browser, notebook or training), under a minute
@@ -51,7 +52,7 @@ test: env weights  ## the package's layers, then the whole test suite
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
 
-bench: env  ## benchmark the service, .h5 and .tflite side by side, into benchmarks/RESULTS.md (~10 min; QUICK=1: ~1 min)
+bench: env weights  ## benchmark the service as served (the .tflite), the .h5 beside it, into benchmarks/RESULTS.md (~10 min; QUICK=1: ~1 min)
 	$(VENV)/bin/python benchmarks/bench.py $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 data: env weights  ## verify the source and lay out data/{train,validation,test}/ from data/splits.csv
