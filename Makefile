@@ -64,8 +64,9 @@ data-files: env  ## the original's leaky file-level split, in data/files-split/
 split: env  ## recompute data/splits.csv (near-duplicate grouping, ~70 s)
 	$(VENV)/bin/maskdetect data split
 
-faces: env weights  ## recompute data/faces.csv (YuNet face boxes for training crops, seconds)
+faces: env weights  ## recompute data/faces.csv and data/maskwear-faces.csv (YuNet face boxes for training crops, a minute)
 	$(VENV)/bin/maskdetect data faces
+	$(VENV)/bin/maskdetect data faces --set maskwear
 
 train: data  ## train the deployment model into deployment/ (maskdetect.train.DEPLOYED)
 	$(VENV)/bin/maskdetect train
