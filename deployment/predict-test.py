@@ -6,7 +6,9 @@
     python deployment/predict-test.py --url http://127.0.0.1:9696 photo.jpg
 
 Files are uploaded (multipart field "image"); http(s) URLs are sent as JSON {"url": ...} and
-fetched by the service. Prints one JSON line per input; exits 1 if any failed.
+fetched by the service. Prints one JSON line per input, the service's answer with "input": its
+"label", the most probable of the three probabilities "with_mask", "incorrect" (a mask below the
+nose or on the chin) and "without_mask", then "model" and "face"; exits 1 if any failed.
 Needs only `requests`.
 """
 

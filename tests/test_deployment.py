@@ -152,6 +152,7 @@ def test_the_notebook_posts_urls_and_files_and_shows_the_answers(service, images
         ("black.jpg", 200, "without_mask"),
         ("photo.jpg", 200, results[3].get("label")),
     ]
+    assert all(set(constants.LABELS) <= set(r) for r in results if r["status"] == 200)  # the three probabilities
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the images with their answers
     assert "400 {'error': 'refused URL" in text  # the error examples
 
@@ -164,7 +165,9 @@ def test_predict_test_script(service, images, image_site):
         [*script, str(images / "black.jpg"), f"{image_site}/white.png"], capture_output=True, text=True, timeout=60
     )
     assert good.returncode == 0, good.stderr
-    assert [json.loads(line)["label"] for line in good.stdout.splitlines()] == ["without_mask", "with_mask"]
+    lines = [json.loads(line) for line in good.stdout.splitlines()]
+    assert [line["label"] for line in lines] == ["without_mask", "with_mask"]
+    assert list(lines[0]) == ["input", "label", "with_mask", "incorrect", "without_mask", "model", "face"]
     bad = subprocess.run([*script, str(images / "notes.txt")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "HTTP 422" in bad.stderr
     down = subprocess.run(
@@ -197,6 +200,15 @@ def test_upload_a_file_and_paste_a_url_in_the_page(browser, service, images, ima
     browser.find_element(By.CSS_SELECTOR, "#url-form button").click()
     assert answered("without_mask").startswith("Without mask: 100")
     assert WebDriverWait(browser, 10).until(lambda d: preview.get_attribute("naturalWidth") == "60")
+
+    from PIL import Image
+
+    grey = tmp_path / "grey.png"
+    Image.new("RGB", (60, 80), (128, 128, 128)).save(grey)
+    browser.find_element(By.ID, "file").send_keys(str(grey))
+    assert answered("incorrect").startswith("Mask worn incorrectly: 9")  # p(incorrect) ~ 0.99
+    shares = [item.text for item in browser.find_elements(By.CSS_SELECTOR, "#probabilities li")]
+    assert [line.split(":")[0] for line in shares] == ["With mask", "Mask worn incorrectly", "Without mask"], shares
     browser.save_screenshot(str(os.environ.get("MASKDETECT_SCREENSHOT") or tmp_path / "page.png"))
 
     browser.find_element(By.ID, "file").send_keys(str(images / "notes.txt"))

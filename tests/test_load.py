@@ -112,7 +112,7 @@ def test_5000_uploads_at_concurrency_16(deployed_service, bodies, capsys):
                     latencies.append(elapsed)
                     statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
                     if body is not None:
-                        answers.setdefault(which, set()).add((body.get("label"), body.get("with_mask")))
+                        answers.setdefault(which, set()).add((body.get("label"), body.get("with_mask"), body.get("incorrect"), body.get("without_mask")))
                     if len(latencies) == CHECKPOINT:
                         checkpoint.update(worker_rss(master))
 
