@@ -1,14 +1,29 @@
-"""FaceTracker: ids that persist, labels from all of a person's frames, people counted once, encounters once."""
+"""FaceTracker: ids that persist, three-way labels from all of a person's frames weighed by how well each shows them,
+people counted once, encounters once."""
 
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import pytest
 from PIL import Image
 
-from maskdetect.core.crowd import CrowdAnalyzer
+from maskdetect.core.constants import LABELS
+from maskdetect.core.crowd import COLOURS, CrowdAnalyzer
 from maskdetect.core.faces import Face
 from maskdetect.core.inference import Prediction
-from maskdetect.core.tracking import SHARE_COLUMNS, FaceTracker
+from maskdetect.core.tracking import (
+    MIN_WEIGHT,
+    POOLING_RULES,
+    SHARE_COLUMNS,
+    FaceQuality,
+    FaceTracker,
+    FrameWeighting,
+    Pooling,
+    Track,
+    annotate_frame,
+    face_quality,
+)
 
 FRAME = Image.new("RGB", (640, 360))
 
@@ -23,18 +38,23 @@ class ScriptedDetector:
         return [Face(box, score) for box, score in next(self.frames)]
 
 
+def probabilities(p) -> tuple[float, float, float]:
+    """p(with_mask) alone as (p, 0, 1 - p), as a two-class model answers; three numbers as they are."""
+    return (p, 0.0, 1 - p) if isinstance(p, float | int) else tuple(p)
+
+
 @dataclass
 class ScriptedPredictor:
-    """p(with_mask) per crop, in the order the crops come: one list per frame."""
+    """The probabilities per crop, in the order the crops come: one list per frame (see :func:`probabilities`)."""
 
-    frames: list[list[float]]
-    threshold: float = 0.5
+    frames: list[list]
     name: str = "scripted"
 
     def predict_batch(self, crops):
         ps = self.frames.pop(0)
         assert len(ps) == len(crops)
-        return [Prediction("with_mask" if p >= self.threshold else "without_mask", p, 1 - p, self.name) for p in ps]
+        answers = [probabilities(p) for p in ps]
+        return [Prediction(LABELS[max(range(3), key=lambda i: (a[i], -i))], *a, self.name) for a in answers]
 
 
 def track(faces_per_frame, ps_per_frame, fps=10.0, stride=1, **options) -> tuple[FaceTracker, list]:
@@ -132,3 +152,165 @@ def test_a_stride_stands_for_the_frames_skipped():
     assert [result.index for result in results] == list(range(0, 30, 3))
     summary = tracker.summary()
     assert summary["stride"] == 3 and summary["seconds"] == pytest.approx(3.0) and summary["unique_people"] == 1
+
+
+# Three labels.
+
+
+def test_a_track_is_labelled_with_the_most_probable_of_three_pooled_labels():
+    # a mask on the chin: the frames lean incorrect, one frame says without_mask
+    ps = [[(0.2, 0.6, 0.2)]] * 10
+    ps[5] = [(0.1, 0.2, 0.7)]
+    tracker, results = track([[face] for face in moving(50, 100, frames=10)], ps)
+    face = results[-1].faces[0]
+    assert (face.label, face.track_label) == ("incorrect", "incorrect")
+    assert results[5].faces[0].label == "without_mask" and results[5].faces[0].track_label == "incorrect"
+    assert face.track_with_mask + face.track_incorrect + face.track_without_mask == pytest.approx(1.0)
+    person = tracker.summary()["people"][0]
+    assert person["label"] == "incorrect" and set(person) == {
+        "id", "label", "with_mask", "incorrect", "without_mask", "frames", "first_s", "last_s"}
+    assert person["frames"] == 8 and person["incorrect"] == pytest.approx((7 * 0.6 + 0.2) / 8)  # from the third frame: confirmed
+
+
+def test_the_json_of_a_frame_and_the_summary_carry_all_three_probabilities():
+    tracker, results = track([[face] for face in moving(50, 100, frames=6)], [[(0.1, 0.7, 0.2)]] * 6)
+    face = results[-1].as_dict(people={1})["faces"][0]
+    assert set(face) == {"id", "box", "score", "label", "with_mask", "incorrect", "without_mask", "track_label",
+                         "track_with_mask", "track_incorrect", "track_without_mask", "person"}
+    assert (face["label"], face["incorrect"], face["track_incorrect"], face["person"]) == ("incorrect", 0.7, 0.7, True)
+    assert "person" not in results[-1].as_dict()["faces"][0]
+    summary = tracker.summary()
+    assert summary["people_by_label"] == {"with_mask": 0, "incorrect": 1, "without_mask": 0}
+    assert (summary["unique_people"], summary["unique_unmasked_people"], summary["unmasked_share"]) == (1, 1, 1.0)
+
+
+def test_people_with_a_mask_below_the_nose_count_as_not_masked_in_the_share_and_encounters():
+    # side by side, 80 px faces: under a metre apart; one with a mask on the chin, one without
+    frames = [[((200, 100, 280, 180), 0.9), ((300, 100, 380, 180), 0.9), ((500, 100, 580, 180), 0.9)]] * 12
+    ps = [[(0.1, 0.8, 0.1), (0.1, 0.1, 0.8), (0.9, 0.05, 0.05)]] * 12
+    tracker, results = track(frames, ps)
+    summary = tracker.summary()
+    assert summary["people_by_label"] == {"with_mask": 1, "incorrect": 1, "without_mask": 1}
+    assert summary["unique_unmasked_people"] == 2 and summary["unmasked_share"] == pytest.approx(2 / 3, abs=1e-4)
+    assert [e["people"] for e in summary["close_encounters"]] == [[1, 2]]
+    assert {(a, b) for r in results for a, b, _ in r.close_pairs} == {(1, 2)}
+    assert [(row["people"], row["unmasked"], row["close_unmasked_pairs"]) for row in summary["share_over_time"]] == [(3, 2, 1), (3, 2, 1)]
+
+
+def test_the_annotated_frame_boxes_each_label_in_its_own_colour():
+    boxes = [(20, 40, 100, 120), (160, 40, 240, 120), (300, 40, 380, 120)]
+    tracker, results = track([[(box, 0.9) for box in boxes]] * 4, [[(0.9, 0.05, 0.05), (0.1, 0.8, 0.1), (0.05, 0.05, 0.9)]] * 4)
+    image = np.asarray(annotate_frame(FRAME, results[-1]))
+    for box, label in zip(boxes, LABELS):
+        assert tuple(image[box[3] - 1, (box[0] + box[2]) // 2]) == COLOURS[label]  # the box's bottom edge
+
+
+# Frames weighed by how well they show the face.
+
+
+def textured(size=(640, 360), faces=(), seed=0) -> Image.Image:
+    """A grey frame with, per (box, blur sigma), a face-sized patch of random texture, blurred that much."""
+    rng = np.random.default_rng(seed)
+    frame = np.full((size[1], size[0]), 110, np.uint8)
+    for (xmin, ymin, xmax, ymax), blur in faces:
+        patch = rng.integers(0, 255, (ymax - ymin, xmax - xmin)).astype(np.float32)
+        patch = cv2.resize(cv2.resize(patch, (12, 12), interpolation=cv2.INTER_AREA), (xmax - xmin, ymax - ymin))
+        patch += rng.normal(0, 40, patch.shape)  # fine detail over the coarse features
+        if blur:
+            patch = cv2.GaussianBlur(patch, (0, 0), blur)
+        frame[ymin:ymax, xmin:xmax] = np.clip(patch, 0, 255)
+    return Image.fromarray(frame).convert("RGB")
+
+
+def frontal(box, turn=0.0):
+    """Five YuNet-style landmarks for a face in ``box``: eyes, nose tip (shifted ``turn`` eye distances), mouth corners."""
+    xmin, ymin, xmax, ymax = box
+    w, h = xmax - xmin, ymax - ymin
+    eyes = ((xmin + 0.3 * w, ymin + 0.4 * h), (xmin + 0.7 * w, ymin + 0.4 * h))
+    nose = (xmin + 0.5 * w + turn * 0.4 * w, ymin + 0.6 * h)
+    return (*eyes, nose, (xmin + 0.35 * w, ymin + 0.8 * h), (xmin + 0.65 * w, ymin + 0.8 * h))
+
+
+class FrameDetector:
+    """Answers each detect() with the next frame's faces: (box, score, landmarks)."""
+
+    def __init__(self, frames):
+        self.frames = iter(frames)
+
+    def detect(self, image):
+        return [Face(box, score, landmarks) for box, score, landmarks in next(self.frames)]
+
+
+def test_a_few_large_sharp_frontal_frames_outweigh_many_tiny_blurred_ones():
+    # One person standing still: every 4th frame shows an 80 px face, sharp and frontal, which the classifier
+    # calls with_mask; the others a 16 px face in the same place, blurred and turned, which it calls without_mask.
+    good_box, bad_box = (200, 100, 280, 180), (232, 132, 248, 148)
+    good = [i % 4 == 3 for i in range(24)]
+    detections = [[(good_box, 0.95, frontal(good_box))] if g else [(bad_box, 0.7, frontal(bad_box, turn=0.6))] for g in good]
+    images = [textured(faces=[(good_box if g else bad_box, 0 if g else 2.0)], seed=i) for i, g in enumerate(good)]
+    ps = [[(0.9, 0.05, 0.05)] if g else [(0.3, 0.05, 0.65)] for g in good]
+
+    labels = {}
+    for rule in POOLING_RULES:
+        tracker = FaceTracker(CrowdAnalyzer(FrameDetector(detections), ScriptedPredictor(list(ps))), 10.0, pooling=Pooling(rule))
+        results = [tracker.update(i, image) for i, image in enumerate(images)]
+        assert len({face.id for r in results for face in r.faces}) == 1
+        labels[rule] = tracker.summary()["people"][0]["label"]
+        qualities = [r.faces[0].quality for r in results if r.faces]
+    assert labels == {"mean": "without_mask", "weighted": "with_mask", "weighted-log": "with_mask"}
+    sharp = [q for q in qualities if q.size == 80]
+    blurred = [q for q in qualities if q.size == 16]
+    assert min(q.sharpness for q in sharp) > max(q.sharpness for q in blurred)
+    assert max(q.turn for q in sharp) < 0.05 < 0.5 < min(q.turn for q in blurred)
+    weighting = FrameWeighting()
+    assert min(map(weighting.weight, sharp)) > 10 * max(map(weighting.weight, blurred))
+
+
+def test_frame_weights_are_positive_bounded_and_rise_with_size_sharpness_and_score():
+    weighting = FrameWeighting()
+    sizes, sharpness, scores = [4, 10, 16, 24, 40, 64, 120, 400], [0.0, 0.05, 0.2, 0.5, 1.0, 3.0], [0.5, 0.7, 0.9, 1.0]
+    for turn in (None, 0.0, 0.3, 1.5):
+        grid = np.array([[[weighting.weight(FaceQuality(size, score, sharp, turn)) for score in scores] for sharp in sharpness] for size in sizes])
+        assert np.all(grid >= MIN_WEIGHT) and np.all(grid <= 1.0)
+        assert np.all(np.diff(grid, axis=0) >= 0) and np.all(np.diff(grid, axis=1) >= 0) and np.all(np.diff(grid, axis=2) >= 0)
+        assert grid[-1, -1, -1] > 0.5 if turn in (None, 0.0) else True
+    turns = [weighting.weight(FaceQuality(60, 0.9, 1.0, t)) for t in (0.0, 0.2, 0.4, 0.8)]
+    assert turns == sorted(turns, reverse=True) and turns[0] > 2 * turns[-1]
+    assert weighting.weight(FaceQuality(60, 0.9, 1.0, None)) == weighting.weight(FaceQuality(60, 0.9, 1.0, 0.0))
+    assert Pooling("mean").weight(FaceQuality(4, 0.5, 0.0, 2.0)) == 1.0
+
+
+def test_face_quality_measures_sharpness_at_the_faces_scale_and_the_turn_from_the_landmarks():
+    box = (100, 100, 180, 180)
+    sharp, blurred = (np.asarray(textured(faces=[(box, blur)], seed=1).convert("L")) for blur in (0, 5))
+    flat = np.full((360, 640), 90, np.uint8)
+    measured = [face_quality(image, box, 0.9).sharpness for image in (sharp, blurred, flat)]
+    assert measured[0] > 2 * measured[1] > 0 and measured[2] == 0.0
+    assert face_quality(sharp, box, 0.9).size == 80 and face_quality(sharp, box, 0.9).turn is None
+    assert face_quality(sharp, box, 0.9, frontal(box)).turn == pytest.approx(0.0, abs=1e-9)
+    assert face_quality(sharp, box, 0.9, frontal(box, turn=0.5)).turn == pytest.approx(0.5)
+    assert face_quality(sharp, (630, 350, 660, 380), 0.9).size == 30  # a box running off the frame still measures
+
+
+def test_pooled_probabilities_sum_to_one_and_the_log_pool_is_a_renormalised_geometric_mean():
+    frames = [((0.8, 0.1, 0.1), 1.0), ((0.2, 0.2, 0.6), 3.0)]
+    plain, log = Track(1, 0, 0), Track(1, 0, 0, log=True)
+    for probabilities, weight in frames:
+        plain.add(probabilities, weight)
+        log.add(probabilities, weight)
+    assert plain.probabilities == pytest.approx((0.35, 0.175, 0.475))
+    geometric = np.array([0.8 * 0.2**3, 0.1 * 0.2**3, 0.1 * 0.6**3]) ** 0.25
+    assert log.probabilities == pytest.approx(tuple(geometric / geometric.sum()))
+    assert Track(2, 0, 0).probabilities == pytest.approx((1 / 3,) * 3) and Track(2, 0, 0).label == "with_mask"
+    assert Track(3, 0, 0, log=True, sums=[0.0] * 3, weight=0.0).label == "with_mask"
+    with pytest.raises(ValueError, match="median"):
+        Pooling("median")
+
+
+def test_a_tracks_state_does_not_grow_with_its_frames():
+    track = Track(1, 0.0, 0.0)
+    track.add((0.5, 0.2, 0.3))
+    before = {name: np.size(value) for name, value in vars(track).items()}
+    for _ in range(5000):
+        track.add((0.5, 0.2, 0.3), 0.7)
+    assert {name: np.size(value) for name, value in vars(track).items()} == before

@@ -3,29 +3,141 @@
 A :class:`FaceTracker` takes the faces :class:`~maskdetect.core.crowd.CrowdAnalyzer` finds in each
 processed frame and matches them to the tracks of the frames before (norfair's tracker, with a
 Kalman filter per face). A track is a person once it has been seen in a few frames and the
-detector was sure of it at least once; its label comes from the mean calibrated p(with_mask)
-over its frames, so one blurred frame does not flip it. Close unmasked pairs are counted once per
-encounter, by track pair, with how long they stood close.
+detector was sure of it at least once. Its label is the most probable of its frames' calibrated
+probabilities (with_mask, incorrect, without_mask) pooled by :class:`Pooling`: by default each frame
+weighs by how well it shows the face (:class:`FrameWeighting`: its size, the detector's score, how
+frontal and how sharp it is), so a few clear frames outweigh many tiny or blurred ones and one
+blurred frame does not flip a label. Close pairs not masked (:func:`~maskdetect.core.crowd.is_unmasked`)
+are counted once per encounter, by track pair, with how long they stood close.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from norfair import Detection, Tracker
 from norfair.distances import VectorizedDistance
 from PIL import Image
 
 from . import constants
-from .crowd import UNMASKED, CrowdAnalyzer, draw_faces
+from .constants import LABELS
+from .crowd import CrowdAnalyzer, draw_faces, is_unmasked
 from .video import VideoSource, video_writer
 
 
 SHARE_COLUMNS = ("start_s", "end_s", "people", "unmasked", "unmasked_share", "close_unmasked_pairs")  # a share_over_time row
+SHARPNESS_SIDE = 32  # px: a face is resampled to this square before its sharpness is measured
+SHARPNESS_SMOOTHING = 1.0  # px at that side: a Gaussian taken first, so pixel noise does not pass for detail
+LOG_FLOOR = 1e-4  # probabilities are floored here before a log, so a frame's 0 is a strong vote, not a veto
+MIN_WEIGHT = 1e-3  # the least a frame weighs: every frame counts a little
+
+
+@dataclass(frozen=True)
+class FaceQuality:
+    """How well one frame shows a face: what its weight in the track's label is made of."""
+
+    size: float  # px: sqrt(width * height) of the detector's box
+    score: float  # the detector's confidence
+    sharpness: float  # detail at the face's own scale: var(Laplacian of Gaussian) / var(grey) of the box resampled to SHARPNESS_SIDE
+    turn: float | None  # how far the head is turned: the nose tip's offset from the eyes' midpoint along the eye line,
+    # in eye distances (0 frontal, 0.5 and beyond a near profile); None without landmarks
+
+
+def face_quality(grey: np.ndarray, box: Sequence[int], score: float, landmarks=None) -> FaceQuality:
+    """The :class:`FaceQuality` of the face in ``box`` of a frame (``grey``: the frame as uint8 grey levels)."""
+    xmin, ymin, xmax, ymax = (int(v) for v in box)
+    size = math.sqrt(max(xmax - xmin, 1) * max(ymax - ymin, 1))
+    patch = grey[max(ymin, 0):max(ymax, 0), max(xmin, 0):max(xmax, 0)]
+    sharpness = 0.0
+    if patch.shape[0] >= 2 and patch.shape[1] >= 2:
+        shrink = patch.shape[0] > SHARPNESS_SIDE and patch.shape[1] > SHARPNESS_SIDE
+        square = cv2.resize(patch, (SHARPNESS_SIDE, SHARPNESS_SIDE), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        square = square.astype(np.float32)
+        contrast = float(square.var())
+        if contrast > 1.0:  # a flat patch (under one grey level of spread) has no detail to judge
+            smooth = cv2.GaussianBlur(square, (0, 0), SHARPNESS_SMOOTHING)
+            sharpness = float(cv2.Laplacian(smooth, cv2.CV_32F, ksize=1)[1:-1, 1:-1].var()) / contrast
+    return FaceQuality(size, float(score), sharpness, _turn(landmarks))
+
+
+def _turn(landmarks) -> float | None:
+    if not landmarks or len(landmarks) < 3:
+        return None
+    (ex1, ey1), (ex2, ey2), (nx, ny) = landmarks[0], landmarks[1], landmarks[2]
+    eye = np.array([ex2 - ex1, ey2 - ey1], np.float64)
+    distance = float(np.hypot(*eye))
+    if distance < 1.0:
+        return None
+    offset = np.array([nx - (ex1 + ex2) / 2, ny - (ey1 + ey2) / 2], np.float64)
+    return abs(float(offset @ eye)) / distance**2
+
+
+def _half_at(x, half: float):
+    """x^2 / (x^2 + half^2): 0 at 0, 1/2 at ``half``, towards 1 beyond; rises with x (a number or an array)."""
+    return x * x / (x * x + half * half) if half > 0 else np.ones_like(x, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class FrameWeighting:
+    """How much one frame's probabilities count towards its track's label:
+
+    ``w = score * h(size, size_px) * h(sharpness, sharpness) * h(turn_half, turn)``, with ``h(x, a) = x^2 / (x^2 + a^2)``,
+
+    each factor the share of the face's information a frame keeps: the pixels on the face (which grow
+    as size^2 and stop adding once the classifier's input is filled), the detail at the face's scale
+    (blur, an upscaled small face), a face turned away (``turn`` is 0 frontal; without landmarks the
+    factor is 1), and the detector's confidence (occluded, dark or odd faces score lower). Each
+    ``h`` is half at its setting, and a setting of 0 leaves its factor out. ``w`` lies in [MIN_WEIGHT, 1]
+    and rises with size and sharpness.
+    """
+
+    size_px: float = 40.0
+    sharpness: float = 0.02
+    turn_half: float = 0.35  # the turn at which a face counts half
+
+    def weight(self, quality: FaceQuality) -> float:
+        turn = np.nan if quality.turn is None else quality.turn
+        return float(self.weights(np.array([quality.size]), np.array([quality.score]), np.array([quality.sharpness]), np.array([turn]))[0])
+
+    def weights(self, size: np.ndarray, score: np.ndarray, sharpness: np.ndarray, turn: np.ndarray) -> np.ndarray:
+        """:meth:`weight` of many frames at once: arrays of their FaceQuality fields (a turn of NaN: no landmarks)."""
+        turn = np.asarray(turn, np.float64)
+        turned = 1.0 - _half_at(np.nan_to_num(turn, nan=0.0), self.turn_half) if self.turn_half > 0 else 1.0
+        w = np.clip(score, 0.0, 1.0) * _half_at(np.asarray(size, np.float64), self.size_px) * _half_at(np.asarray(sharpness, np.float64), self.sharpness) * turned
+        return np.clip(w, MIN_WEIGHT, 1.0)
+
+
+POOLING_RULES = ("mean", "weighted", "weighted-log")
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """How a track's frames make its probabilities.
+
+    ``mean``: the plain mean of the frames' probabilities; ``weighted``: their mean weighed by
+    :class:`FrameWeighting`; ``weighted-log``: the weighted mean of their logs (a geometric pool,
+    renormalised), where a frame sure of a class counts more than a hesitant one.
+    """
+
+    rule: str = "weighted"
+    weighting: FrameWeighting = field(default_factory=FrameWeighting)
+
+    def __post_init__(self):
+        if self.rule not in POOLING_RULES:
+            raise ValueError(f"pooling rule {self.rule!r} is not one of {', '.join(POOLING_RULES)}")
+
+    @property
+    def log(self) -> bool:
+        return self.rule == "weighted-log"
+
+    def weight(self, quality: FaceQuality | None) -> float:
+        return 1.0 if self.rule == "mean" or quality is None else self.weighting.weight(quality)
 
 
 @dataclass(frozen=True)
@@ -36,14 +148,23 @@ class TrackedFace:
     box: tuple[int, int, int, int]  # xmin, ymin, xmax, ymax in pixels of the frame
     score: float  # the detector's
     label: str  # this frame's classification
-    with_mask: float  # this frame's calibrated p(with_mask)
+    with_mask: float  # this frame's calibrated probabilities
+    incorrect: float
+    without_mask: float
     track_label: str  # the track's label from its frames so far
-    track_with_mask: float  # the mean p(with_mask) over its frames so far
+    track_with_mask: float  # the track's pooled probabilities from its frames so far
+    track_incorrect: float
+    track_without_mask: float
+    quality: FaceQuality | None = field(default=None, compare=False)  # how well this frame shows the face (not in the JSON)
+
+    @property
+    def probabilities(self) -> tuple[float, float, float]:
+        return (self.with_mask, self.incorrect, self.without_mask)
 
 
 @dataclass(frozen=True)
 class FrameResult:
-    """What one processed frame shows: its tracked faces and the close pairs among the unmasked."""
+    """What one processed frame shows: its tracked faces and the close pairs among those not masked."""
 
     index: int  # the frame's number in the source, from 0
     t: float  # seconds from the start
@@ -56,8 +177,10 @@ class FrameResult:
             "frame": self.index,
             "t": round(self.t, 3),
             "faces": [
-                {"id": f.id, "box": list(f.box), "score": round(f.score, 4), "label": f.label, "with_mask": f.with_mask,
-                 "track_label": f.track_label, "track_with_mask": round(f.track_with_mask, 4)}
+                {"id": f.id, "box": list(f.box), "score": round(f.score, 4), "label": f.label,
+                 "with_mask": f.with_mask, "incorrect": f.incorrect, "without_mask": f.without_mask,
+                 "track_label": f.track_label, "track_with_mask": round(f.track_with_mask, 4),
+                 "track_incorrect": round(f.track_incorrect, 4), "track_without_mask": round(f.track_without_mask, 4)}
                 | ({} if people is None else {"person": f.id in people})
                 for f in self.faces
             ],
@@ -67,27 +190,46 @@ class FrameResult:
 
 @dataclass
 class Track:
-    """What is known of one person: when seen, how sure the detector was, and their p(with_mask) per frame."""
+    """What is known of one person: when seen, how sure the detector was, and their frames' probabilities pooled.
+
+    The state stays the same size however long the person is seen: the frames' weights summed, and per
+    label the weighted sum of its probability (or of its log, for a log pool).
+    """
 
     id: int
     first_t: float
     last_t: float
     frames: int = 0
     best_score: float = 0.0
-    with_mask_sum: float = 0.0
+    log: bool = False  # sums of log-probabilities (Pooling.log), else of probabilities
+    weight: float = 0.0
+    sums: list[float] = field(default_factory=lambda: [0.0] * len(LABELS))
+
+    def add(self, probabilities: Sequence[float], weight: float = 1.0) -> None:
+        """One frame's probabilities (in LABELS order), weighing ``weight``."""
+        values = np.log(np.clip(np.asarray(probabilities, np.float64), LOG_FLOOR, 1.0)) if self.log else probabilities
+        self.sums = [total + weight * float(value) for total, value in zip(self.sums, values)]
+        self.weight += weight
 
     @property
-    def with_mask(self) -> float:
-        return self.with_mask_sum / self.frames
+    def probabilities(self) -> tuple[float, ...]:
+        """The pooled probabilities of LABELS, summing to 1 (uniform before any frame)."""
+        if self.weight <= 0:
+            return tuple(1 / len(LABELS) for _ in LABELS)
+        means = np.array(self.sums) / self.weight
+        pooled = np.exp(means - means.max()) if self.log else np.clip(means, 0.0, None)
+        return tuple(float(p) for p in pooled / pooled.sum())
 
-    def label(self, threshold: float) -> str:
-        return constants.CLASSES[0] if self.with_mask >= threshold else UNMASKED
+    @property
+    def label(self) -> str:
+        """The most probable label; a tie goes to the earlier of LABELS, as a frame's does."""
+        return LABELS[int(np.argmax(self.probabilities))]
 
-    def as_dict(self, threshold: float) -> dict:
+    def as_dict(self) -> dict:
         return {
             "id": self.id,
-            "label": self.label(threshold),
-            "with_mask": round(self.with_mask, 4),
+            "label": self.label,
+            **{label: round(p, 4) for label, p in zip(LABELS, self.probabilities)},
             "frames": self.frames,
             "first_s": round(self.first_t, 2),
             "last_s": round(self.last_t, 2),
@@ -115,8 +257,9 @@ class FaceTracker:
     ``fps`` is the source's frame rate and ``stride`` how many frames one processed frame stands
     for. A track lives ``keep_s`` seconds without being seen (a face hidden behind a passer-by
     keeps its id) and becomes a person after ``confirm_frames`` processed frames in which it was
-    found, once the detector scored it at least ``min_score`` in one of them. Two unmasked people
+    found, once the detector scored it at least ``min_score`` in one of them. Two people not masked
     closer than ``close_distance_m`` make one encounter until they part for more than ``encounter_gap_s``.
+    ``pooling`` makes a track's label from its frames (:class:`Pooling`).
     """
 
     def __init__(
@@ -132,11 +275,11 @@ class FaceTracker:
         close_distance_m: float = constants.CLOSE_DISTANCE_M,
         encounter_gap_s: float = 1.0,
         interval_s: float = 1.0,
+        pooling: Pooling = Pooling(),
     ):
         self.analyzer, self.fps, self.stride = analyzer, fps, stride
         self.min_score, self.close_distance_m, self.interval_s = min_score, close_distance_m, interval_s
-        self.encounter_gap_s = encounter_gap_s
-        self.threshold = analyzer.predictor.threshold
+        self.encounter_gap_s, self.pooling = encounter_gap_s, pooling
         self._tracker = Tracker(
             distance_function="iou",  # replaced below: norfair takes custom vectorised distances only as an object
             distance_threshold=max_distance,
@@ -157,14 +300,17 @@ class FaceTracker:
         analysis = self.analyzer.analyze(image)
         detections = [Detection(_box_points(face.box), np.full(2, face.score), data=(index, face)) for face in analysis.faces]
         matched = [obj for obj in self._tracker.update(detections, period=self.stride) if obj.last_detection.data[0] == index]
+        grey = np.asarray(image.convert("L")) if matched else None
         faces = []
         for obj in matched:
             face = obj.last_detection.data[1]
-            track = self.tracks.setdefault(obj.id, Track(obj.id, t, t))
+            quality = face_quality(grey, face.box, face.score, face.landmarks)
+            track = self.tracks.setdefault(obj.id, Track(obj.id, t, t, log=self.pooling.log))
             track.last_t, track.frames = t, track.frames + 1
             track.best_score = max(track.best_score, face.score)
-            track.with_mask_sum += face.with_mask
-            faces.append(TrackedFace(obj.id, face.box, face.score, face.label, face.with_mask, track.label(self.threshold), track.with_mask))
+            probabilities = (face.with_mask, face.incorrect, face.without_mask)
+            track.add(probabilities, self.pooling.weight(quality))
+            faces.append(TrackedFace(obj.id, face.box, face.score, face.label, *probabilities, track.label, *track.probabilities, quality))
             self._in_view.setdefault(int(t // self.interval_s), set()).add(obj.id)
         faces.sort(key=lambda face: face.id)
         pairs = []
@@ -173,7 +319,7 @@ class FaceTracker:
                 distance = self.analyzer.camera.distance_m(a.box, b.box, analysis.size)
                 if distance < self.close_distance_m:
                     self._close.setdefault((a.id, b.id), []).append((t, distance))
-                    if a.track_label == b.track_label == UNMASKED:
+                    if is_unmasked(a.track_label) and is_unmasked(b.track_label):
                         pairs.append((a.id, b.id, round(distance, 2)))
         self.frames += 1
         self.last_t = t
@@ -184,8 +330,8 @@ class FaceTracker:
         return [track for track in self.tracks.values() if track.best_score >= self.min_score]
 
     def encounters(self) -> list[dict]:
-        """Each time two unmasked people stood close: from the first close frame to the last, gaps up to ``encounter_gap_s`` joined."""
-        unmasked = {track.id for track in self.people() if track.label(self.threshold) == UNMASKED}
+        """Each time two people not masked stood close: from the first close frame to the last, gaps up to ``encounter_gap_s`` joined."""
+        unmasked = {track.id for track in self.people() if is_unmasked(track.label)}
         found = []
         for (a, b), moments in sorted(self._close.items()):
             if a not in unmasked or b not in unmasked:
@@ -207,14 +353,14 @@ class FaceTracker:
         return sorted(found, key=lambda encounter: encounter["start_s"])
 
     def share_over_time(self) -> list[dict]:
-        """Per ``interval_s``: the people in view, the unmasked among them (by their final labels), the share,
-        and the close encounters of unmasked people going on."""
-        people = {track.id: track.label(self.threshold) for track in self.people()}
+        """Per ``interval_s``: the people in view, those not masked among them (by their final labels), the share,
+        and the close encounters of people not masked going on."""
+        people = {track.id: is_unmasked(track.label) for track in self.people()}
         encounters = self.encounters()
         rows = []
         for number in range(int(self.last_t // self.interval_s) + 1 if self.frames else 0):
             ids = self._in_view.get(number, set()) & people.keys()
-            unmasked = sum(people[i] == UNMASKED for i in ids)
+            unmasked = sum(people[i] for i in ids)
             start, end = number * self.interval_s, (number + 1) * self.interval_s
             rows.append({
                 "start_s": round(start, 2),
@@ -227,9 +373,9 @@ class FaceTracker:
         return rows
 
     def summary(self) -> dict:
-        """The whole video so far: unique people, unique unmasked people, encounters, the share over time."""
+        """The whole video so far: unique people (by label, and those not masked), encounters, the share over time."""
         people = self.people()
-        unmasked = [track for track in people if track.label(self.threshold) == UNMASKED]
+        unmasked = [track for track in people if is_unmasked(track.label)]
         return {
             "frames": self.frames,
             "seconds": round(self.last_t + self.stride / self.fps, 2) if self.frames else 0.0,
@@ -238,7 +384,8 @@ class FaceTracker:
             "unique_people": len(people),
             "unique_unmasked_people": len(unmasked),
             "unmasked_share": round(len(unmasked) / len(people), 4) if people else None,
-            "people": [track.as_dict(self.threshold) for track in sorted(people, key=lambda track: track.id)],
+            "people_by_label": {label: sum(track.label == label for track in people) for label in LABELS},
+            "people": [track.as_dict() for track in sorted(people, key=lambda track: track.id)],
             "close_encounters": self.encounters(),
             "share_over_time": self.share_over_time(),
             "model": self.analyzer.predictor.name,
@@ -280,7 +427,7 @@ def analyze_video(
 
 
 def annotate_frame(frame: Image.Image, result: FrameResult) -> Image.Image:
-    """The frame with each tracked face boxed in its track's colour, its id and mean p(with_mask)."""
+    """The frame with each tracked face boxed in its track label's colour, with its id and pooled p(with_mask)."""
     boxes = {face.id: face.box for face in result.faces}
     faces = [(face.box, face.track_label, f"#{face.id} {face.track_with_mask:.2f}") for face in result.faces]
     return draw_faces(frame.copy(), faces, [(boxes[a], boxes[b]) for a, b, _ in result.close_pairs])
