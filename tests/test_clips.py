@@ -1,24 +1,43 @@
-"""Synthetic labelled clips: the video, its truth, and the tracking measures on hand-made tracker output."""
+"""Synthetic labelled clips: the video, its truth, frames damaged as in real video, and the tracking measures
+(three labels, each pooling rule) on hand-made tracker output."""
 
 from __future__ import annotations
+
+import csv
+import hashlib
 
 import cv2
 import numpy as np
 import pytest
 
 from tests.samples import SHARED, photo, require
-from maskdetect.core.tracking import FrameResult, TrackedFace
+from maskdetect.core.constants import LABELS
+from maskdetect.data import pinned
+from maskdetect.data.maskwear import MASKWEAR
+from maskdetect.data.realfaces import REALFACES
+from maskdetect.settings import Settings
+from maskdetect.core.tracking import POOLING_RULES, FaceQuality, FrameResult, Pooling, TrackedFace, face_quality
 from maskdetect.training import clips
 from maskdetect.training.clips import (
+    FACE_DAMAGE,
+    FRAME_DAMAGE,
+    Degradation,
     TruthFace,
     TruthFrame,
     camera_path,
+    clips_report,
+    compare_pooling,
+    damage,
     evaluate_tracking,
     make_clip,
     make_clips,
     read_truth,
+    repool,
+    rule_poolings,
+    search_pooling,
     write_truth,
 )
+from maskdetect.training.composites import HELD_OUT, held_out_faces, make_training_scenes, read_sources
 from maskdetect.training.scenes import Labelled, read_labels
 
 SCENES = SHARED / "scenes-dev"
@@ -171,10 +190,12 @@ def people_truth(frames: int = 10) -> list[TruthFrame]:
     ]
 
 
-def tracked(id: int, box, label: str, track_label: str | None = None) -> TrackedFace:
+P = {"with_mask": (0.9, 0.05, 0.05), "incorrect": (0.1, 0.8, 0.1), "without_mask": (0.05, 0.05, 0.9)}
+
+
+def tracked(id: int, box, label: str, track_label: str | None = None, quality=None) -> TrackedFace:
     track_label = track_label or label
-    p = {"with_mask": 0.9, "without_mask": 0.1}
-    return TrackedFace(id, box, 0.9, label, p[label], track_label, p[track_label])
+    return TrackedFace(id, box, 0.9, label, *P[label], track_label, *P[track_label], quality)
 
 
 def perfect(truth: list[TruthFrame]) -> list[FrameResult]:
@@ -261,3 +282,221 @@ def test_a_tracker_run_on_every_other_frame_is_measured_on_those_frames():
     report = evaluate_tracking(people_truth(), perfect(people_truth())[::2])
     assert report["frames"] == 5 and report["truth_frames"] == 10
     assert report["recall_per_track"] == 1.0 and report["id_switches"] == 0
+
+
+# Three labels: judged masked or not, and exactly.
+
+
+def test_a_mask_below_the_nose_called_unmasked_is_right_masked_or_not_and_wrong_exactly():
+    truth = people_truth()
+    for frame in truth:
+        frame.faces[1] = TruthFace(1, frame.faces[1].box, "incorrect")
+    report = evaluate_tracking(truth, perfect(people_truth()))  # person 1 seen as without_mask throughout
+    assert report["per_frame_label_accuracy"] == report["per_track_label_accuracy"] == 1.0
+    assert report["per_frame_label_accuracy_by_person_3way"] == report["per_track_label_accuracy_3way"] == 0.5
+    assert report["unmasked_people"] == report["unmasked_people_estimated"] == 1
+    results = perfect(truth)  # now seen as incorrect: exactly right, and still not masked
+    report = evaluate_tracking(truth, results)
+    assert report["per_track_label_accuracy_3way"] == 1.0 and report["unmasked_people_estimated"] == 1
+    # a with_mask person tracked as incorrect is wrong either way
+    for frame in results:
+        frame.faces[0] = tracked(0, frame.faces[0].box, "incorrect")
+    report = evaluate_tracking(truth, results)
+    assert report["per_track_label_accuracy"] == report["per_frame_label_accuracy"] == 0.5
+    assert report["unmasked_people_estimated"] == 2
+
+
+def test_the_brier_score_reads_each_persons_pooled_p_with_mask_at_the_tracks_last_frame():
+    report = evaluate_tracking(people_truth(), perfect(people_truth()))
+    assert report["per_track_masked_brier"] == pytest.approx(((0.9 - 1) ** 2 + 0.05**2) / 2)
+
+
+# Pooling again: the same tracks, another rule.
+
+
+def mixed_quality() -> list[FrameResult]:
+    """Person 0 seen well in 3 frames (called with_mask) and poorly in 7 (called without_mask); person 1 always well."""
+    results = perfect(people_truth())
+    good, poor = FaceQuality(80, 0.95, 1.5, 0.0), FaceQuality(12, 0.65, 0.05, 0.8)
+    for k, frame in enumerate(results):
+        clear = k in (2, 5, 8)
+        frame.faces[0] = tracked(0, frame.faces[0].box, "with_mask" if clear else "without_mask", quality=good if clear else poor)
+        frame.faces[1] = tracked(1, frame.faces[1].box, "without_mask", quality=good)
+    return results
+
+
+def test_repooling_relabels_the_tracks_by_the_rule_and_keeps_everything_else():
+    results = mixed_quality()
+    plain, weighted = repool(results, Pooling("mean")), repool(results, Pooling("weighted"))
+    assert [f.track_label for f in plain[-1].faces] == ["without_mask", "without_mask"]
+    assert [f.track_label for f in weighted[-1].faces] == ["with_mask", "without_mask"]
+    assert plain[-1].faces[0].track_with_mask == pytest.approx((3 * 0.9 + 7 * 0.05) / 10)
+    assert [(f.id, f.box, f.label, f.quality) for r in weighted for f in r.faces] == [(f.id, f.box, f.label, f.quality) for r in results for f in r.faces]
+    assert weighted[3].faces[0].track_label == "with_mask"  # pooled from frames 0-3 only
+
+    table = compare_pooling([(people_truth(), results)], rule_poolings())
+    assert list(table) == list(POOLING_RULES)
+    assert [row["per_frame_label_accuracy_by_person"] for row in table.values()] == [pytest.approx((0.3 + 1) / 2)] * 3
+    assert table["mean"]["per_track_label_accuracy"] == 0.5
+    assert table["weighted"]["per_track_label_accuracy"] == table["weighted-log"]["per_track_label_accuracy"] == 1.0
+    assert table["weighted"]["per_track_masked_brier"] < table["mean"]["per_track_masked_brier"]
+
+
+def test_the_clips_report_compares_the_rules_on_the_same_tracks():
+    runs = [(people_truth(), mixed_quality()), (people_truth(), perfect(people_truth()))]
+    report = clips_report(["a.mp4", "b.mp4"], runs, {"a.mp4": 20.0})
+    assert report["clips"] == 2 and report["total"]["people"] == 4
+    assert report["mean"]["per_track_label_accuracy"] == pytest.approx((0.5 + 1.0) / 2)  # the tracker's labels as given
+    assert report["pooling"]["mean"]["per_track_label_accuracy"] == pytest.approx((0.5 + 1.0) / 2)
+    assert report["pooling"]["weighted"]["per_track_label_accuracy"] == 1.0
+    assert report["per_clip"]["a.mp4"]["frames_per_second"] == 20.0 and report["per_clip"]["b.mp4"]["frames_per_second"] is None
+
+
+# Frames damaged as real video damages them.
+
+
+def test_damage_episodes_come_and_go_and_repeat_with_the_seed():
+    degradation = Degradation(face_rate=1.0, frame_rate=0.5)
+    people, whole = degradation.episodes(5, 150, 25.0, seed=3)
+    assert (people, whole) == degradation.episodes(5, 150, 25.0, seed=3) and (people, whole) != degradation.episodes(5, 150, 25.0, seed=4)
+    assert sum(map(len, people)) > 10 and {e.kind for person in people for e in person} <= set(FACE_DAMAGE)
+    assert {e.kind for e in whole} <= set(FRAME_DAMAGE)
+    for episode in (e for person in people for e in person):
+        assert 0.3 * 25 - 1 <= episode.end - episode.start <= 1.6 * 25 + 1
+        levels = [clips._level(episode, k) for k in range(episode.start - 2, episode.end + 2)]
+        assert levels[0] == levels[1] == levels[-1] == 0 and 0 < max(levels) <= episode.strength
+    shares = [np.mean([any(clips._level(e, k) > 0 for e in person) for k in range(150)]) for person in people]
+    assert 0.1 < np.mean(shares) < 0.9  # each person has clear frames and poor ones
+
+
+@pytest.mark.parametrize("kind", ["blur", "motion", "lowres"])
+def test_blurring_damage_takes_away_more_detail_the_stronger_it_is(kind):
+    face = np.asarray(textured_face(), np.float32)
+    sharpness = [face_quality(np.clip(damage(face, kind, level, 80, angle=0.7), 0, 255).astype(np.uint8)[..., 0], (0, 0, 80, 80), 0.9).sharpness
+                 for level in (0.0, 0.3, 0.6, 1.0)]
+    assert sharpness[0] == max(sharpness) and sharpness[3] < 0.6 * sharpness[0]
+
+
+def test_the_other_damage_darkens_adds_noise_or_hides_part_of_the_face():
+    face = np.asarray(textured_face(), np.float32)
+    assert damage(face, "dark", 1.0, 80).mean() < 0.3 * face.mean()
+    assert np.std(damage(face, "noise", 1.0, 80, seed=1) - face) == pytest.approx(32, rel=0.1)
+    hidden = damage(face, "occlude", 1.0, 80, angle=2, seed=1)  # from below: the mouth and the mask
+    assert np.abs(hidden[:20] - face[:20]).mean() < 1 and np.abs(hidden[-40:] - face[-40:]).mean() > 20
+    assert (damage(face, "blur", 0.0, 80) == face).all()
+    with pytest.raises(ValueError, match="smudge"):
+        damage(face, "smudge", 0.5, 80)
+
+
+def textured_face(side: int = 80) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    coarse = cv2.resize(rng.uniform(0, 255, (10, 10)).astype(np.float32), (side, side))
+    grey = np.clip(coarse + rng.normal(0, 30, (side, side)), 0, 255)
+    return np.repeat(grey[..., None], 3, axis=2).astype(np.uint8)
+
+
+def test_a_degraded_clip_damages_only_around_the_faces_and_repeats_with_the_seed(tmp_path, grid_photo):
+    image, faces = grid_photo
+    options = dict(size=(320, 180), seconds=2.0, fps=10.0, motion="pan", seed=2)
+    clean = make_clip(image, faces, tmp_path / "clean.mp4", **options)
+    degradation = Degradation(face_rate=2.0, frame_rate=0.0)
+    truth = make_clip(image, faces, tmp_path / "damaged.mp4", degradation=degradation, **options)
+    assert truth == clean  # the same truth: damage moves no face
+    make_clip(image, faces, tmp_path / "again.mp4", degradation=degradation, **options)
+    before, after, again = (read_frames(tmp_path / name)[0] for name in ("clean.mp4", "damaged.mp4", "again.mp4"))
+    assert all((a == b).all() for a, b in zip(after, again))
+    near, far = [], []
+    for frame, a, b in zip(truth, before, after):
+        around = np.zeros(a.shape[:2], bool)
+        for face in frame.faces:
+            xmin, ymin, xmax, ymax = face.box
+            grow = max(xmax - xmin, ymax - ymin) // 2 + 4
+            around[max(0, ymin - grow):ymax + grow, max(0, xmin - grow):xmax + grow] = True
+        difference = np.abs(a.astype(float) - b.astype(float)).mean(axis=2)
+        near.append(difference[around].mean())
+        far.append(difference[~around].mean() if (~around).any() else 0.0)
+    assert max(far) < 3 and max(near) > 8  # the codec's noise away from the faces; damage at them
+
+
+# Scenes composed of held-out training faces.
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    """The held-out training faces, read from the local copies the test set-up names (no download, no checksums)."""
+    settings = Settings.from_env()
+    if settings.maskwear_source is None or settings.realfaces_source is None:
+        pytest.skip("set MASKDETECT_MASKWEAR_SOURCE and MASKDETECT_REALFACES_SOURCE to the training sets' local copies")
+    return held_out_faces(require(settings.maskwear_source), require(settings.realfaces_source))
+
+
+def test_the_held_out_faces_are_the_validation_and_test_files_of_the_training_sets_only(held_out):
+    splits = {(name, row["path"]): row["split"] for name, dataset in (("maskwear-train", MASKWEAR), ("realfaces-train", REALFACES))
+              for row in pinned.read_splits(dataset)}
+    assert {face.set for face in held_out} == {"maskwear-train", "realfaces-train"}
+    assert {face.label for face in held_out} == set(LABELS)
+    for face in held_out:
+        assert face.split == splits[face.set, face.path] and face.split in HELD_OUT[face.set]
+        assert face.file.is_file() and face.label == face.path.split("/")[0]
+    assert sum(face.set == "realfaces-train" for face in held_out) == sum(split == "validation" for (name, _), split in splits.items() if name == "realfaces-train")
+    evaluation = {row["sha256"] for row in csv.DictReader(open(require(SHARED / "realworld-dev" / "manifest.csv")))}
+    evaluation |= {hashlib.sha256(path.read_bytes()).hexdigest() for path in require(SCENES / "images").iterdir()}
+    assert not evaluation & {face.sha256 for face in held_out}
+    assert not any(part in {"realworld-dev", "scenes-dev"} for face in held_out for part in face.file.parts)
+
+
+def test_a_composed_scene_has_each_labelled_box_on_its_pasted_face_and_uses_each_file_once(tmp_path, held_out):
+    images, labels = make_training_scenes(tmp_path, count=3, seed=5, faces=(4, 6), pool=held_out)
+    scenes = read_labels(labels)
+    sources = read_sources(tmp_path / "sources.csv")
+    assert sorted(scenes) == [f"composite-{n:03d}.jpg" for n in range(3)] and sorted(p.name for p in images.iterdir()) == sorted(scenes)
+    assert len(sources) == sum(map(len, scenes.values())) and len({row["sha256"] for row in sources}) == len(sources)
+    by_sha = {face.sha256: face for face in held_out}
+    sides, rng = [], np.random.default_rng(0)
+    own, elsewhere = [], []
+    for row in sources:
+        face = by_sha[row["sha256"]]
+        labelled = scenes[row["image"]][int(row["person"])]
+        assert (labelled.label, row["split"], row["path"]) == (face.label, face.split, face.path)
+        scene = cv2.imread(str(images / row["image"])).astype(float)
+        source = cv2.imread(str(face.file))
+        xmin, ymin, xmax, ymax = face.box or (0, 0, source.shape[1], source.shape[0])
+        x0, y0, x1, y1 = labelled.box
+        sides.append(max(x1 - x0, y1 - y0))
+        expected = cv2.resize(source[ymin:ymax, xmin:xmax], (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(float)
+        inner = (slice((y1 - y0) // 5, (y1 - y0) * 4 // 5), slice((x1 - x0) // 5, (x1 - x0) * 4 // 5))  # clear of the blended edges
+        own.append(np.abs(scene[y0:y1, x0:x1][inner] - expected[inner]).mean())
+        x, y = rng.integers(0, scene.shape[1] - (x1 - x0)), rng.integers(0, scene.shape[0] - (y1 - y0))
+        elsewhere.append(np.abs(scene[y:y + y1 - y0, x:x + x1 - x0][inner] - expected[inner]).mean())
+    assert np.median(own) < 10 and np.median(own) < np.median(elsewhere) / 3
+    assert min(sides) >= 16 and max(sides) <= 112
+    again, _ = make_training_scenes(tmp_path / "again", count=3, seed=5, faces=(4, 6), pool=held_out)
+    assert read_sources(tmp_path / "again" / "sources.csv") == sources
+
+
+def test_composed_scenes_film_as_clips_with_their_truth(tmp_path, held_out):
+    images, labels = make_training_scenes(tmp_path, count=4, seed=1, pool=held_out)
+    made = make_clips(images, labels, tmp_path / "clips", count=2, seed=1, size=(320, 180), seconds=0.4, fps=10.0, degradation=Degradation())
+    for clip, truth_path in made:
+        assert len(read_frames(clip)[0]) == 4 and {f.label for frame in read_truth(truth_path) for f in frame.faces} <= set(LABELS)
+
+
+def test_scenes_are_not_made_from_more_faces_than_are_held_out(tmp_path, held_out):
+    with pytest.raises(ValueError, match="ran out"):
+        make_training_scenes(tmp_path, count=3, faces=(4, 4), pool=held_out[:10])
+
+
+def test_the_pooling_search_measures_each_setting_as_the_report_does():
+    runs = [(people_truth(), mixed_quality()), (people_truth(), perfect(people_truth()))]
+    grid = {"rule": ("weighted", "weighted-log"), "size_px": (0.0, 40.0), "sharpness": (0.0, 0.5), "turn_half": (0.0,)}
+    found = search_pooling(runs, grid, top=100)
+    assert len(found["best"]) == 8 and found["people"] == 4
+    table = compare_pooling(runs, {"mean": Pooling("mean"), "default": Pooling()})
+    for name in ("mean", "default"):
+        for key in ("per_track_label_accuracy", "per_track_label_accuracy_3way", "per_track_masked_brier"):
+            assert found[name][key] == pytest.approx(table[name][key], abs=1e-4)
+    unweighted = [row for row in found["best"] if row["size_px"] == row["sharpness"] == 0.0]
+    assert {row["per_track_label_accuracy"] for row in unweighted} == {0.75}  # score alone barely tells these frames apart
+    assert found["best"][0]["per_track_label_accuracy"] == 1.0
+    keys = [(-row["per_track_label_accuracy"], row["per_track_masked_brier"]) for row in found["best"]]
+    assert keys == sorted(keys)
