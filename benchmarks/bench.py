@@ -1,14 +1,17 @@
-"""`make bench`: the prediction service's latency, throughput, memory and cold start, .h5 and .tflite.
+"""`make bench`: the prediction service's latency, throughput, memory and cold start, .tflite and .h5.
 
     .venv/bin/python benchmarks/bench.py            # the full run (~10 min), writes benchmarks/RESULTS.md
     .venv/bin/python benchmarks/bench.py --quick    # small counts (~1 min), the same tables
 
-For each model (deployment/maskdetect.h5 on Keras, deployment/maskdetect.tflite on LiteRT) it
-starts the service as deployed, `maskdetect serve` (nginx in front of gunicorn with
+For each model (deployment/maskdetect.tflite on LiteRT, what `make serve`, the image and the pods
+serve by default and what the targets are checked against; deployment/maskdetect.h5 on Keras beside
+it) it starts the service as deployed, `maskdetect serve` (nginx in front of gunicorn with
 deployment/gunicorn.conf.py: WORKERS sync workers), on 127.0.0.1 and a free port, as it runs by default (/predict answers for the largest
 face the YuNet detector finds), and times process start to the first 200 on /health (cold start).
 A second process, benchmarks/driver.py, then sends the scenarios below to each service in turn
-(scenario by scenario, so both models see the same machine load), bounded in count and time:
+(scenario by scenario, so both models see the same machine load), bounded in count and time,
+after each worker has answered one /detect and then, for the memory target, 20 alternating
+/predict and /detect calls per worker (one at a time):
 
 - GET /health (the cost of HTTP, gunicorn and Flask alone);
 - POST /predict with uploaded JPEGs of 20 KB to 1 MB (benchmarks/payloads.py), one at a time
@@ -20,8 +23,8 @@ A second process, benchmarks/driver.py, then sends the scenarios below to each s
 The seed-style baseline (benchmarks/seed_app.py: the .h5, model.predict on the whole photo) is served
 by gunicorn alone, as the original was, and sent /health and the uploads only, for issue 15's ratio (--no-seed skips it).
 
-Each worker's memory (psutil RSS / USS) is read after start, after the /predict scenarios and
-after /detect. benchmarks/inprocess.py times the parts without HTTP in one fresh process: the
+Each worker's memory (psutil RSS / USS) is read after start, after the alternating calls, after
+the /predict scenarios and after /detect. benchmarks/inprocess.py times the parts without HTTP in one fresh process: the
 bare model call per backend, decode + preprocess per JPEG size, Predictor.predict, the face detector.
 The report (benchmarks/RESULTS.md unless --out) is rewritten atomically; everything below the
 line "<!-- kept -->" in an existing report (the hand-written notes) is kept.
@@ -52,22 +55,26 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]  # payloads beside it; the test helpers and the package of this checkout
 
 import payloads  # noqa: E402
+from maskdetect.core.constants import MODEL_FILE, SERVED_FILE  # noqa: E402
 from maskdetect.settings import Settings  # noqa: E402
 from tests.servers import free_port, serve_folder, wait_for_health  # noqa: E402
 
 KEEP_MARKER = "<!-- kept -->"
+TARGETS_HEADING = "## Targets (the model served by default)"
 PACKAGES = ("tensorflow", "keras", "ai-edge-litert", "opencv-python-headless", "flask", "werkzeug", "gunicorn", "pillow", "numpy", "psutil")
 
-# Targets on 2 cores, LiteRT path, face-centred (issue 15; cold start: issue 7).
+# Targets on 2 cores for the runtime served by default (deployment/maskdetect.tflite on LiteRT),
+# face-centred (issue 15; cold start: issue 7; video: issue 18).
 TARGETS = {
     "upload_100kb_p50_ms": 12.0,
-    "upload_rps": 80.0,
-    "rss_mb": 150.0,
+    "upload_vs_seed": 0.15,  # the default's upload p50 / the seed app's, the 100 KB JPEG, in the same run
+    "upload_rps": 80.0,  # the 20 KB-1 MB uploads, 4 at once
+    "rss_mb": 150.0,  # each worker, after 20 alternating /predict and /detect calls (ALTERNATING_CALLS)
+    "detect_p50_ms": 40.0,  # a 400 px scene, 1 at a time
     "cold_start_s": 3.0,
-    "detect_p50_ms": 40.0,
-    "upload_vs_seed": 0.15,  # .tflite upload p50 / the seed app's, the 100 KB JPEG
-    "video_fps": 15.0,  # maskdetect watch on 640x360, every frame (issue 18)
+    "video_fps": 15.0,  # maskdetect watch on 640x360, every frame
 }
+ALTERNATING_CALLS = 20  # per worker, one at a time: /predict (the upload mix in turn) and /detect (the scenes) in turn
 SEED_LABEL = "seed (h5, whole photo)"
 SEED_APP = "seed_app:app"  # benchmarks/seed_app.py, for gunicorn
 TYPICAL_UPLOAD = payloads.tag(100_000)  # the JPEG the upload latency target is stated for
@@ -115,10 +122,12 @@ class Target:
     memory: dict = field(default_factory=dict)  # phase -> [(rss_mb, uss_mb)] per worker
     runs: dict = field(default_factory=dict)  # scenario key -> summary
     first_detect: list = field(default_factory=list)  # (status, seconds) of the /detect warm-up
+    alternated: dict = field(default_factory=dict)  # the summary of the alternating calls (alternate())
     inprocess: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)  # more environment variables for its gunicorn
     app: str | None = None  # gunicorn's APP_MODULE from benchmarks/ (None: the config's wsgi_app)
     kinds: tuple = ("health", "upload", "url", "detect")  # the scenario kinds it is sent
+    default: bool = False  # the runtime served by default (deployment/maskdetect.tflite): the targets are its
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -372,6 +381,22 @@ def warm_detect(target: Target, items: list[dict], workers_count: int) -> None:
             return
 
 
+def alternate(target: Target, uploads: list, scenes: list, workers_count: int) -> None:
+    """The memory target's workload: ALTERNATING_CALLS per worker, one at a time, /predict and /detect in
+    turn (the uploads of 20 KB-1 MB and the scenes in turn); then each worker's memory ("alternated")."""
+    items = []
+    for index in range(ALTERNATING_CALLS // 2):
+        upload, scene = uploads[index % len(uploads)], scenes[index % len(scenes)]
+        items += [
+            {"tag": upload.tag, "method": "POST", "path": "/predict", "upload": str(upload.path)},
+            {"tag": scene.tag, "method": "POST", "path": "/detect", "upload": str(scene.path)},
+        ]
+    count = ALTERNATING_CALLS * workers_count
+    answer = drive(target, items, 1, count, 600, warmup=0)
+    target.alternated = summarize(answer["results"], answer["wall_s"])
+    read_memory(target, "alternated")
+
+
 class InProcess:
     """benchmarks/inprocess.py in a fresh process; the .tflite first (its load then has no TensorFlow)."""
 
@@ -403,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small counts (about a minute): checks that everything runs, numbers are rough")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md", help="the report (default benchmarks/RESULTS.md)")
-    parser.add_argument("--models", nargs="+", type=Path, help="model files (default deployment/maskdetect.h5 and .tflite)")
+    parser.add_argument("--models", nargs="+", type=Path, help=f"model files (default deployment/{SERVED_FILE}, the one served by default, and {MODEL_FILE})")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS") or 2), help="gunicorn workers (default $WORKERS or 2, as deployed)")
     parser.add_argument("--scenes", type=Path, help="folder of crowd scenes (default $MASKDETECT_SHARED_DATA/scenes-dev/images)")
     parser.add_argument("--baseline", type=Path, help="another checkout (e.g. a git worktree of the previous commit) to serve the same models from, side by side")
@@ -411,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    models = [model.resolve() for model in (args.models or [ROOT / "deployment" / "maskdetect.h5", ROOT / "deployment" / "maskdetect.tflite"])]
+    models = [model.resolve() for model in (args.models or [ROOT / "deployment" / SERVED_FILE, ROOT / "deployment" / MODEL_FILE])]
     for model in models:
         if not model.is_file():
             parser.error(f"no model at {model} (make train / make export)")
@@ -437,8 +462,11 @@ def main(argv: list[str] | None = None) -> int:
         for model in models:
             served = root / "deployment" / model.name if root != ROOT and (root / "deployment" / model.name).is_file() else model
             targets.append(Target(f"{model.suffix.lstrip('.')}{suffix}", root, served))
+    # The targets are checked against the model served by default (else, with --models, the first given).
+    ours = [target for target in targets if target.root == ROOT]
+    next((t for t in ours if t.model == ROOT / "deployment" / SERVED_FILE), ours[0]).default = True
     if not args.no_seed:  # issue 15's baseline: the seed's Flask app on the committed .h5, uploads only
-        seed_model = next((model for model in models if model.suffix == ".h5"), ROOT / "deployment" / "maskdetect.h5")
+        seed_model = next((model for model in models if model.suffix == ".h5"), ROOT / "deployment" / MODEL_FILE)
         targets.append(Target(SEED_LABEL, ROOT, seed_model, app=SEED_APP, kinds=("health", "upload")))
 
     with tempfile.TemporaryDirectory(prefix="maskdetect-bench-") as scratch:
@@ -460,6 +488,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"bench: starting {target.label} ({target.model.name})", flush=True)
                     start(target, args.workers, work, **target.settings)
                     print(f"bench:   first 200 on /health after {target.cold_start_s:.2f} s, all workers up after {target.pool_ready_s:.2f} s", flush=True)
+                for target in targets:  # first each worker's first /detect, then the memory target's workload
+                    if "detect" in target.kinds:
+                        warm_detect(target, items_for("detect", uploads, scenes, site), args.workers)
+                        alternate(target, uploads, scenes, args.workers)
+                        print(f"bench: {target.label}: {ALTERNATING_CALLS} alternating /predict and /detect per worker, then RSS "
+                              f"{memory_cell(target.memory['alternated'])} MB (RSS / USS)", flush=True)
                 for root, parts in pending.items():
                     parts = parts.result() if isinstance(parts, InProcess) else parts
                     for target in targets:
@@ -473,7 +507,6 @@ def main(argv: list[str] | None = None) -> int:
                         if scenario.kind == "detect":
                             if "predicted" not in target.memory:
                                 read_memory(target, "predicted")
-                                warm_detect(target, items, args.workers)
                             warmup = 1
                         else:
                             warmup = 2
@@ -504,11 +537,11 @@ def main(argv: list[str] | None = None) -> int:
                     if isinstance(parts, InProcess) and parts.process.poll() is None:
                         parts.process.kill()
                         parts.process.wait()
-        lite_model = next((t.model for t in targets if t.label == "tflite"), None)
-        if lite_model is not None:  # alone on the machine, after the services stopped
+        default_model = next(t.model for t in targets if t.default)
+        if default_model.suffix == ".tflite":  # alone on the machine, after the services stopped
             print("bench: video throughput (benchmarks/video.py)", flush=True)
             video = subprocess.run(
-                [sys.executable, str(HERE / "video.py"), "--model", str(lite_model), "--clips", "1" if args.quick else "3"],
+                [sys.executable, str(HERE / "video.py"), "--model", str(default_model), "--clips", "1" if args.quick else "3"],
                 capture_output=True, text=True, timeout=1800,
             )
             if video.returncode != 0:
@@ -544,7 +577,7 @@ def memory_cell(readings: list) -> str:
 
 
 def render(info: dict, started_at, plan: list[Scenario], targets: list[Target], uploads, scenes, args) -> str:
-    lite = next((t for t in targets if t.label == "tflite"), None)
+    default = next((t for t in targets if t.default), None)
     seed = next((t for t in targets if t.label == SEED_LABEL), None)
     out = ["# Benchmark results", ""]
     out.append(
@@ -569,19 +602,19 @@ def render(info: dict, started_at, plan: list[Scenario], targets: list[Target], 
         ["models", "; ".join(f"{t.label}: {t.model.name} ({t.model.stat().st_size:,} B, sha256 {file_digest(t.model)}, {t.health.get('model', '?')})" for t in targets)],
     ]))
 
-    if lite is not None:
-        throughput, detect = lite.runs.get("upload-c4", {}), lite.runs.get("detect-c1", {})
-        upload = lite.runs.get("upload-c1", {}).get("by_tag", {}).get(TYPICAL_UPLOAD, {})
+    if default is not None:
+        throughput, detect = default.runs.get("upload-c4", {}), default.runs.get("detect-c1", {})
+        upload = default.runs.get("upload-c1", {}).get("by_tag", {}).get(TYPICAL_UPLOAD, {})
         seed_upload = seed.runs.get("upload-c1", {}).get("by_tag", {}).get(TYPICAL_UPLOAD, {}).get("p50_ms") if seed else None
         ratio = upload["p50_ms"] / seed_upload if upload.get("p50_ms") and seed_upload else None
-        rss = max((rss for phase in ("predicted", "detected") for rss, _ in lite.memory.get(phase, [])), default=None)
+        rss = max((rss for rss, _ in default.memory.get("alternated", [])), default=None)
         rows = [
             [f"/predict upload p50, the {TYPICAL_UPLOAD} JPEG (1 at a time)", f"<= {TARGETS['upload_100kb_p50_ms']:.0f} ms", f"{fmt(upload.get('p50_ms'))} ms", met(upload.get("p50_ms"), TARGETS["upload_100kb_p50_ms"])],
-            [f"`.tflite` upload p50 / seed upload p50, the {TYPICAL_UPLOAD} JPEG (1 at a time)", f"<= {TARGETS['upload_vs_seed']:.2f}", f"{fmt(ratio, 3)} ({fmt(upload.get('p50_ms'))} / {fmt(seed_upload)} ms)", met(ratio, TARGETS["upload_vs_seed"])],
+            [f"its upload p50 / the seed app's, the {TYPICAL_UPLOAD} JPEG (1 at a time, same run)", f"<= {TARGETS['upload_vs_seed']:.2f}", f"{fmt(ratio, 3)} ({fmt(upload.get('p50_ms'))} / {fmt(seed_upload)} ms)", met(ratio, TARGETS["upload_vs_seed"])],
             ["/predict upload throughput (20 KB-1 MB, 4 at once)", f">= {TARGETS['upload_rps']:.0f} req/s", f"{fmt(throughput.get('rps'))} req/s", met(TARGETS["upload_rps"], throughput.get("rps"))],
-            ["RSS per worker (after /predict and /detect)", f"<= {TARGETS['rss_mb']:.0f} MB", f"{fmt(rss, 0)} MB", met(rss, TARGETS["rss_mb"])],
-            ["cold start (process start to first 200 on /health)", f"<= {TARGETS['cold_start_s']:.0f} s", f"{fmt(lite.cold_start_s, 2)} s", met(lite.cold_start_s, TARGETS["cold_start_s"])],
+            [f"RSS per worker after {ALTERNATING_CALLS} alternating /predict and /detect calls (the largest of {len(default.memory.get('alternated', []))})", f"<= {TARGETS['rss_mb']:.0f} MB", f"{fmt(rss, 0)} MB", met(rss, TARGETS["rss_mb"])],
             ["/detect p50, 400 px scene (1 at a time)", f"<= {TARGETS['detect_p50_ms']:.0f} ms", f"{fmt(detect.get('p50_ms'), 0)} ms", met(detect.get("p50_ms"), TARGETS["detect_p50_ms"])],
+            ["cold start (process start to first 200 on /health)", f"<= {TARGETS['cold_start_s']:.0f} s", f"{fmt(default.cold_start_s, 2)} s", met(default.cold_start_s, TARGETS["cold_start_s"])],
         ]
         video = info.get("video") or {}
         if video:
@@ -590,7 +623,13 @@ def render(info: dict, started_at, plan: list[Scenario], targets: list[Target], 
                 f">= {TARGETS['video_fps']:.0f} frames/s", f"{fmt(video['fps'])} frames/s ({fmt(video['cpu_ms_per_frame'])} ms CPU a frame)",
                 met(TARGETS["video_fps"], video["fps"]),
             ])
-        out += ["", "## Targets (LiteRT path, 2 cores)", "", table(["", "target", "measured", ""], rows)]
+        out += ["", TARGETS_HEADING, "", (
+            f"Measured on `{default.model.relative_to(default.root) if default.model.is_relative_to(default.root) else default.model}` "
+            f"(`{default.label}` below), what `make serve`, the image and the pods serve by default, on {info['usable_cores']} cores. "
+            f"The memory row: {ALTERNATING_CALLS * args.workers} calls one at a time to the {args.workers} worker{'s' if args.workers > 1 else ''} "
+            f"({ALTERNATING_CALLS} per worker), /predict (the uploads in turn) and /detect (the scenes in turn) alternating, "
+            "after each worker's first /detect; RSS of each worker then."
+        ), "", table(["", "target", "measured", ""], rows)]
         cpu = (throughput.get("server_cpu_ms") or 0) + (throughput.get("driver_cpu_ms") or 0)
         if cpu:
             out += ["", (
@@ -684,7 +723,8 @@ def render(info: dict, started_at, plan: list[Scenario], targets: list[Target], 
     out.append(
         "RSS / USS (MB) of each gunicorn worker (USS: the pages only that worker holds); cold start = "
         "process start to the first 200 on /health; all workers up = until every worker has loaded and gone idle. "
-        "The first /detect of each worker was sent before /detect was timed."
+        "In order: each worker's first /detect, the alternating calls of the memory target, the /predict "
+        "scenarios, the /detect scenarios."
     )
     rows = []
     for target in targets:
@@ -692,11 +732,13 @@ def render(info: dict, started_at, plan: list[Scenario], targets: list[Target], 
         first = ", ".join(f"{latency:.1f} s" + ("" if 200 <= status < 300 else f" ({'timeout' if status == -1 else status or 'connection error'})") for status, latency in target.first_detect)
         rows.append([
             target.label, fmt(target.cold_start_s, 2), fmt(target.pool_ready_s, 2),
-            memory_cell(target.memory.get("started", [])), memory_cell(target.memory.get("predicted", [])),
-            memory_cell(target.memory.get("detected", [])), first or "-", max(restarts, 0),
+            memory_cell(target.memory.get("started", [])), memory_cell(target.memory.get("alternated", [])),
+            memory_cell(target.memory.get("predicted", [])), memory_cell(target.memory.get("detected", [])),
+            first or "-", max(restarts, 0),
         ])
     out.append("")
-    out.append(table(["model", "cold start s", "all workers up s", "RSS / USS after start", "after /predict", "after /detect", "first /detect per worker", "worker restarts"], rows))
+    out.append(table(["model", "cold start s", "all workers up s", "RSS / USS after start", f"after {ALTERNATING_CALLS} alternating calls per worker",
+                      "after the /predict scenarios", "after the /detect scenarios", "first /detect per worker", "worker restarts"], rows))
     out += ["", KEEP_MARKER, ""]
     return "\n".join(out)
 
