@@ -168,13 +168,27 @@ def command_evaluate(args: argparse.Namespace) -> int:
         predictor = _predictor(args, settings, face_centred=settings.face_centred and not args.whole_image)
         report = evaluate_photo_folder(args.directory, predictor, progress=not args.quiet)
     elif args.target == "clips":
-        from .training.clips import evaluate_clips, make_clips  # scikit-learn, through training.scenes
+        from .training import clips as clip_measures  # scikit-learn, through training.scenes
 
+        if args.from_training == (args.images is not None or args.labels is not None) or (args.images is None) != (args.labels is None):
+            raise ScenesError("give --images and --labels (labelled scenes to film), or --from-training (scenes made of held-out training faces)")
         with tempfile.TemporaryDirectory(prefix="maskdetect-clips-") as scratch:
             folder = args.out or Path(scratch)
-            clips = make_clips(args.images, args.labels, folder, count=args.count, seed=args.seed)
+            if args.from_training:
+                from .training.composites import make_training_scenes
+
+                images, labels = make_training_scenes(folder / "scenes", count=args.count + 4, seed=args.seed)  # spares, should one not fit
+                degradation = clip_measures.Degradation()
+            else:
+                images, labels, degradation = args.images, args.labels, None
+            clips = clip_measures.make_clips(images, labels, folder, count=args.count, seed=args.seed, degradation=degradation)
             detector, settings = _detector(args)
-            report = evaluate_clips(clips, CrowdAnalyzer(detector, _crowd_predictor(args)), stride=args.stride, progress=not args.quiet)
+            analyzer = CrowdAnalyzer(detector, _crowd_predictor(args))
+            runs, speeds = clip_measures.track_clips(clips, analyzer, stride=args.stride, progress=not args.quiet)
+        report = clip_measures.clips_report([clip.name for clip, _ in clips], runs, speeds)
+        if args.from_training:  # where the pooling rule and its settings are chosen: never on evaluation scenes
+            report["pooling_search"] = clip_measures.search_pooling(runs)
+        report["scenes"] = "held-out training faces, damaged frame by frame" if args.from_training else str(args.images)
         report["detector"], report["stride"] = settings, args.stride
     else:
         detector, settings = _detector(args)
@@ -441,13 +455,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _quiet_option(scenes_parser)
     _detector_options(scenes_parser)
-    clips_parser = targets.add_parser("clips", help="the face tracker on synthetic labelled clips panned and zoomed over labelled scenes")
-    clips_parser.add_argument("--images", type=Path, required=True, help="the folder of scene images")
-    clips_parser.add_argument("--labels", type=Path, required=True, help="CSV image,xmin,ymin,xmax,ymax,label")
+    clips_parser = targets.add_parser(
+        "clips",
+        help="the face tracker on synthetic labelled clips panned and zoomed over labelled scenes",
+        description="Film labelled scenes with a virtual camera and measure the tracker on the clips: recall and id "
+        "switches per person, label accuracy per frame and per track (masked or not, and exactly), the people counted, "
+        "and under 'pooling' each rule for a track's label (mean, weighted, weighted-log) on the same tracks. "
+        "--from-training films scenes composed of held-out training faces (maskwear-train validation and test, "
+        "realfaces-train validation) with frames damaged as in real video, and adds 'pooling_search', the settings of "
+        "the frame weighting measured there: choose the rule there, never on evaluation scenes.",
+    )
+    clips_parser.add_argument("--images", type=Path, help="the folder of scene images")
+    clips_parser.add_argument("--labels", type=Path, help="CSV image,xmin,ymin,xmax,ymax,label")
+    clips_parser.add_argument(
+        "--from-training",
+        action="store_true",
+        help="instead of --images and --labels: scenes of held-out training faces (see maskdetect.training.composites), "
+        "frames damaged in episodes (blur, low resolution, noise, shadow, occlusion)",
+    )
     clips_parser.add_argument("--count", type=int, default=12, help="clips to make (default 12; scenes with 3+ faces of 24+ px)")
     clips_parser.add_argument("--seed", type=int, default=0, help="which scenes and camera paths (default 0)")
     clips_parser.add_argument("--stride", type=int, default=1, metavar="N", help="track every Nth frame (default 1)")
-    clips_parser.add_argument("--out", type=Path, help="keep the clips and their truth CSVs here (default: a temporary folder)")
+    clips_parser.add_argument("--out", type=Path, help="keep the clips and their truth CSVs (and the composed scenes) here (default: a temporary folder)")
     clips_parser.add_argument("--model", type=Path, help=model_help)
     _quiet_option(clips_parser)
     _detector_options(clips_parser)
