@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 
 import cv2
 import numpy as np
 import pytest
 
 from tests.samples import SHARED, photo, require
-from maskdetect.core.constants import LABELS
+from maskdetect.cli import main
+from maskdetect.core.constants import LABELS, PROJECT_ROOT
 from maskdetect.data import pinned
 from maskdetect.data.maskwear import MASKWEAR
 from maskdetect.data.realfaces import REALFACES
@@ -500,3 +502,25 @@ def test_the_pooling_search_measures_each_setting_as_the_report_does():
     assert found["best"][0]["per_track_label_accuracy"] == 1.0
     keys = [(-row["per_track_label_accuracy"], row["per_track_masked_brier"]) for row in found["best"]]
     assert keys == sorted(keys)
+
+
+# The command.
+
+
+@pytest.mark.parametrize("args", [(), ("--from-training", "--images", "x"), ("--labels", "labels.csv")])
+def test_evaluate_clips_takes_labelled_scenes_or_the_training_faces_not_both(args, capsys):
+    assert main(["evaluate", "clips", *args, "--quiet"]) == 1
+    assert "give --images and --labels" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # the detector and the model on every frame of a clip
+def test_evaluate_clips_from_training_films_held_out_faces_and_compares_the_rules(tmp_path, capsys):
+    model = require(PROJECT_ROOT / "deployment" / "maskdetect.tflite")
+    assert main(["evaluate", "clips", "--from-training", "--count", "1", "--out", str(tmp_path), "--model", str(model), "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["clips"] == 1 and report["scenes"].startswith("held-out training faces")
+    assert list(report["pooling"]) == list(POOLING_RULES) and report["total"]["people"] >= 3
+    search = report["pooling_search"]
+    assert search["best"] and {"mean", "default", "people", "criterion"} <= set(search)
+    sources = read_sources(tmp_path / "scenes" / "sources.csv")
+    assert {row["split"] for row in sources} <= {"validation", "test"} and len(list(tmp_path.glob("composite-*.mp4"))) == 1

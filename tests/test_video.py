@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from maskdetect.cli import main
-from maskdetect.core.constants import PROJECT_ROOT
+from maskdetect.core.constants import LABELS, PROJECT_ROOT
 from maskdetect.core.fetch import URLRefused
 from maskdetect.core.tracking import SHARE_COLUMNS
 from maskdetect.core.video import VideoError, VideoLimits, VideoSource, VideoTooLong, open_video, video_writer
@@ -21,6 +21,8 @@ from tests.samples import SHARED, require
 
 TFLITE = PROJECT_ROOT / "deployment" / "maskdetect.tflite"
 SCENE = "scene000.jpg"
+FACE_KEYS = {"id", "box", "score", "label", "with_mask", "incorrect", "without_mask",
+             "track_label", "track_with_mask", "track_incorrect", "track_without_mask"}  # a tracked face in the JSON
 
 
 @pytest.fixture(scope="module")
@@ -141,9 +143,14 @@ def test_watch_prints_the_summary_and_writes_every_output(clip, tmp_path, capsys
     summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["frames"] == 10 and summary["stride"] == 2 and summary["seconds"] == pytest.approx(2.0)
     assert summary["unique_people"] >= 1 and summary["unique_people"] == len(summary["people"])
-    assert summary["unique_unmasked_people"] == sum(p["label"] == "without_mask" for p in summary["people"])
+    assert summary["unique_unmasked_people"] == sum(p["label"] in ("incorrect", "without_mask") for p in summary["people"])
+    assert summary["people_by_label"] == {label: sum(p["label"] == label for p in summary["people"]) for label in LABELS}
+    assert all(p["with_mask"] + p["incorrect"] + p["without_mask"] == pytest.approx(1, abs=1e-3) for p in summary["people"])
     records = [json.loads(line) for line in lines.read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(0, 20, 2))
+    faces = [face for r in records for face in r["faces"]]
+    assert faces and all(set(face) == FACE_KEYS for face in faces)
+    assert all(face[f"track_{face['track_label']}"] == max(face[f"track_{label}"] for label in LABELS) for face in faces)
     assert {face["id"] for r in records for face in r["faces"]} >= {p["id"] for p in summary["people"]}
     assert table.read_text().splitlines()[0] == ",".join(SHARE_COLUMNS) and len(table.read_text().splitlines()) == 3
     annotated = open_video(out)
@@ -190,6 +197,9 @@ def test_a_clip_is_answered_with_the_people_over_time(service, clip):
     assert summary["stride"] == 1 and summary["frames"] == 20  # 10 fps is under the service's 10 processed per second
     assert set(summary) >= {"unique_people", "unique_unmasked_people", "close_encounters", "share_over_time", "people", "model"}
     assert len(summary["tracked_frames"]) == 20 and summary["tracked_frames"][4]["t"] == pytest.approx(0.4)
+    faces = [face for frame in summary["tracked_frames"] for face in frame["faces"]]
+    assert faces and all(set(face) == FACE_KEYS | {"person"} for face in faces)
+    assert set(summary["people_by_label"]) == set(LABELS) and sum(summary["people_by_label"].values()) == summary["unique_people"]
     assert "tracked_frames" not in service.post("/detect", data=clip.read_bytes(), content_type="video/mp4").get_json()
 
 
