@@ -140,7 +140,7 @@ def command_export(args: argparse.Namespace) -> int:
     formats = ("tflite", "onnx") if args.onnx else ("tflite",)
     say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     checks = {} if args.images is None else {"images": args.images}
-    for export in export_model(args.model or Settings.from_env().served_model, formats=formats, say=say, **checks):
+    for export in export_model(args.model or Settings.from_env().trained_model, formats=formats, say=say, **checks):
         print(
             f"wrote {export.path} ({export.bytes / 1e6:.2f} MB, sha256 {export.sha256[:12]}): max |p - p_keras| "
             f"{export.max_abs_diff:.2g} on {export.images} test images"
