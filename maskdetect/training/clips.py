@@ -564,9 +564,9 @@ _NEUTRAL = FaceQuality(size=1e6, score=1.0, sharpness=1e6, turn=None)  # a face 
 # The settings pooling_search tries: each rule that weighs frames, and each factor of FrameWeighting from off (0) to strong.
 POOLING_GRID = {
     "rule": ("weighted", "weighted-log"),
-    "size_px": (0.0, 20.0, 30.0, 40.0, 60.0, 90.0),
-    "sharpness": (0.0, 0.01, 0.02, 0.035, 0.05, 0.08),
-    "turn_half": (0.0, 0.2, 0.35, 0.6),
+    "size_px": (0.0, 20.0, 40.0, 80.0),
+    "sharpness": (0.0, 0.05, 0.1, 0.2, 0.3, 0.5),
+    "turn_half": (0.0, 0.1, 0.2, 0.35),
 }
 
 
