@@ -5,6 +5,12 @@ filmed by a virtual camera: a crop window, with the frame's aspect ratio, that p
 smoothly over the photo and never leaves it, each window upscaled to the frame size. Every labelled
 face moves with the window, so each frame comes with exact truth: which person is where, and their
 label. :func:`evaluate_tracking` compares the tracker's per-frame output with that truth.
+
+The photo is a labelled scene (``scenes-dev``, for evaluation) or one composed of held-out training
+faces (:mod:`maskdetect.training.composites`), whose clips a :class:`Degradation` damages frame by
+frame; :func:`compare_pooling` and :func:`search_pooling` relabel the same tracks by each way of
+pooling a track's frames (:class:`~maskdetect.core.tracking.Pooling`), and the rule is chosen on the
+training-source clips only.
 """
 
 from __future__ import annotations
