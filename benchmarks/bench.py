@@ -471,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="maskdetect-bench-") as scratch:
         work = Path(scratch)
-        uploads = payloads.write_jpegs(work / "site")
+        uploads = payloads.write_jpegs(work / "site", shared=shared)
         scenes = payloads.scenes(scenes_dir, 3 if args.quick else 20)
         pending: dict = {}
         with serve_folder(work / "site") as site:

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     shared = bench.Settings.from_env().shared_data
     with tempfile.TemporaryDirectory(prefix="maskdetect-settings-") as scratch:
         work = Path(scratch)
-        uploads = payloads.write_jpegs(work / "site", tuple(s for s in payloads.SIZES if args.size in (None, payloads.tag(s))))
+        uploads = payloads.write_jpegs(work / "site", tuple(s for s in payloads.SIZES if args.size in (None, payloads.tag(s))), shared=shared)
         scenes = payloads.scenes(shared / "scenes-dev" / "images", 20) if args.detect else []
         targets = []
         try:

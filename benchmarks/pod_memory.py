@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     clip = args.clip or shared / "street-video" / "pair-parking-lot" / "pair-parking-lot.mp4"
     results = {}
     with tempfile.TemporaryDirectory(prefix="maskdetect-pod-memory-") as scratch:
-        uploads = payloads.write_jpegs(Path(scratch))
+        uploads = payloads.write_jpegs(Path(scratch), shared=shared)
         wait_idle(args.pid, args.workers)
         results["idle"] = reading(args.pid)
         print(table("idle, every worker loaded", results["idle"]), flush=True)

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="maskdetect-profile-") as scratch, contextlib.ExitStack() as cleanup:
         work = Path(scratch)
         sizes = tuple(size for size in payloads.SIZES if args.size in (None, payloads.tag(size)))
-        uploads = payloads.write_jpegs(work / "site", sizes) if args.kind in ("upload", "url") else []
+        uploads = payloads.write_jpegs(work / "site", sizes, shared=shared) if args.kind in ("upload", "url") else []
         scenes = payloads.scenes(shared / "scenes-dev" / "images", 20) if args.kind == "detect" else []
         (work / "profiles").mkdir()
         site = cleanup.enter_context(bench.serve_folder(work / "site")) if args.kind == "url" else None

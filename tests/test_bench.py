@@ -22,6 +22,7 @@ from PIL import Image
 
 from tests.samples import SHARED, require
 from maskdetect.core import constants
+from maskdetect.settings import Settings
 
 ROOT = constants.PROJECT_ROOT
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -213,6 +214,22 @@ def test_payloads_are_deterministic_jpegs_of_the_asked_size():
     first, again = payloads.synthetic_jpeg(50_000), payloads.synthetic_jpeg(50_000)
     assert first == again and abs(len(first) - 50_000) <= payloads.TOLERANCE * 50_000
     assert first[:2] == b"\xff\xd8"
+
+
+def test_every_upload_shows_a_person_whose_face_the_first_look_finds(tmp_path):
+    """The upload figures are those of a photo with a face: /predict's second look never runs on them."""
+    from maskdetect.core.faces import YuNetDetector
+    from maskdetect.core.images import decode_reduced
+
+    shared = require(SHARED / payloads.FACE).parents[2]
+    first_look = YuNetDetector(Settings.from_env().detector_weights, **constants.SUBJECT_DETECTOR)
+    uploads = payloads.write_jpegs(tmp_path, (20_000, 1_000_000), shared=shared)
+    for upload in uploads:
+        photo, _ = decode_reduced(upload.path.read_bytes(), constants.SUBJECT_DECODE_SIDE)
+        assert first_look.detect(photo), upload.tag
+    assert uploads[0].path.read_bytes() == payloads.synthetic_jpeg(20_000, person=Image.open(shared / payloads.FACE))
+    with pytest.raises(FileNotFoundError, match="MASKDETECT_SHARED_DATA"):
+        payloads.write_jpegs(tmp_path, (20_000,), shared=tmp_path)
 
 
 def test_the_report_keeps_the_notes_and_is_replaced_atomically(tmp_path, monkeypatch):
