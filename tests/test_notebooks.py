@@ -31,14 +31,15 @@ def test_committed_notebook_holds_a_clean_full_run(path):
 
 @pytest.fixture(scope="module")
 def prepared_data(observations, tmp_path_factory):
-    """A materialised split (observations and realfaces-train) outside the checkout, for the notebooks' kernels."""
-    from maskdetect.data import realfaces
+    """A materialised split (observations, realfaces-train, maskwear-train) outside the checkout, for the notebooks' kernels."""
+    from maskdetect.data import maskwear, realfaces
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MASKDETECT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
         patch.setenv("MASKDETECT_DATA_SOURCE", str(observations))
         prepare_data(progress=False)
         realfaces.prepare_realfaces(progress=False)
+        maskwear.prepare_maskwear(progress=False)
         yield
 
 

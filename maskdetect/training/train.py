@@ -288,10 +288,16 @@ def run(cfg: TrainConfig, sets: dict | None = None, progress: bool = True) -> Re
         held_labels = np.concatenate([targets(sets[name][1], cfg.classes) for name in held_out])
         held_outputs = np.concatenate([outputs(model, sets[name][0]) for name in held_out])
         calibration = calibrate_model(model, held_labels, held_outputs, " + ".join(held_out))
+    metrics, predictions, labels = score(model, sets)
+    return Result(model, history, metrics, predictions, seconds, labels, calibration)
+
+
+def score(model, sets: dict) -> tuple[dict, dict, dict]:
+    """Metrics, probabilities and true labels of ``model`` on each of SCORED_SETS in ``sets``."""
     scored = [name for name in SCORED_SETS if name in sets]
     predictions = {name: predict(model, sets[name][0]) for name in scored}
     metrics = {name: classification_metrics(sets[name][1], predictions[name]) for name in scored}
-    return Result(model, history, metrics, predictions, seconds, {name: sets[name][1] for name in scored}, calibration)
+    return metrics, predictions, {name: sets[name][1] for name in scored}
 
 
 def best_epoch(history: dict, monitor: str = "val_loss") -> int:
