@@ -154,6 +154,27 @@ def test_a_stride_stands_for_the_frames_skipped():
     assert summary["stride"] == 3 and summary["seconds"] == pytest.approx(3.0) and summary["unique_people"] == 1
 
 
+@pytest.mark.parametrize("fps", [1.0, 2.0, 2.5, 5.0])
+def test_a_clip_at_a_few_frames_per_second_is_tracked(fps):
+    tracker, results = track([[face] for face in moving(50, 100, step=8, frames=8)], [[0.9]] * 8, fps=fps)
+    assert tracker.summary()["unique_people"] == 1 and len({face.id for result in results for face in result.faces}) == 1
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, 5])
+def test_a_face_found_in_one_processed_frame_is_nobody_at_any_stride(stride):
+    frames = [[]] * 6
+    frames[2] = [((100, 100, 160, 160), 0.95)]
+    tracker, _ = track(frames, [[0.1] if faces else [] for faces in frames], stride=stride)
+    assert tracker.summary()["unique_people"] == 0
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_a_face_becomes_a_person_on_its_third_processed_frame_at_any_stride(stride):
+    tracker, results = track([[face] for face in moving(50, 100, frames=5)], [[0.9]] * 5, stride=stride)
+    assert [len(result.faces) for result in results] == [0, 0, 1, 1, 1]
+    assert tracker.summary()["unique_people"] == 1
+
+
 # Three labels.
 
 

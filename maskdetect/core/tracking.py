@@ -285,7 +285,8 @@ class FaceTracker:
         self._tracker = Tracker(
             distance_function="iou",  # replaced below: norfair takes custom vectorised distances only as an object
             distance_threshold=max_distance,
-            hit_counter_max=max(1, round(keep_s * fps / stride)),
+            # Counted in processed frames (update passes period=1); norfair needs the delay below the maximum.
+            hit_counter_max=max(confirm_frames, round(keep_s * fps / stride)),
             initialization_delay=max(0, confirm_frames - 1),
         )
         self._tracker.distance_function = VectorizedDistance(_scaled_distances)
@@ -301,7 +302,7 @@ class FaceTracker:
         t = index / self.fps
         analysis = self.analyzer.analyze(image)
         detections = [Detection(_box_points(face.box), np.full(2, face.score), data=(index, face)) for face in analysis.faces]
-        matched = [obj for obj in self._tracker.update(detections, period=self.stride) if obj.last_detection.data[0] == index]
+        matched = [obj for obj in self._tracker.update(detections) if obj.last_detection.data[0] == index]
         grey = np.asarray(image.convert("L")) if matched else None
         faces = []
         for obj in matched:
