@@ -25,7 +25,7 @@ URL_CONNECT_TIMEOUT = 3.0  # seconds to open the connection
 URL_TOTAL_TIMEOUT = 10.0  # seconds for the whole fetch: DNS, redirects and body
 URL_MAX_REDIRECTS = 3
 MAX_VIDEO_SECONDS = 20.0  # a clip sent to POST /detect; with the body cap, about a minute of work at most
-VIDEO_PROCESS_FPS = 10.0  # frames a second the service tracks in a clip (every 3rd of 25 fps)
+VIDEO_PROCESS_FPS = 10.0  # about the frames a second the service tracks in a clip (every 2nd of 25 fps, every 3rd of 30)
 
 # nginx in front of gunicorn (`maskdetect serve`): client deadlines and the load-shedding budget.
 CLIENT_TIMEOUT_S = 10.0
