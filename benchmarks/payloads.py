@@ -95,7 +95,8 @@ def write_jpegs(folder: Path, sizes: tuple[int, ...] = SIZES, shared: Path | Non
     if shared is not None:
         if not (shared / FACE).is_file():
             raise FileNotFoundError(f"{shared / FACE} is missing: set MASKDETECT_SHARED_DATA to the folder with the shared data")
-        person = Image.open(shared / FACE)
+        with Image.open(shared / FACE) as photo:
+            person = photo.convert("RGB")  # loaded once; the file is closed
     payloads = []
     for size in sizes:
         data = synthetic_jpeg(size, person=person)
