@@ -206,6 +206,7 @@ class Track:
     log: bool = False  # sums of log-probabilities (Pooling.log), else of probabilities
     weight: float = 0.0
     sums: list[float] = field(default_factory=lambda: [0.0] * len(LABELS))
+    in_zone: bool = False  # its face was inside the counted zone in at least one frame (always, without zones)
 
     def add(self, probabilities: Sequence[float], weight: float = 1.0) -> None:
         """One frame's probabilities (in LABELS order), weighing ``weight``."""
@@ -242,6 +243,10 @@ def _box_points(box) -> np.ndarray:
     return np.array([[box[0], box[1]], [box[2], box[3]]], np.float64)
 
 
+def _centre(box) -> tuple[float, float]:
+    return ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+
+
 def _scaled_distances(found: np.ndarray, expected: np.ndarray) -> np.ndarray:
     """How far each face (rows of xmin, ymin, xmax, ymax) is from each track's predicted box, in face sizes."""
     def centres_and_sizes(boxes):
@@ -261,7 +266,9 @@ class FaceTracker:
     keeps its id) and becomes a person after ``confirm_frames`` processed frames in which it was
     found, once the detector scored it at least ``min_score`` in one of them. Two people not masked
     closer than ``close_distance_m`` make one encounter until they part for more than ``encounter_gap_s``.
-    ``pooling`` makes a track's label from its frames (:class:`Pooling`).
+    ``pooling`` makes a track's label from its frames (:class:`Pooling`). ``zone``, given a face's
+    centre (x, y) in frame pixels, says whether it is where people are counted: only tracks whose face was
+    there in at least one frame are people (default: everywhere).
     """
 
     def __init__(
@@ -278,10 +285,11 @@ class FaceTracker:
         encounter_gap_s: float = 1.0,
         interval_s: float = 1.0,
         pooling: Pooling = Pooling(),
+        zone: Callable[[tuple[float, float]], bool] | None = None,
     ):
         self.analyzer, self.fps, self.stride = analyzer, fps, stride
         self.min_score, self.close_distance_m, self.interval_s = min_score, close_distance_m, interval_s
-        self.encounter_gap_s, self.pooling = encounter_gap_s, pooling
+        self.encounter_gap_s, self.pooling, self.zone = encounter_gap_s, pooling, zone
         self._tracker = Tracker(
             distance_function="iou",  # replaced below: norfair takes custom vectorised distances only as an object
             distance_threshold=max_distance,
@@ -311,6 +319,7 @@ class FaceTracker:
             track = self.tracks.setdefault(obj.id, Track(obj.id, t, t, log=self.pooling.log))
             track.last_t, track.frames = t, track.frames + 1
             track.best_score = max(track.best_score, face.score)
+            track.in_zone = track.in_zone or self.zone is None or self.zone(_centre(face.box))
             probabilities = (face.with_mask, face.incorrect, face.without_mask)
             track.add(probabilities, self.pooling.weight(quality))
             faces.append(TrackedFace(obj.id, face.box, face.score, face.label, *probabilities, track.label, *track.probabilities, quality))
@@ -330,7 +339,7 @@ class FaceTracker:
 
     def people(self) -> list[Track]:
         """The tracks that are people: once surely a face (every track was confirmed over ``confirm_frames`` first)."""
-        return [track for track in self.tracks.values() if track.best_score >= self.min_score]
+        return [track for track in self.tracks.values() if track.best_score >= self.min_score and track.in_zone]
 
     def encounters(self) -> list[dict]:
         """Each time two people not masked stood close: from the first close frame to the last, gaps up to ``encounter_gap_s`` joined."""
