@@ -197,7 +197,7 @@ def test_the_json_of_a_frame_and_the_summary_carry_all_three_probabilities():
     tracker, results = track([[face] for face in moving(50, 100, frames=6)], [[(0.1, 0.7, 0.2)]] * 6)
     face = results[-1].as_dict(people={1})["faces"][0]
     assert set(face) == {"id", "box", "score", "label", "with_mask", "incorrect", "without_mask", "track_label",
-                         "track_with_mask", "track_incorrect", "track_without_mask", "person"}
+                         "track_with_mask", "track_incorrect", "track_without_mask", "picture", "person"}
     assert (face["label"], face["incorrect"], face["track_incorrect"], face["person"]) == ("incorrect", 0.7, 0.7, True)
     assert "person" not in results[-1].as_dict()["faces"][0]
     summary = tracker.summary()

@@ -22,12 +22,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 from norfair import Detection, Tracker
+from norfair.camera_motion import HomographyTransformation
 from norfair.distances import VectorizedDistance
 from PIL import Image
 
 from . import constants
 from .constants import LABELS
 from .crowd import CrowdAnalyzer, draw_faces, is_unmasked
+from .motion import CameraMotion, apply
 from .video import VideoSource, video_writer
 
 
@@ -36,6 +38,64 @@ SHARPNESS_SIDE = 32  # px: a face is resampled to this square before its sharpne
 SHARPNESS_SMOOTHING = 1.0  # px at that side: a Gaussian taken first, so pixel noise does not pass for detail
 LOG_FLOOR = 1e-4  # probabilities are floored here before a log, so a frame's 0 is a strong vote, not a veto
 MIN_WEIGHT = 1e-3  # the least a frame weighs: every frame counts a little
+LOOKS_UPDATE = 0.1  # how much each frame moves a track's remembered appearance
+
+
+HUE_BINS, SATURATION_BINS = 12, 4  # the colour histograms of a face and of the clothes below it
+CLOTHES = (1.5, 0.3, 2.5)  # the clothes' region: this many face widths either side of the face's centre, from this many
+# face heights below the face down to this many
+
+
+def appearance(hsv: np.ndarray, box: Sequence[int]) -> np.ndarray:
+    """How a person looks, to know them again after a gap: the colour histograms (hue x saturation) of the face and
+    of the clothes below it, each summing to 1, side by side (``hsv``: the frame in OpenCV's HSV, uint8)."""
+    xmin, ymin, xmax, ymax = (int(v) for v in box)
+    width, height = max(xmax - xmin, 1), max(ymax - ymin, 1)
+    centre = (xmin + xmax) // 2
+    regions = [(xmin, ymin, xmax, ymax),
+               (int(centre - CLOTHES[0] * width), int(ymax + CLOTHES[1] * height), int(centre + CLOTHES[0] * width), int(ymax + CLOTHES[2] * height))]
+    histograms = []
+    for x0, y0, x1, y1 in regions:
+        patch = hsv[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)]
+        if patch.size == 0:
+            histograms.append(np.full(HUE_BINS * SATURATION_BINS, np.nan, np.float32))
+            continue
+        histogram = cv2.calcHist([patch], [0, 1], None, [HUE_BINS, SATURATION_BINS], [0, 180, 0, 256]).ravel()
+        histograms.append(histogram / max(float(histogram.sum()), 1.0))
+    return np.concatenate(histograms).astype(np.float32)
+
+
+def appearance_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """0 for the same colours, 1 for none in common: the Hellinger distance, averaged over the regions both show."""
+    parts = []
+    for region in range(2):
+        x, y = (v[region * HUE_BINS * SATURATION_BINS:(region + 1) * HUE_BINS * SATURATION_BINS] for v in (a, b))
+        if not (np.isnan(x).any() or np.isnan(y).any()):
+            parts.append(math.sqrt(max(0.0, 1.0 - float(np.sqrt(x * y).sum()))))
+    return float(np.mean(parts)) if parts else 1.0
+
+
+@dataclass(frozen=True)
+class PictureRule:
+    """When a face is a picture (a poster, a screen, a print on a bag), fixed to the scene, and not a person.
+
+    Each step between processed frames in which a face is seen, the camera alone would carry it along
+    the background's motion; what it moves beyond that is its own motion. Both are summed in face
+    sizes: ``camera_path`` (the distance the camera carried it) and its own path, a point whose spread
+    (the root-mean-square distance from its mean) is ``own_spread``. A face is a picture when the camera
+    carried it ``camera_faces`` face sizes or more and its own spread stayed under ``share`` of that, or,
+    with a still camera, when it was seen ``still_s`` seconds or more and its own spread stayed under
+    ``still_spread``. A person standing still while the camera pans looks the same: a stated limit.
+    """
+
+    camera_faces: float = 5.0
+    share: float = 0.06
+    still_s: float = 10.0
+    still_spread: float = 0.1
+
+    def is_picture(self, camera_path: float, own_spread: float, seen_s: float) -> bool:
+        return (camera_path >= self.camera_faces and own_spread <= self.share * camera_path) or (
+            seen_s >= self.still_s and own_spread <= self.still_spread)
 
 
 @dataclass(frozen=True)
@@ -157,6 +217,7 @@ class TrackedFace:
     track_with_mask: float  # the track's pooled probabilities from its frames so far
     track_incorrect: float
     track_without_mask: float
+    picture: bool = False  # the track so far is a picture fixed to the scene (PictureRule), not a person
     quality: FaceQuality | None = field(default=None, compare=False)  # how well this frame shows the face (not in the JSON)
 
     @property
@@ -182,7 +243,8 @@ class FrameResult:
                 {"id": f.id, "box": list(f.box), "score": round(f.score, 4), "label": f.label,
                  "with_mask": f.with_mask, "incorrect": f.incorrect, "without_mask": f.without_mask,
                  "track_label": f.track_label, "track_with_mask": round(f.track_with_mask, 4),
-                 "track_incorrect": round(f.track_incorrect, 4), "track_without_mask": round(f.track_without_mask, 4)}
+                 "track_incorrect": round(f.track_incorrect, 4), "track_without_mask": round(f.track_without_mask, 4),
+                 "picture": f.picture}
                 | ({} if people is None else {"person": f.id in people})
                 for f in self.faces
             ],
@@ -207,6 +269,39 @@ class Track:
     weight: float = 0.0
     sums: list[float] = field(default_factory=lambda: [0.0] * len(LABELS))
     in_zone: bool = False  # its face was inside the counted zone in at least one frame (always, without zones)
+    camera_path: float = 0.0  # face sizes the camera's motion carried the face (PictureRule)
+    own: tuple[float, float] = (0.0, 0.0)  # the face's own path so far, in face sizes: where it is now
+    own_steps: int = 0  # running mean and sum of squares of the own path's points (Welford), for its spread
+    own_mean: tuple[float, float] = (0.0, 0.0)
+    own_squares: float = 0.0
+    last_seen: tuple[int, float, float] | None = None  # (processed frame number, x, y of the face's centre) when last seen
+    looks: np.ndarray | None = field(default=None, repr=False)  # its appearance, a running mean over its frames
+
+    def seen_looking(self, looks: np.ndarray) -> None:
+        if self.looks is None or np.isnan(self.looks).any():
+            self.looks = looks.copy()
+        elif not np.isnan(looks).any():
+            self.looks = (1 - LOOKS_UPDATE) * self.looks + LOOKS_UPDATE * looks
+
+    def moved(self, frame: int, centre: tuple[float, float], size: float, step: np.ndarray | None) -> None:
+        """The face seen at ``centre`` in processed frame ``frame``; ``step`` maps the frame before's pixels to this one's."""
+        if step is not None and self.last_seen is not None and self.last_seen[0] == frame - 1:
+            before = np.array(self.last_seen[1:])
+            carried = apply(step, before)[0]
+            self.camera_path += float(np.linalg.norm(carried - before)) / size
+            own = np.array(self.own) + (np.array(centre) - carried) / size
+            self.own = (float(own[0]), float(own[1]))
+        self.own_steps += 1
+        mean = np.array(self.own_mean)
+        shift = np.array(self.own) - mean
+        mean = mean + shift / self.own_steps
+        self.own_squares += float(shift @ (np.array(self.own) - mean))
+        self.own_mean = (float(mean[0]), float(mean[1]))
+        self.last_seen = (frame, *centre)
+
+    @property
+    def own_spread(self) -> float:
+        return math.sqrt(self.own_squares / self.own_steps) if self.own_steps else 0.0
 
     def add(self, probabilities: Sequence[float], weight: float = 1.0) -> None:
         """One frame's probabilities (in LABELS order), weighing ``weight``."""
@@ -286,16 +381,24 @@ class FaceTracker:
         interval_s: float = 1.0,
         pooling: Pooling = Pooling(),
         zone: Callable[[tuple[float, float]], bool] | None = None,
+        motion: bool = True,
+        pictures: PictureRule | None = PictureRule(),
+        reid_s: float = 5.0,
+        reid_distance: float = 0.35,
     ):
         self.analyzer, self.fps, self.stride = analyzer, fps, stride
         self.min_score, self.close_distance_m, self.interval_s = min_score, close_distance_m, interval_s
-        self.encounter_gap_s, self.pooling, self.zone = encounter_gap_s, pooling, zone
+        self.encounter_gap_s, self.pooling, self.zone, self.picture_rule = encounter_gap_s, pooling, zone, pictures
+        self._motion = CameraMotion() if motion else None
         self._tracker = Tracker(
             distance_function="iou",  # replaced below: norfair takes custom vectorised distances only as an object
             distance_threshold=max_distance,
             # Counted in processed frames (update passes period=1); norfair needs the delay below the maximum.
             hit_counter_max=max(confirm_frames, round(keep_s * fps / stride)),
             initialization_delay=max(0, confirm_frames - 1),
+            reid_distance_function=self._looks_apart if reid_s > 0 else None,
+            reid_distance_threshold=reid_distance,
+            reid_hit_counter_max=max(1, round(reid_s * fps / stride)) if reid_s > 0 else None,
         )
         self._tracker.distance_function = VectorizedDistance(_scaled_distances)
         self.tracks: dict[int, Track] = {}
@@ -309,9 +412,16 @@ class FaceTracker:
         """Find, classify and track the faces of frame ``index`` (an RGB image)."""
         t = index / self.fps
         analysis = self.analyzer.analyze(image)
-        detections = [Detection(_box_points(face.box), np.full(2, face.score), data=(index, face)) for face in analysis.faces]
-        matched = [obj for obj in self._tracker.update(detections) if obj.last_detection.data[0] == index]
-        grey = np.asarray(image.convert("L")) if matched else None
+        frame = np.asarray(image.convert("RGB"))
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV) if analysis.faces else None
+        detections = [Detection(_box_points(face.box), np.full(2, face.score), data=(index, face), embedding=appearance(hsv, face.box))
+                      for face in analysis.faces]
+        step, scene = None, None
+        if self._motion is not None:  # the tracks are predicted on the scene, so a pan does not lose them
+            scene = HomographyTransformation(self._motion.update(grey, [face.box for face in analysis.faces]))
+            step = self._motion.step
+        matched = [obj for obj in self._tracker.update(detections, coord_transformations=scene) if obj.last_detection.data[0] == index]
         faces = []
         for obj in matched:
             face = obj.last_detection.data[1]
@@ -320,9 +430,12 @@ class FaceTracker:
             track.last_t, track.frames = t, track.frames + 1
             track.best_score = max(track.best_score, face.score)
             track.in_zone = track.in_zone or self.zone is None or self.zone(_centre(face.box))
+            track.moved(self.frames, _centre(face.box), quality.size, step)
+            track.seen_looking(obj.last_detection.embedding)
             probabilities = (face.with_mask, face.incorrect, face.without_mask)
             track.add(probabilities, self.pooling.weight(quality))
-            faces.append(TrackedFace(obj.id, face.box, face.score, face.label, *probabilities, track.label, *track.probabilities, quality))
+            faces.append(TrackedFace(obj.id, face.box, face.score, face.label, *probabilities, track.label, *track.probabilities,
+                                     self.is_picture(track), quality))
             self._in_view.setdefault(int(t // self.interval_s), set()).add(obj.id)
         faces.sort(key=lambda face: face.id)
         pairs = []
@@ -331,15 +444,34 @@ class FaceTracker:
                 distance = self.analyzer.camera.distance_m(a.box, b.box, analysis.size)
                 if distance < self.close_distance_m:
                     self._close.setdefault((a.id, b.id), []).append((t, distance))
-                    if is_unmasked(a.track_label) and is_unmasked(b.track_label):
+                    if is_unmasked(a.track_label) and is_unmasked(b.track_label) and not (a.picture or b.picture):
                         pairs.append((a.id, b.id, round(distance, 2)))
         self.frames += 1
         self.last_t = t
         return FrameResult(index, t, faces, pairs)
 
-    def people(self) -> list[Track]:
-        """The tracks that are people: once surely a face (every track was confirmed over ``confirm_frames`` first)."""
+    def _looks_apart(self, candidate, lost) -> float:
+        """How unlike a new track (norfair's, still being confirmed) looks to a lost one: under ``reid_distance``, the same person."""
+        remembered = self.tracks[lost.id].looks if lost.id in self.tracks else None
+        if remembered is None or candidate.last_detection.embedding is None:
+            return 1.0
+        return appearance_distance(candidate.last_detection.embedding, remembered)
+
+    def is_picture(self, track: Track) -> bool:
+        """Whether the track's face stayed fixed to the scene (:class:`PictureRule`): a picture, not a person."""
+        return self.picture_rule is not None and self.picture_rule.is_picture(track.camera_path, track.own_spread, track.last_t - track.first_t)
+
+    def faces(self) -> list[Track]:
+        """The tracks that are surely faces: confirmed over ``confirm_frames``, and scored ``min_score`` once, inside the zone."""
         return [track for track in self.tracks.values() if track.best_score >= self.min_score and track.in_zone]
+
+    def people(self) -> list[Track]:
+        """The faces that are people: not pictures fixed to the scene."""
+        return [track for track in self.faces() if not self.is_picture(track)]
+
+    def pictures(self) -> list[Track]:
+        """The faces fixed to the scene (posters, screens): reported apart, never counted as people."""
+        return [track for track in self.faces() if self.is_picture(track)]
 
     def encounters(self) -> list[dict]:
         """Each time two people not masked stood close: from the first close frame to the last, gaps up to ``encounter_gap_s`` joined."""
@@ -398,6 +530,7 @@ class FaceTracker:
             "unmasked_share": round(len(unmasked) / len(people), 4) if people else None,
             "people_by_label": {label: sum(track.label == label for track in people) for label in LABELS},
             "people": [track.as_dict() for track in sorted(people, key=lambda track: track.id)],
+            "pictures": [track.as_dict() for track in sorted(self.pictures(), key=lambda track: track.id)],
             "close_encounters": self.encounters(),
             "share_over_time": self.share_over_time(),
             "model": self.analyzer.predictor.name,
