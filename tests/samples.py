@@ -43,6 +43,39 @@ def photo(seed: int, size=(120, 160)) -> Image.Image:
     return Image.fromarray(image)
 
 
+class SquareDetector:
+    """A face detector for synthetic clips: every bright square (grey > 200, at least ``min_side`` px) is a face, scored 0.95."""
+
+    def __init__(self, min_side: int = 8):
+        self.min_side = min_side
+
+    def detect(self, image: Image.Image) -> list:
+        import cv2
+
+        from maskdetect.core.faces import Face
+
+        bright = (np.asarray(image.convert("L")) > 200).astype(np.uint8)
+        count, _, stats, _ = cv2.connectedComponentsWithStats(bright)
+        return [Face((int(x), int(y), int(x + w), int(y + h)), 0.95) for x, y, w, h, _ in stats[1:count]
+                if min(w, h) >= self.min_side]
+
+
+class FixedPredictor:
+    """A classifier that answers every crop alike: ``probabilities`` (with_mask, incorrect, without_mask)."""
+
+    name = "fixed"
+
+    def __init__(self, probabilities=(0.1, 0.1, 0.8)):
+        self.probabilities = tuple(probabilities)
+
+    def predict_batch(self, crops) -> list:
+        from maskdetect.core.constants import LABELS
+        from maskdetect.core.inference import Prediction
+
+        label = LABELS[int(np.argmax(self.probabilities))]
+        return [Prediction(label, *self.probabilities, self.name) for _ in crops]
+
+
 def encode(image: Image.Image, format: str = "JPEG", **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format, **options)

@@ -10,14 +10,17 @@ import pytest
 from PIL import Image
 
 from maskdetect.cli import main
+from maskdetect.core import video as video_module
 from maskdetect.core.constants import LABELS, PROJECT_ROOT
+from maskdetect.core.crowd import CrowdAnalyzer
 from maskdetect.core.fetch import URLRefused
-from maskdetect.core.tracking import SHARE_COLUMNS
-from maskdetect.core.video import VideoError, VideoLimits, VideoSource, VideoTooLong, open_video, video_writer
+from maskdetect.core.images import ImageDecodeError
+from maskdetect.core.tracking import SHARE_COLUMNS, analyze_video
+from maskdetect.core.video import Frames, VideoError, VideoLimits, VideoSource, VideoTooLong, open_video, video_writer
 from maskdetect.service import create_app
 from maskdetect.training.clips import make_clip, read_truth, write_truth
 from maskdetect.training.scenes import read_labels
-from tests.samples import SHARED, require
+from tests.samples import SHARED, FixedPredictor, SquareDetector, require
 
 TFLITE = PROJECT_ROOT / "deployment" / "maskdetect.tflite"
 SCENE = "scene000.jpg"
@@ -58,6 +61,67 @@ def test_a_written_clip_reads_back_with_its_rate_size_and_frames(tmp_path, suffi
     assert (video.fps, video.size, len(read)) == (10.0, (64, 48), 12)
     assert [index for index, _ in read] == list(range(12))
     assert abs(np.asarray(read[5][1]).mean() - 100) < 8  # the frame's grey level survives the lossy codec
+
+
+def write_clip(path, count=12, size=(64, 48), fps=10.0):
+    with video_writer(path, fps, size) as write:
+        for frame in frames(count, size):
+            write(frame)
+    return path
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, 5])
+def test_a_strided_read_gives_the_same_frames_and_converts_only_those(tmp_path, monkeypatch, stride):
+    path = write_clip(tmp_path / "clip.mp4")
+    every = [(index, np.asarray(frame)) for index, frame in open_video(path)]
+    conversions = []
+    convert = video_module.cv2.cvtColor
+    monkeypatch.setattr(video_module.cv2, "cvtColor", lambda *args: conversions.append(1) or convert(*args))
+    strided = [(index, np.asarray(frame)) for index, frame in open_video(path).frames(stride)]
+    assert [index for index, _ in strided] == list(range(0, 12, stride))
+    assert all(np.array_equal(frame, every[index][1]) for index, frame in strided)
+    assert len(conversions) == len(strided)  # the frames between were grabbed, never converted
+
+
+def test_a_folders_skipped_frames_are_never_opened(tmp_path):
+    for i, frame in enumerate(frames(7)):
+        frame.save(tmp_path / f"{i}.png")
+    (tmp_path / "3.png").write_bytes(b"not a png")  # read, it would be an error
+    assert [index for index, _ in open_video(tmp_path).frames(2)] == [0, 2, 4, 6]
+    with pytest.raises(ImageDecodeError):
+        list(open_video(tmp_path))
+
+
+def test_max_frames_ends_a_video_after_its_first_frames(tmp_path):
+    path = write_clip(tmp_path / "clip.mp4")
+    video = open_video(path, max_frames=5)
+    assert video.frame_count == 5 and [index for index, _ in video] == [0, 1, 2, 3, 4]
+    assert [index for index, _ in open_video(path, max_frames=5).frames(3)] == [0, 3]
+    assert len(list(open_video(path, max_frames=50))) == 12
+    long = write_clip(tmp_path / "long.mp4", count=30)  # 3 s: over a 2 s limit, but its first 2 s are within
+    assert len(list(open_video(long, limits=VideoLimits(max_seconds=2), max_frames=20))) == 20
+
+
+def test_analyze_video_decodes_only_the_processed_frames_unless_it_writes_every_frame(tmp_path):
+    class Counted(Frames):
+        reads = skips = 0
+
+        def read(self):
+            frame = super().read()
+            Counted.reads += frame is not None
+            return frame
+
+        def skip(self):
+            skipped = super().skip()
+            Counted.skips += skipped
+            return skipped
+
+    analyzer = CrowdAnalyzer(SquareDetector(), FixedPredictor())
+    for out, reads in ((None, 4), (tmp_path / "out.mp4", 12)):
+        Counted.reads = Counted.skips = 0
+        video = VideoSource("clip", Counted(np.asarray(frame) for frame in frames(12)), 10.0, 12, VideoLimits())
+        tracker = analyze_video(video, analyzer, 3, out=out)
+        assert tracker.frames == 4 and (Counted.reads, Counted.skips) == (reads, 12 - reads)
 
 
 def test_a_failed_write_leaves_no_file(tmp_path):

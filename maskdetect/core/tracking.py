@@ -557,7 +557,8 @@ def analyze_video(
         write = stack.enter_context(video_writer(out, source.fps, source.size)) if out is not None else None
         result = FrameResult(0, 0.0)
         try:
-            for index, frame in source:
+            # Only the processed frames are decoded, unless every frame is written.
+            for index, frame in source if write is not None else source.frames(stride):
                 if index % stride == 0:
                     result = tracker.update(index, frame)
                     if on_frame is not None:

@@ -1,7 +1,8 @@
 """Video in and out through OpenCV's bundled FFmpeg: files, folders of frames, cameras and streams.
 
 :func:`open_video` gives a :class:`VideoSource` whatever the source; iterating it yields
-``(index, frame)`` with the frame as an RGB PIL image. A file that is damaged or in a format this
+``(index, frame)`` with the frame as an RGB PIL image, and ``frames(stride)`` every stride-th frame
+only: the ones between are passed over without being converted (``grab()``) or, in a folder, read. A file that is damaged or in a format this
 FFmpeg cannot decode is a :class:`VideoError` that says so, never a hang: streams have open and
 read timeouts, and a clip over its :class:`VideoLimits` stops at the first frame past them.
 Stream URLs (``rtsp://``, ``http(s)://``) follow the image URLs' address rules: public
@@ -46,13 +47,85 @@ class VideoLimits:
     max_pixels: int = MAX_IMAGE_PIXELS  # per frame
 
 
-class VideoSource:
-    """Frames from a file, a folder of images, a camera or a stream, with their rate and size."""
+class Frames:
+    """Where a :class:`VideoSource`'s frames come from: :meth:`read` the next one, or :meth:`skip` it."""
 
-    def __init__(self, name: str, frames_of: Iterator[np.ndarray], fps: float, frame_count: int | None, limits: VideoLimits):
-        self.name, self.fps, self.frame_count, self.limits = name, fps, frame_count, limits
-        self._frames = frames_of
-        first = next(self._frames, None)
+    def __init__(self, frames: Iterator[np.ndarray]):
+        self._frames = frames
+
+    def read(self) -> np.ndarray | None:
+        """The next frame as an RGB array; None at the end."""
+        return next(self._frames, None)
+
+    def skip(self) -> bool:
+        """Pass over the next frame as cheaply as the source allows; False at the end."""
+        return next(self._frames, None) is not None
+
+    def close(self) -> None:
+        pass
+
+
+class _CapturedFrames(Frames):
+    """An OpenCV capture: ``grab()`` for every frame, ``retrieve()`` and the conversion to RGB for those read only."""
+
+    def __init__(self, capture: cv2.VideoCapture):
+        self._capture = capture
+
+    def read(self) -> np.ndarray | None:
+        ok, bgr = self._capture.retrieve() if self._capture.grab() else (False, None)
+        if not ok:
+            self.close()
+            return None
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def skip(self) -> bool:
+        if self._capture.grab():
+            return True
+        self.close()
+        return False
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class _FolderFrames(Frames):
+    """A folder of images: a skipped file is never opened."""
+
+    def __init__(self, paths: list[Path]):
+        self._paths = iter(paths)
+
+    def read(self) -> np.ndarray | None:
+        path = next(self._paths, None)
+        return None if path is None else np.asarray(decode_image(path).convert("RGB"))
+
+    def skip(self) -> bool:
+        return next(self._paths, None) is not None
+
+
+class VideoSource:
+    """Frames from a file, a folder of images, a camera or a stream, with their rate and size.
+
+    ``frames_of`` is a :class:`Frames` or any iterator of RGB arrays; ``max_frames`` stops the
+    video after that many frames (its first ones), as if it ended there.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        frames_of: Frames | Iterator[np.ndarray],
+        fps: float,
+        frame_count: int | None,
+        limits: VideoLimits,
+        *,
+        max_frames: int | None = None,
+    ):
+        if max_frames is not None and max_frames < 1:
+            raise ValueError("max_frames must be 1 or more")
+        if max_frames is not None and frame_count is not None:
+            frame_count = min(frame_count, max_frames)
+        self.name, self.fps, self.frame_count, self.limits, self.max_frames = name, fps, frame_count, limits, max_frames
+        self._frames = frames_of if isinstance(frames_of, Frames) else Frames(frames_of)
+        first = self._frames.read()
         if first is None:
             raise VideoError(f"{name} has no frame this build can decode: it is damaged, empty, or in a format OpenCV's "
                              "FFmpeg lacks; send an MP4 (H.264 or MPEG-4) or WebM clip")
@@ -67,28 +140,32 @@ class VideoSource:
         return f"{self.name} is longer than the {self.limits.max_seconds:g} s limit; send a shorter clip"
 
     def __iter__(self) -> Iterator[tuple[int, Image.Image]]:
+        return self.frames()
+
+    def frames(self, stride: int = 1) -> Iterator[tuple[int, Image.Image]]:
+        """``(index, frame)`` of frames 0, stride, 2 stride...; the frames between are skipped, never converted."""
+        if stride < 1:
+            raise ValueError("stride must be 1 or more")
         index, frame = 0, self._first
-        while frame is not None:
-            if self.limits.max_seconds is not None and index / self.fps > self.limits.max_seconds:
-                raise VideoTooLong(self._too_long())
-            yield index, Image.fromarray(frame)
-            index, frame = index + 1, next(self._frames, None)
+        try:
+            while frame is not None:
+                yield index, Image.fromarray(frame)
+                for index in range(index + 1, index + stride):
+                    if self._advance(index, keep=False) is None:
+                        return
+                index += 1
+                frame = self._advance(index, keep=True)
+        finally:
+            self._frames.close()
 
-
-def _captured(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
-    try:
-        while True:
-            ok, bgr = capture.read()
-            if not ok:
-                return
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    finally:
-        capture.release()
-
-
-def _folder_frames(paths: list[Path]) -> Iterator[np.ndarray]:
-    for path in paths:
-        yield np.asarray(decode_image(path).convert("RGB"))
+    def _advance(self, index: int, *, keep: bool) -> np.ndarray | bool | None:
+        """Frame ``index`` read (an array) or skipped (True); None past the end or ``max_frames``; VideoTooLong past the limit."""
+        if self.max_frames is not None and index >= self.max_frames:
+            return None
+        frame = self._frames.read() if keep else (self._frames.skip() or None)
+        if frame is not None and self.limits.max_seconds is not None and index / self.fps > self.limits.max_seconds:
+            raise VideoTooLong(self._too_long())
+        return frame
 
 
 def _rate(capture: cv2.VideoCapture, fps: float | None) -> float:
@@ -103,18 +180,20 @@ def open_video(
     allow_private: bool = False,
     limits: VideoLimits = VideoLimits(),
     name: str | None = None,
+    max_frames: int | None = None,
 ) -> VideoSource:
     """A video file, a folder of frames (in natural order), a camera index or a stream URL.
 
     ``fps`` overrides the rate the source reports (a folder has none: 25); ``name`` is what
-    messages call it (default: the path or URL).
+    messages call it (default: the path or URL); ``max_frames`` ends the video after its first
+    ``max_frames`` frames (a quick look at a long clip).
     """
     timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(TIMEOUT_S * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(TIMEOUT_S * 1000)]
     if isinstance(source, int):
         capture = cv2.VideoCapture(source)
         if not capture.isOpened():
             raise VideoError(f"camera {source} cannot be opened: check that it is connected and not in use")
-        return VideoSource(f"camera {source}", _captured(capture), _rate(capture, fps), None, limits)
+        return VideoSource(f"camera {source}", _CapturedFrames(capture), _rate(capture, fps), None, limits, max_frames=max_frames)
     text = str(source)
     if "://" in text:
         target = parse_url(text, STREAM_SCHEMES)
@@ -122,13 +201,13 @@ def open_video(
         capture = cv2.VideoCapture(text, cv2.CAP_FFMPEG, timeouts)
         if not capture.isOpened():
             raise VideoError(f"{text} cannot be opened as a video stream: check the URL and that the stream is live")
-        return VideoSource(text, _captured(capture), _rate(capture, fps), None, limits)
+        return VideoSource(text, _CapturedFrames(capture), _rate(capture, fps), None, limits, max_frames=max_frames)
     path = Path(source)
     if path.is_dir():
         frames = class_files(path.parent, path.name, IMAGE_SUFFIXES)
         if not frames:
             raise VideoError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-        return VideoSource(str(path), _folder_frames(frames), fps or DEFAULT_FPS, len(frames), limits)
+        return VideoSource(str(path), _FolderFrames(frames), fps or DEFAULT_FPS, len(frames), limits, max_frames=max_frames)
     if not path.is_file():
         raise VideoError(f"no such file or folder: {path}")
     name = name or str(path)
@@ -137,7 +216,8 @@ def open_video(
         raise VideoError(f"{name} is not a video this build can read (damaged, or a format OpenCV's FFmpeg lacks); "
                          "send an MP4 (H.264 or MPEG-4) or WebM clip")
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    return VideoSource(name, _captured(capture), _rate(capture, fps), count if count > 0 else None, limits)
+    return VideoSource(name, _CapturedFrames(capture), _rate(capture, fps), count if count > 0 else None, limits,
+                       max_frames=max_frames)
 
 
 @contextmanager
