@@ -335,3 +335,89 @@ def test_a_tracks_state_does_not_grow_with_its_frames():
     for _ in range(5000):
         track.add((0.5, 0.2, 0.3), 0.7)
     assert {name: np.size(value) for name, value in vars(track).items()} == before
+
+
+# Real motion: frames cut from a textured scene by a camera that pans, with faces painted on them.
+
+SCENE = Image.fromarray(cv2.GaussianBlur(np.random.default_rng(7).integers(0, 256, (360, 2400, 3), dtype=np.uint8), (0, 0), 2))
+
+
+def paint(frame: Image.Image, box, face=(200, 160, 140), clothes=None) -> Image.Image:
+    """The frame with a face of one colour in ``box`` and, given ``clothes``, a block of that colour below it."""
+    pixels = np.asarray(frame).copy()
+    xmin, ymin, xmax, ymax = box
+    if clothes is not None:
+        pixels[ymax + 10:ymax + 100, max(xmin - 40, 0):xmax + 40] = clothes
+    pixels[ymin:ymax, xmin:xmax] = face
+    return Image.fromarray(pixels)
+
+
+def track_images(images, faces_per_frame, fps=10.0, **options) -> FaceTracker:
+    ps = [[0.9] * len(faces) for faces in faces_per_frame]
+    tracker = FaceTracker(CrowdAnalyzer(ScriptedDetector(faces_per_frame), ScriptedPredictor(ps)), fps, **options)
+    for index, image in enumerate(images):
+        tracker.update(index, image)
+    return tracker
+
+
+def panned(frames: int, speed: int = 6) -> list[Image.Image]:
+    return [SCENE.crop((speed * i, 0, speed * i + 640, 360)) for i in range(frames)]
+
+
+def test_a_face_that_moves_with_the_panned_background_is_a_picture_and_not_a_person():
+    boxes = [(500 - 6 * i, 100, 540 - 6 * i, 140) for i in range(60)]  # fixed on the scene: it slides as the camera pans
+    tracker = track_images([paint(frame, box) for frame, box in zip(panned(60), boxes)], [[(box, 0.9)] for box in boxes])
+    summary = tracker.summary()
+    assert (summary["unique_people"], len(summary["pictures"])) == (0, 1)
+    assert summary["share_over_time"][-1]["people"] == 0
+
+
+def test_a_person_walking_against_the_panned_background_is_a_person():
+    boxes = [(300 + round(3 * np.sin(i / 4)), 100, 340 + round(3 * np.sin(i / 4)), 140) for i in range(60)]  # followed by the camera
+    tracker = track_images([paint(frame, box) for frame, box in zip(panned(60), boxes)], [[(box, 0.9)] for box in boxes])
+    summary = tracker.summary()
+    assert (summary["unique_people"], summary["pictures"]) == (1, [])
+
+
+def test_with_a_still_camera_a_face_unmoved_for_many_seconds_is_a_picture_and_a_swaying_one_a_person():
+    still = [((100, 100, 140, 140), 0.9)] * 120  # 12 s at 10 fps
+    sways = [((400 + round(6 * np.sin(i / 5)), 100 + round(4 * np.cos(i / 7)), 440 + round(6 * np.sin(i / 5)),
+               140 + round(4 * np.cos(i / 7))), 0.9) for i in range(120)]
+    images = [paint(paint(SCENE.crop((0, 0, 640, 360)), a[0]), b[0]) for a, b in zip(still, sways)]
+    tracker = track_images(images, [[a, b] for a, b in zip(still, sways)])
+    summary = tracker.summary()
+    assert (summary["unique_people"], len(summary["pictures"])) == (1, 1)
+    assert summary["pictures"][0]["id"] != summary["people"][0]["id"]
+
+
+def test_a_person_lost_for_seconds_is_known_again_by_their_colours_and_a_stranger_is_not():
+    frame = Image.new("RGB", (640, 360), (90, 90, 90))
+    red, blue = (200, 30, 30), (30, 60, 200)
+    before = [((100 + 4 * i, 100, 140 + 4 * i, 140), 0.9) for i in range(20)]  # seen 2 s, then gone 3 s (past keep_s)
+    back = [((450, 120, 490, 160), 0.9)] * 20  # somewhere else: the tracker alone cannot join it
+    frames = [[face] for face in before] + [[]] * 30 + [[face] for face in back]
+
+    def run(colour_back):
+        images = [paint(frame, faces[0][0], clothes=red if i < 20 else colour_back) if faces else frame for i, faces in enumerate(frames)]
+        return track_images(images, frames).summary()
+
+    same, stranger = run(red), run(blue)
+    assert same["unique_people"] == 1 and same["people"][0]["frames"] > 30
+    assert stranger["unique_people"] == 2
+    assert run(red)["unique_people"] == 1 and track_images(
+        [paint(frame, faces[0][0], clothes=red) if faces else frame for faces in frames], frames, reid_s=0).summary()["unique_people"] == 2
+
+
+@pytest.mark.slow
+def test_a_long_watch_keeps_only_the_tracks_it_reports():
+    # 2 minutes at 10 fps: every 2 s a faint face (never sure to be a face) passes; one person stays throughout.
+    frames = []
+    for i in range(1200):
+        x = 300 + round(10 * np.sin(i / 10))
+        faces = [((x, 200, x + 40, 240), 0.9)]
+        if i % 20 < 5:
+            faces.append(((50 + (i // 20) % 10 * 20, 50, 80 + (i // 20) % 10 * 20, 80), 0.6))
+        frames.append(faces)
+    tracker, _ = track(frames, [[0.9] * len(faces) for faces in frames])
+    assert tracker.summary()["unique_people"] == 1
+    assert len(tracker.tracks) <= 5  # the faint ones are forgotten once norfair drops them, not kept for ever

@@ -402,8 +402,9 @@ class FaceTracker:
         )
         self._tracker.distance_function = VectorizedDistance(_scaled_distances)
         self.tracks: dict[int, Track] = {}
-        self._close: dict[tuple[int, int], list[tuple[float, float]]] = {}  # (id, id) -> [(t, metres)] for every close frame
+        self._close: dict[tuple[int, int], list[list[float]]] = {}  # (id, id) -> their encounters: [start, end, closest metres]
         self._in_view: dict[int, set[int]] = {}  # interval number -> the track ids seen in it
+        self._live: set[int] = set()  # tracks norfair may still match or re-identify; the others are settled
         self.frames = 0
         self.last_t = 0.0
         self.interrupted = False  # analyze_video stopped at Ctrl-C
@@ -412,7 +413,7 @@ class FaceTracker:
         """Find, classify and track the faces of frame ``index`` (an RGB image)."""
         t = index / self.fps
         analysis = self.analyzer.analyze(image)
-        frame = np.asarray(image.convert("RGB"))
+        frame = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV) if analysis.faces else None
         detections = [Detection(_box_points(face.box), np.full(2, face.score), data=(index, face), embedding=appearance(hsv, face.box))
@@ -437,18 +438,45 @@ class FaceTracker:
             faces.append(TrackedFace(obj.id, face.box, face.score, face.label, *probabilities, track.label, *track.probabilities,
                                      self.is_picture(track), quality))
             self._in_view.setdefault(int(t // self.interval_s), set()).add(obj.id)
+            self._live.add(obj.id)
         faces.sort(key=lambda face: face.id)
         pairs = []
         for position, a in enumerate(faces):
             for b in faces[position + 1 :]:
                 distance = self.analyzer.camera.distance_m(a.box, b.box, analysis.size)
                 if distance < self.close_distance_m:
-                    self._close.setdefault((a.id, b.id), []).append((t, distance))
+                    runs = self._close.setdefault((a.id, b.id), [])
+                    if runs and t - runs[-1][1] <= self.encounter_gap_s:
+                        runs[-1][1], runs[-1][2] = t, min(runs[-1][2], distance)
+                    else:
+                        runs.append([t, t, distance])
                     if is_unmasked(a.track_label) and is_unmasked(b.track_label) and not (a.picture or b.picture):
                         pairs.append((a.id, b.id, round(distance, 2)))
         self.frames += 1
         self.last_t = t
+        self._settle()
         return FrameResult(index, t, faces, pairs)
+
+    def _settle(self) -> None:
+        """Forget what a track norfair has dropped can no longer need, so that a camera watched for hours keeps its state
+        to the people, pictures and encounters it reports: a track that never became a face goes with its close frames
+        and intervals, and a face's appearance goes (it is never matched again)."""
+        tracked = {obj.id for obj in self._tracker.tracked_objects if obj.id is not None}
+        for settled in self._live - tracked:
+            self._live.discard(settled)
+            track = self.tracks[settled]
+            track.looks = None
+            if track.best_score < self.min_score or not track.in_zone:
+                del self.tracks[settled]
+                for number in range(int(track.first_t // self.interval_s), int(track.last_t // self.interval_s) + 1):
+                    self._in_view.get(number, set()).discard(settled)
+            for pair in [pair for pair in self._close if settled in pair and not self._live.intersection(pair)]:
+                if not all(self._unmasked_person(self.tracks.get(other)) for other in pair):  # settled: never an encounter
+                    del self._close[pair]
+
+    def _unmasked_person(self, track: Track | None) -> bool:
+        return (track is not None and track.best_score >= self.min_score and track.in_zone and not self.is_picture(track)
+                and is_unmasked(track.label))
 
     def _looks_apart(self, candidate, lost) -> float:
         """How unlike a new track (norfair's, still being confirmed) looks to a lost one: under ``reid_distance``, the same person."""
@@ -477,22 +505,16 @@ class FaceTracker:
         """Each time two people not masked stood close: from the first close frame to the last, gaps up to ``encounter_gap_s`` joined."""
         unmasked = {track.id for track in self.people() if is_unmasked(track.label)}
         found = []
-        for (a, b), moments in sorted(self._close.items()):
+        for (a, b), runs in sorted(self._close.items()):
             if a not in unmasked or b not in unmasked:
                 continue
-            runs: list[list[tuple[float, float]]] = []
-            for moment in moments:
-                if runs and moment[0] - runs[-1][-1][0] <= self.encounter_gap_s:
-                    runs[-1].append(moment)
-                else:
-                    runs.append([moment])
-            for run in runs:
+            for start, end, closest in runs:
                 found.append({
                     "people": [a, b],
-                    "start_s": round(run[0][0], 2),
-                    "end_s": round(run[-1][0], 2),
-                    "duration_s": round(run[-1][0] - run[0][0] + self.stride / self.fps, 2),
-                    "closest_m": round(min(m for _, m in run), 2),
+                    "start_s": round(start, 2),
+                    "end_s": round(end, 2),
+                    "duration_s": round(end - start + self.stride / self.fps, 2),
+                    "closest_m": round(closest, 2),
                 })
         return sorted(found, key=lambda encounter: encounter["start_s"])
 
