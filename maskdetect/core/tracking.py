@@ -2,8 +2,13 @@
 
 A :class:`FaceTracker` takes the faces :class:`~maskdetect.core.crowd.CrowdAnalyzer` finds in each
 processed frame and matches them to the tracks of the frames before (norfair's tracker, with a
-Kalman filter per face). A track is a person once it has been seen in a few frames and the
-detector was sure of it at least once. Its label is the most probable of its frames' calibrated
+Kalman filter per face), predicted on the scene rather than the screen: the camera's own motion
+(:class:`~maskdetect.core.motion.CameraMotion`) is taken out, so a pan does not lose a face. A face
+lost for longer than the tracker keeps it is known again for ``reid_s`` seconds by how it looks
+(:func:`appearance`: the colours of the face and the clothes below it), and keeps its id. A track
+is a person once it has been seen in a few frames and the detector was sure of it at least once,
+unless its face stayed fixed to the scene (:class:`PictureRule`): a poster or a screen, reported
+apart as a picture. Its label is the most probable of its frames' calibrated
 probabilities (with_mask, incorrect, without_mask) pooled by :class:`Pooling`: by default each frame
 weighs by how well it shows the face (:class:`FrameWeighting`: its size, the detector's score, how
 frontal and how sharp it is), so a few clear frames outweigh many tiny or blurred ones and one
@@ -363,7 +368,10 @@ class FaceTracker:
     closer than ``close_distance_m`` make one encounter until they part for more than ``encounter_gap_s``.
     ``pooling`` makes a track's label from its frames (:class:`Pooling`). ``zone``, given a face's
     centre (x, y) in frame pixels, says whether it is where people are counted: only tracks whose face was
-    there in at least one frame are people (default: everywhere).
+    there in at least one frame are people (default: everywhere). ``motion`` follows the camera's motion;
+    ``pictures`` tells pictures from people (None: every face is a person). A track lost for up to
+    ``reid_s`` seconds is joined by a new one that looks like it (appearance distance under ``reid_distance``;
+    ``reid_s=0``: never).
     """
 
     def __init__(
