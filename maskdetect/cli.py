@@ -23,6 +23,7 @@ from .core.images import ImageDecodeError, decode_image
 from .core.inference import ModelError, Predictor
 from .core.video import VideoError, VideoLimits, open_video
 from .core.weights import WeightsError, obtain_detector_weights
+from .core.zones import SYNTAX as ZONE_SYNTAX, Polygon, ZoneError, Zones, parse_polygon
 from .data import boxes, layout, maskwear, pinned, realfaces, source, split
 from .data.source import DataError
 from .settings import Settings
@@ -228,6 +229,8 @@ def command_watch(args: argparse.Namespace) -> int:
     allow_private = args.allow_private_urls or settings.allow_private_urls
     video = open_video(args.camera if args.camera is not None else args.source, fps=args.fps,
                        allow_private=allow_private, limits=VideoLimits(max_seconds=None))
+    zones = Zones(tuple(args.zone or ()), tuple(args.ignore_zone or ()))
+    zones.check_frame(video.size, ("--zone", "--ignore-zone"))  # the frame's size is known once its first frame is read
     detector, _ = _detector(args)
     analyzer = CrowdAnalyzer(detector, _crowd_predictor(args))
     live = video.frame_count is None
@@ -241,9 +244,10 @@ def command_watch(args: argparse.Namespace) -> int:
                 lines.write(json.dumps(result.as_dict()) + "\n")
 
         tracker = analyze_video(video, analyzer, args.stride, out=args.out, on_frame=on_frame,
-                                stop_on_interrupt=live, interval_s=args.interval)
+                                stop_on_interrupt=live, interval_s=args.interval, zone=None if zones.everywhere else zones)
     bar.close()
     summary = tracker.summary()
+    summary["zones"] = zones.as_dict()
     if args.csv:
         write_csv(summary["share_over_time"], SHARE_COLUMNS, args.csv)
     for path in (args.out, args.jsonl, args.csv):
@@ -253,6 +257,14 @@ def command_watch(args: argparse.Namespace) -> int:
         print(f"maskdetect: stopped at Ctrl-C after {tracker.frames} processed frames", file=sys.stderr)
     print(json.dumps(summary), flush=True)
     return 0
+
+
+def _zone(text: str) -> Polygon:
+    """A --zone or --ignore-zone value: an argparse error (exit 2) that says what to do when it is no polygon."""
+    try:
+        return parse_polygon(text)
+    except ZoneError as error:
+        raise argparse.ArgumentTypeError(f'"{text}" {error}') from None
 
 
 def _quiet_option(parser: argparse.ArgumentParser) -> None:
@@ -402,7 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
         "is labelled (with_mask, incorrect or without_mask) from all their frames, and is counted once. At the end one "
         "JSON line on stdout: unique_people, people_by_label, unique_unmasked_people (incorrect and without_mask), the "
         "people, the close encounters of people not masked (once each, with their duration) and the share over time, "
-        "as POST /detect answers a clip. A camera or stream runs until Ctrl-C.",
+        "as POST /detect answers a clip. A camera or stream runs until Ctrl-C. For a fixed camera, --zone says where to count: "
+        "a person counts once their face's centre was seen inside a --zone and outside every --ignore-zone (e.g. "
+        "--zone \"0,120 640,120 640,360 0,360\" counts the lower two thirds of a 640x360 frame, --ignore-zone leaves out "
+        "a poster or a window); the summary's \"zones\" lists those used.",
     )
     watch_parser.add_argument("source", nargs="?", help="a video file, a folder of frames, or an rtsp:// or http(s):// stream URL")
     watch_parser.add_argument("--camera", type=int, metavar="N", help="read camera N (0: the first) instead of SOURCE")
@@ -412,6 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
     watch_parser.add_argument("--jsonl", type=Path, help="write one JSON line per processed frame: its tracked faces and close pairs")
     watch_parser.add_argument("--csv", type=Path, help="write the summary per --interval: people in view, unmasked, share, close pairs")
     watch_parser.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds per --csv row (default 1)")
+    watch_parser.add_argument("--zone", action="append", type=_zone, metavar='"X,Y X,Y X,Y ..."',
+                              help=f"count only the people seen in this polygon: {ZONE_SYNTAX} (pixels of the frame, from its top "
+                              "left); repeat for several zones (default: the whole frame)")
+    watch_parser.add_argument("--ignore-zone", action="append", type=_zone, metavar='"X,Y X,Y X,Y ..."',
+                              help="leave out the faces seen in this polygon (same form; repeatable): a poster, a window, a mirror")
     watch_parser.add_argument("--allow-private-urls", action="store_true",
                               help="let a stream URL reach loopback and private addresses (also MASKDETECT_ALLOW_PRIVATE_URLS=1)")
     watch_parser.add_argument("--model", type=Path, help=model_help)
@@ -497,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DataError, ExportError, FetchError, ModelError, ScenesError, ImageDecodeError, VideoError, WeightsError, FileNotFoundError) as error:
+    except (DataError, ExportError, FetchError, ModelError, ScenesError, ImageDecodeError, VideoError, WeightsError, ZoneError,
+            FileNotFoundError) as error:
         print(f"maskdetect: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -150,7 +150,7 @@ def canned_clip() -> dict:
         "close_encounters": [], "share_over_time": [{"start_s": 0.0, "end_s": 1.0, "people": 3, "unmasked": 2, "unmasked_share": 0.6667,
                                                      "close_unmasked_pairs": 0}, {"start_s": 1.0, "end_s": 2.0, "people": 3, "unmasked": 2,
                                                                                   "unmasked_share": 0.6667, "close_unmasked_pairs": 0}],
-        "model": "canned", "tracked_frames": frames,
+        "model": "canned", "zones": {"include": [], "ignore": []}, "tracked_frames": frames,
     }
 
 

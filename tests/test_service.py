@@ -370,7 +370,8 @@ def test_openapi_document_is_valid_and_describes_every_route(app, client):
     detect = document["paths"]["/detect"]["post"]
     assert set(detect["requestBody"]["content"]) == {"application/json", "multipart/form-data", "image/*", "video/*"}
     assert set(detect["responses"]["200"]["content"]) == {"application/json", "image/png", "video/mp4", "video/webm"}
-    assert {p["name"]: p["schema"].get("enum") for p in detect["parameters"]} == {"format": ["json", "png", "mp4", "webm"], "frames": None}
+    assert {p["name"]: p["schema"].get("enum") for p in detect["parameters"]} == {
+        "format": ["json", "png", "mp4", "webm"], "frames": None, "zone": None, "ignore_zone": None}
 
 
 def test_the_document_gives_every_answer_three_labels_and_says_what_the_old_fields_mean(client):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from .fetch import BodyTooLarge, FetchError, FetchTimeout, URLRefused
 from .images import ImageDecodeError, ImageTooLarge
 from .video import VideoError
+from .zones import ZoneError
 
 # What a 500 answers; the details go to the log, never to the caller.
 INTERNAL_ERROR = "the service failed on this request; the details are in its log"
@@ -41,7 +42,7 @@ class Overloaded(ApiError):
 
 
 # The exceptions status_and_message() knows; anything else is a fault of the service (500).
-KNOWN_ERRORS = (ApiError, FetchError, ImageDecodeError, VideoError)
+KNOWN_ERRORS = (ApiError, FetchError, ImageDecodeError, VideoError, ZoneError)
 
 
 def status_and_message(error: Exception) -> tuple[int, str]:
@@ -58,6 +59,8 @@ def status_and_message(error: Exception) -> tuple[int, str]:
         return 502, str(error)
     if isinstance(error, VideoError):
         return 422, str(error)
+    if isinstance(error, ZoneError):  # a zone= or ignore_zone= query parameter (its name leads the message)
+        return 400, str(error)
     if isinstance(error, ImageTooLarge):
         return 422, str(error)
     if isinstance(error, ImageDecodeError):

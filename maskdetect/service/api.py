@@ -16,6 +16,7 @@ from ..core.inference import Predictor
 from ..core.constants import VIDEO_PROCESS_FPS
 from ..core.requests import image_from_body, is_video, video_suffix
 from ..core.video import VideoLimits, open_video
+from ..core.zones import Zones, parse_zones
 from .errors import ApiError
 from .openapi import openapi_document
 
@@ -80,6 +81,8 @@ def detect():
         return detect_video(answer_format)
     if answer_format not in ("json", "png"):
         raise ApiError(400, f"format={answer_format} is not offered; leave it out for JSON, or ask format=png")
+    if "zone" in request.args or "ignore_zone" in request.args:
+        raise ApiError(400, "zone= and ignore_zone= go with a video clip (a video/* body); a photo's faces are all counted: leave them out")
     image = decode_image(_image_bytes_from_request())
     analysis = analyzer().analyze(image)
     if answer_format == "json":
@@ -90,16 +93,26 @@ def detect():
     return send_file(buffer, mimetype="image/png", download_name="detected.png")
 
 
+ZONE_NAMES = ("zone", "ignore_zone")  # what the messages call each kind of zone
+
+
+def _zones_from_request() -> Zones:
+    """The ``zone=`` and ``ignore_zone=`` query parameters (each repeatable), checked: a ZoneError (400) says what is wrong."""
+    return parse_zones(request.args.getlist("zone"), request.args.getlist("ignore_zone"), names=ZONE_NAMES)
+
+
 def detect_video(answer_format: str):
     """A clip's summary: unique people, unique unmasked people, close encounters, the share over time.
 
     ``?frames=1`` adds every processed frame's tracked faces; ``?format=mp4`` (or ``webm``, which
-    browsers play) answers the clip with every face boxed instead.
+    browsers play) answers the clip with every face boxed instead. ``?zone=`` (and ``ignore_zone=``)
+    counts only the people seen inside (see maskdetect.core.zones); the summary says which zones it used.
     """
     from ..core.tracking import analyze_video  # norfair and scipy: loaded by the workers that get a clip
 
     if answer_format not in ("json", "mp4", "webm"):
         raise ApiError(400, f"format={answer_format} is not offered for a video; leave it out for JSON, or ask format=mp4 (webm plays in a browser)")
+    zones = _zones_from_request()
     data = request.get_data()
     if not data:
         raise ApiError(400, "the video is empty; send the file's bytes")
@@ -107,12 +120,15 @@ def detect_video(answer_format: str):
         clip = Path(work) / f"clip{video_suffix(request.content_type or '')}"
         clip.write_bytes(data)
         video = open_video(clip, limits=VideoLimits(), name="the video")
+        zones.check_frame(video.size, ZONE_NAMES)
         out = Path(work) / f"detected.{answer_format}" if answer_format != "json" else None
         frames = []
-        tracker = analyze_video(video, analyzer(), max(1, round(video.fps / VIDEO_PROCESS_FPS)), out=out, on_frame=frames.append)
+        tracker = analyze_video(video, analyzer(), max(1, round(video.fps / VIDEO_PROCESS_FPS)), out=out, on_frame=frames.append,
+                                 zone=None if zones.everywhere else zones)
         if out is not None:
             return send_file(io.BytesIO(out.read_bytes()), mimetype=f"video/{answer_format}", download_name=out.name)
     summary = tracker.summary()
+    summary["zones"] = zones.as_dict()
     if request.args.get("frames") in ("1", "true", "yes"):
         people = {person["id"] for person in summary["people"]}
         summary["tracked_frames"] = [frame.as_dict(people) for frame in frames]

@@ -14,7 +14,7 @@ from importlib import metadata
 
 from flask import Flask
 
-from ..core import constants
+from ..core import constants, zones
 
 
 URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s]+([/?#]\S*)?$"
@@ -46,6 +46,12 @@ COUNTS = {
     label: {"type": "integer", "minimum": 0, "description": f"faces labelled {label}"} for label in constants.LABELS
 }
 NOT_MASKED = "not masked (labelled incorrect or without_mask)"
+ZONE_LIST = {
+    "type": "array",
+    "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2, "description": "a corner: x, y"},
+    "minItems": 3,
+    "description": "one zone's corners, in order around it, in pixels of the frame",
+}
 BOX = {
     "type": "array",
     "items": {"type": "integer", "minimum": 0},
@@ -174,7 +180,10 @@ def openapi_document(app: Flask) -> dict:
                         f"`unique_unmasked_people` counts the people {NOT_MASKED}; `close_encounters` are pairs of them "
                         f"that stood closer than {constants.CLOSE_DISTANCE_M:g} m; `frames=1` adds each processed frame's "
                         "tracked faces, and `format=mp4` (or `webm`, which browsers play) answers the clip with every face "
-                        "boxed. `png` goes with a photo only, `mp4` and `webm` with a clip only: the other pairings are a 400."
+                        "boxed. `png` goes with a photo only, `mp4` and `webm` with a clip only: the other pairings are a 400. "
+                        "For a fixed camera, `zone` says where a clip's people are counted: a person counts once their face's "
+                        "centre was seen inside a `zone` (anywhere, without one) and outside every `ignore_zone`; the answer's "
+                        "`zones` lists those used. Zones go with a clip only."
                     ),
                     "parameters": [
                         {
@@ -191,6 +200,29 @@ def openapi_document(app: Flask) -> dict:
                             "description": "`1`, `true` or `yes`: a clip's JSON answer also lists every processed frame's tracked "
                             "faces (`tracked_frames`); any other value, or none, does not (a photo's answer ignores it)",
                             "schema": {"type": "string", "examples": ["1"]},
+                        },
+                        {
+                            "name": "zone",
+                            "in": "query",
+                            "required": False,
+                            "description": f"a clip only: count only the people seen in this polygon, given as {zones.SYNTAX} "
+                            "(in the URL: `zone=10,10+600,10+600,300+10,300`), in pixels of the video's frame from its top "
+                            "left, at least 3 corners, not crossing itself, within the frame; repeat the parameter for "
+                            f"several zones (at most {zones.MAX_ZONES}). Any other value is a 400 that says what is wrong and where.",
+                            "style": "form",
+                            "explode": True,
+                            "schema": {"type": "array", "items": {"type": "string"}, "maxItems": zones.MAX_ZONES, "examples": [[zones.EXAMPLE]]},
+                        },
+                        {
+                            "name": "ignore_zone",
+                            "in": "query",
+                            "required": False,
+                            "description": "a clip only: leave out the faces seen in this polygon (a poster, a window), in the form "
+                            "of `zone`; repeatable",
+                            "style": "form",
+                            "explode": True,
+                            "schema": {"type": "array", "items": {"type": "string"}, "maxItems": zones.MAX_ZONES,
+                                       "examples": [["0,0 100,0 100,80 0,80"]]},
                         },
                     ],
                     "requestBody": {
@@ -221,7 +253,8 @@ def openapi_document(app: Flask) -> dict:
                         "415": _error("the Content-Type is none of application/json, multipart/form-data, image/*, video/*"),
                         "400": _error(
                             "a format that does not go with the body (png with a clip, mp4 or webm with a photo, any other), "
-                            "invalid JSON, no url or image, an empty image or clip, or a refused URL"
+                            "invalid JSON, no url or image, an empty image or clip, a refused URL, a zone that is no polygon "
+                            "or runs outside the clip's frame, or a zone with a photo"
                         ),
                         "422": _error(
                             "the bytes (uploaded or fetched) are not a readable image, the image is over the pixel limit, or "
@@ -375,7 +408,7 @@ def openapi_document(app: Flask) -> dict:
                     f"those {NOT_MASKED} are the unmasked.",
                     "required": [
                         "frames", "seconds", "fps", "stride", "unique_people", "unique_unmasked_people", "unmasked_share",
-                        "people_by_label", "people", "close_encounters", "share_over_time", "model",
+                        "people_by_label", "people", "close_encounters", "share_over_time", "model", "zones",
                     ],
                     "properties": {
                         "frames": {"type": "integer", "minimum": 0, "description": "frames processed"},
@@ -438,6 +471,15 @@ def openapi_document(app: Flask) -> dict:
                             },
                         },
                         "model": {"type": "string", "description": "the classifier's name and version"},
+                        "zones": {
+                            "type": "object",
+                            "required": ["include", "ignore"],
+                            "properties": {
+                                "include": {"type": "array", "items": ZONE_LIST, "description": "the zone= polygons; none: everywhere"},
+                                "ignore": {"type": "array", "items": ZONE_LIST, "description": "the ignore_zone= polygons"},
+                            },
+                            "description": "where people were counted: the zones of the request, as corner lists",
+                        },
                         "tracked_frames": {
                             "type": "array",
                             "description": "with frames=true: each processed frame's tracked faces",
