@@ -90,6 +90,77 @@ def test_a_video_plays_back_with_its_tracked_faces_its_summary_and_chart(browser
     assert severe_errors(browser) == []
 
 
+def free_square(frames, size, side=40):
+    """The top left of a side x side square of the frame that no tracked face's box comes near (10 px) in any frame."""
+    boxes = [face["box"] for frame in frames for face in frame["faces"]]
+    for y in range(0, size[1] - side, side // 2):
+        for x in range(0, size[0] - side, side // 2):
+            if all(x + side + 10 < b[0] or b[2] + 10 < x or y + side + 10 < b[1] or b[3] + 10 < y for b in boxes):
+                return x, y
+    raise AssertionError("every part of the clip has a face: no room for an empty zone")
+
+
+def test_a_zone_drawn_on_the_first_frame_is_sent_and_counts_only_the_people_inside(browser, live_app, clip):
+    from urllib.parse import parse_qs, urlsplit
+
+    import cv2
+    import requests
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    answer = requests.post(f"{live_app}/detect?frames=1", data=clip.read_bytes(), headers={"Content-Type": "video/webm"}, timeout=120).json()
+    people = answer["unique_people"]
+    assert people >= 1 and answer["zones"] == {"include": [], "ignore": []}
+    capture = cv2.VideoCapture(str(clip))
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    capture.release()
+    x0, y0 = free_square(answer["tracked_frames"], size)
+    corners = [(x0 + 5, y0 + 5), (x0 + 35, y0 + 5), (x0 + 5, y0 + 35)]  # a triangle no face comes near
+
+    browser.get(f"{live_app}/")
+    browser.execute_script("""window.sent = []; const fetched = window.fetch.bind(window);
+        window.fetch = (url, options) => { window.sent.push(String(url)); return fetched(url, options); };""")
+    browser.find_element(By.ID, "file").send_keys(str(clip))
+    result = browser.find_element(By.ID, "result")
+    WebDriverWait(browser, 120).until(lambda d: result.get_attribute("data-label") == "video")
+    assert result.get_attribute("data-people") == str(people)
+    assert "Counted: everywhere in the frame" in browser.find_element(By.ID, "summary").text
+    canvas = browser.find_element(By.ID, "zone-canvas")
+    assert canvas.is_displayed()
+    WebDriverWait(browser, 20).until(lambda d: d.execute_script(  # the first frame, drawn under the zone
+        "const c = document.getElementById('zone-canvas'); return c.height > 0 && "
+        "c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some((v, i) => i % 4 === 3 && v > 0)"))
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+    shown = browser.execute_script("const c = document.getElementById('zone-canvas'); return [c.clientWidth, c.clientHeight]")
+    scale = shown[0] / size[0]
+    for x, y in corners:  # offsets from the canvas's centre
+        ActionChains(browser).move_to_element_with_offset(canvas, round(x * scale - shown[0] / 2), round(y * scale - shown[1] / 2)).click().perform()
+    typed = browser.find_element(By.ID, "zone-points").get_attribute("value")
+    clicked = [tuple(map(int, corner.split(","))) for corner in typed.split()]
+    assert len(clicked) == 3 and all(abs(a - b) <= 2 for corner, want in zip(clicked, corners) for a, b in zip(corner, want)), (typed, corners)
+
+    browser.find_element(By.ID, "zone-count").click()
+    WebDriverWait(browser, 120).until(lambda d: result.get_attribute("data-people") == "0")
+    assert result.text == "Nobody counted in the zone"
+    assert parse_qs(urlsplit(browser.execute_script("return window.sent.at(-1)")).query)["zone"] == [typed]
+    assert f"Counted: in the zone {typed}" in browser.find_element(By.ID, "summary").text
+
+    browser.find_element(By.ID, "zone-clear").click()  # back to the whole frame
+    WebDriverWait(browser, 120).until(lambda d: result.get_attribute("data-people") == str(people))
+    assert "zone" not in parse_qs(urlsplit(browser.execute_script("return window.sent.at(-1)")).query)
+    assert browser.find_element(By.ID, "zone-points").get_attribute("value") == ""
+
+    points = browser.find_element(By.ID, "zone-points")  # without a mouse: the corners typed, Enter to count
+    points.send_keys("10,10 60,10", Keys.ENTER)
+    error = browser.find_element(By.ID, "error")
+    WebDriverWait(browser, 60).until(lambda d: error.is_displayed())
+    assert error.text.startswith('Could not check this video: zone "10,10 60,10" has 2 distinct corners'), error.text
+    assert browser.find_element(By.ID, "zone-form").is_displayed()  # to correct it
+    assert [entry for entry in severe_errors(browser) if "/detect" not in entry] == []  # the 400 is logged, nothing else
+
+
 def random_bytes(path, size):
     path.write_bytes(os.urandom(size))
 

@@ -2,7 +2,8 @@
 // drawn, its label in words and the three probabilities) or /detect (every face: boxes drawn over
 // the image, the count of each label and the share not masked in the caption), show the answer.
 // A video goes to /detect too: the clip plays back here with the tracked faces drawn over it in step,
-// its people and summary and a chart of the unmasked share over time below.
+// its people and summary and a chart of the unmasked share over time below. A zone drawn on the clip's
+// first frame (or typed) sends it again with ?zone=: only the people seen inside are counted.
 // Three labels: with_mask (a mask over nose and mouth), incorrect (a mask below the nose or on the
 // chin) and without_mask; incorrect and without_mask both count as not masked.
 "use strict";
@@ -27,6 +28,12 @@ const peopleHeading = document.getElementById("people-heading");
 const peopleList = document.getElementById("people-list");
 const chart = document.getElementById("share-chart");
 let clip = null;  // the last clip's answer (with tracked_frames), drawn over the video as it plays
+const zoneForm = document.getElementById("zone-form");
+const zoneCanvas = document.getElementById("zone-canvas");
+const zonePoints = document.getElementById("zone-points");
+const firstFrame = document.createElement("canvas");  // the clip's first frame, under the zone
+let clipFile = null;  // the chosen clip, sent again when the zone changes
+let countedZone = "";  // the zone of the answer shown ("": the whole frame)
 const result = document.getElementById("result");
 const errorBox = document.getElementById("error");
 let objectUrl = null;  // the chosen file's, shown as the image or the video
@@ -184,23 +191,28 @@ function showVideoFrame(shown) {
   if (!shown) {
     video.removeAttribute("src");
     video.load();
+    zoneForm.hidden = true;
   }
   drawClip(0);
 }
 
-async function askVideo(file) {
+// zone: the corners' text ("" for the whole frame), sent as ?zone=.
+async function askVideo(file, zone = "") {
   const question = ++asked;
   const src = URL.createObjectURL(file);
   useObjectUrl(src);
   showVideoFrame(true);
+  zoneForm.hidden = false;
   video.src = src;  // the visitor's own file plays back; the service answers where the faces are
-  showPending("Analysing the clip…");
+  showPending(zone ? "Analysing the clip in the zone…" : "Analysing the clip…");
   try {
-    const body = await post(`${endpoints.detect}?frames=1`, {
+    const body = await post(`${endpoints.detect}?frames=1` + (zone ? `&zone=${encodeURIComponent(zone)}` : ""), {
       headers: { "Content-Type": file.type || "video/mp4" },
       body: file,
     });
-    if (question === asked) showClip(body);
+    if (question !== asked) return;
+    countedZone = zone;
+    showClip(body);
   } catch (error) {
     if (question !== asked) return;
     videoFrame.hidden = true;  // no answer to play back
@@ -216,8 +228,10 @@ function showClip(answer) {
   clip = answer;
   const unmasked = answer.unique_unmasked_people;
   const byLabel = answer.people_by_label;
+  const zones = answer.zones || { include: [], ignore: [] };  // where the service counted
+  const inZones = zones.include.length + zones.ignore.length > 0;
   result.textContent = answer.unique_people === 0
-    ? "No face found in the clip"
+    ? (inZones ? "Nobody counted in the zone" : "No face found in the clip")
     : `${answer.unique_people} ${answer.unique_people === 1 ? "person" : "people"}, ${unmasked} not masked`;
   result.className = worstOf(byLabel);
   result.dataset.label = "video";
@@ -232,6 +246,9 @@ function showClip(answer) {
     `Unmasked share: ${percent(answer.unmasked_share)}`,
     `Unmasked people closer than ${document.body.dataset.closeM} m: ` + (encounters.length ? encounters.join("; ") : "never"),
     `${answer.seconds.toFixed(1)} s clip, ${answer.frames} frames analysed`,
+    "Counted: " + (inZones ? [
+      ...zones.include.map((zone) => `in the zone ${cornersText(zone)}`),
+      ...zones.ignore.map((zone) => `not in ${cornersText(zone)}`)].join("; ") : "everywhere in the frame"),
   ];
   summaryList.replaceChildren(...lines.map((line) => {
     const item = document.createElement("li");
@@ -355,19 +372,99 @@ video.addEventListener("error", () => {
   playback.hidden = !video.getAttribute("src");  // e.g. MPEG-4 part 2 or AVI: the service reads them, browsers do not
 });
 
+// ---------------------------------------------------------------------------- a zone to count in
+
+function cornersText(corners) {
+  return corners.map(([x, y]) => `${x},${y}`).join(" ");
+}
+
+// The corners typed or clicked, as [x, y] in the video's pixels (what is not x,y is the service's to explain).
+function zoneCorners() {
+  return zonePoints.value.trim().split(/[\s;]+/).map((pair) => pair.split(",").map(Number))
+    .filter((corner) => corner.length === 2 && corner.every(Number.isFinite));
+}
+
+// The first frame, fitted to the form's width, and the zone over it: its edges, its corners, its inside tinted.
+function drawZone() {
+  if (!firstFrame.width || !zoneCanvas.clientWidth) {
+    zoneCanvas.height = 0;
+    return;
+  }
+  zoneCanvas.width = zoneCanvas.clientWidth;
+  zoneCanvas.height = Math.round(zoneCanvas.width * firstFrame.height / firstFrame.width);
+  const scale = zoneCanvas.width / firstFrame.width;
+  const context = zoneCanvas.getContext("2d");
+  context.drawImage(firstFrame, 0, 0, zoneCanvas.width, zoneCanvas.height);
+  const corners = zoneCorners().map(([x, y]) => [x * scale, y * scale]);
+  if (!corners.length) return;
+  context.strokeStyle = context.fillStyle = "#2456c9";
+  context.lineWidth = 2;
+  context.beginPath();
+  corners.forEach(([x, y], index) => (index ? context.lineTo(x, y) : context.moveTo(x, y)));
+  context.closePath();
+  context.stroke();
+  context.globalAlpha = 0.2;
+  context.fill();
+  context.globalAlpha = 1;
+  for (const [x, y] of corners) {
+    context.beginPath();
+    context.arc(x, y, 4, 0, 2 * Math.PI);
+    context.fill();
+  }
+}
+
+function chooseClip(file) {
+  clipFile = file;
+  countedZone = zonePoints.value = "";
+  firstFrame.width = 0;  // taken again when the new clip's first frame loads
+  drawZone();
+  askVideo(file);
+}
+
+video.addEventListener("loadeddata", () => {
+  if (firstFrame.width || !video.videoWidth) return;  // taken already (the clip sent again with a zone)
+  firstFrame.width = video.videoWidth;
+  firstFrame.height = video.videoHeight;
+  firstFrame.getContext("2d").drawImage(video, 0, 0);
+  drawZone();
+});
+
+zoneCanvas.addEventListener("click", (event) => {
+  if (!firstFrame.width) return;
+  const scale = firstFrame.width / zoneCanvas.clientWidth;
+  const x = Math.min(firstFrame.width, Math.max(0, Math.round(event.offsetX * scale)));
+  const y = Math.min(firstFrame.height, Math.max(0, Math.round(event.offsetY * scale)));
+  zonePoints.value = `${zonePoints.value.trim()} ${x},${y}`.trim();
+  drawZone();
+});
+zonePoints.addEventListener("input", drawZone);
+
+zoneForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (clipFile) askVideo(clipFile, zonePoints.value.trim());
+});
+
+document.getElementById("zone-clear").addEventListener("click", () => {
+  zonePoints.value = "";
+  drawZone();
+  if (clipFile && countedZone) askVideo(clipFile);  // back to counting everywhere
+  zonePoints.focus();
+});
+
 // ---------------------------------------------------------------------------- wiring
 
 preview.addEventListener("load", drawBoxes);
 window.addEventListener("resize", () => {
   drawBoxes();
   drawClip(video.currentTime);
+  drawZone();
 });
 
 document.getElementById("file").addEventListener("change", (event) => {
   const file = event.target.files[0];
   if (!file) return;
   if (isVideo(file)) {
-    askVideo(file);
+    chooseClip(file);
     return;
   }
   showImage(URL.createObjectURL(file));
