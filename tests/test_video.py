@@ -25,7 +25,7 @@ from tests.samples import SHARED, FixedPredictor, SquareDetector, require
 TFLITE = PROJECT_ROOT / "deployment" / "maskdetect.tflite"
 SCENE = "scene000.jpg"
 FACE_KEYS = {"id", "box", "score", "label", "with_mask", "incorrect", "without_mask",
-             "track_label", "track_with_mask", "track_incorrect", "track_without_mask"}  # a tracked face in the JSON
+             "track_label", "track_with_mask", "track_incorrect", "track_without_mask", "picture"}  # a tracked face in the JSON
 
 
 @pytest.fixture(scope="module")
