@@ -8,7 +8,8 @@ import os
 import pytest
 
 from tests.samples import SHARED, require
-from test_page_detect import OVERLAY_PIXELS, colour_pixels
+from maskdetect.core.crowd import PICTURE_COLOUR
+from test_page_detect import COLOUR_PIXELS, OVERLAY_PIXELS, colour_pixels
 
 pytestmark = pytest.mark.slow  # a browser
 
@@ -202,22 +203,25 @@ def test_a_clip_the_service_refuses_shows_its_error(browser, live_app, tmp_path,
 
 
 def canned_clip() -> dict:
-    """A /detect clip answer (with tracked_frames) of three people, one per label, in every frame of two seconds."""
-    boxes = {1: [60, 80, 120, 150], 2: [200, 80, 260, 150], 3: [340, 80, 400, 150]}
-    labels = {1: "incorrect", 2: "with_mask", 3: "without_mask"}
+    """A /detect clip answer (with tracked_frames) of three people, one per label, and a poster's face (a picture),
+    in every frame of two seconds."""
+    boxes = {1: [60, 80, 120, 150], 2: [200, 80, 260, 150], 3: [340, 80, 400, 150], 4: [60, 170, 120, 240]}
+    labels = {1: "incorrect", 2: "with_mask", 3: "without_mask", 4: "without_mask"}
     probabilities = {"with_mask": [0.9, 0.06, 0.04], "incorrect": [0.1, 0.8, 0.1], "without_mask": [0.02, 0.08, 0.9]}
 
     def face(id_):
         p = dict(zip(("with_mask", "incorrect", "without_mask"), probabilities[labels[id_]]))
         return {"id": id_, "box": boxes[id_], "score": 0.95, "label": labels[id_], **p, "track_label": labels[id_],
-                **{f"track_{k}": v for k, v in p.items()}, "person": True}
+                **{f"track_{k}": v for k, v in p.items()}, "picture": id_ == 4, "person": id_ != 4}
 
     frames = [{"frame": i, "t": i / 10, "faces": [face(i_) for i_ in boxes], "close_pairs": []} for i in range(20)]
     people = [{"id": i, "label": labels[i], **dict(zip(("with_mask", "incorrect", "without_mask"), probabilities[labels[i]])),
                "frames": 20, "first_s": 0.0, "last_s": 1.9} for i in boxes]
+    people, pictures = people[:3], people[3:]
     return {
         "frames": 20, "seconds": 2.0, "fps": 10.0, "stride": 1, "unique_people": 3, "unique_unmasked_people": 2,
         "unmasked_share": 0.6667, "people_by_label": {"with_mask": 1, "incorrect": 1, "without_mask": 1}, "people": people,
+        "pictures": pictures,
         "close_encounters": [], "share_over_time": [{"start_s": 0.0, "end_s": 1.0, "people": 3, "unmasked": 2, "unmasked_share": 0.6667,
                                                      "close_unmasked_pairs": 0}, {"start_s": 1.0, "end_s": 2.0, "people": 3, "unmasked": 2,
                                                                                   "unmasked_share": 0.6667, "close_unmasked_pairs": 0}],
@@ -257,4 +261,6 @@ def test_the_video_view_draws_each_tracks_label_in_its_colour_and_lists_people_b
     WebDriverWait(browser, 20).until(lambda d: d.execute_script(VIDEO_OVERLAY_PIXELS) > 100)
     drawn = colour_pixels(browser, "video-overlay")
     assert drawn["incorrect"] > 50 and drawn["with_mask"] > 50 and drawn["without_mask"] > 50, drawn  # amber, green, red
+    assert browser.execute_script(COLOUR_PIXELS, "video-overlay", {"picture": list(PICTURE_COLOUR)})["picture"] > 50  # the poster: grey
+    assert "Pictures of faces, fixed to the scene (posters, screens; grey, not counted): #4, 0.0–1.9 s" in summary, summary
     assert severe_errors(browser) == []

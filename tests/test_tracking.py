@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from maskdetect.core.constants import LABELS
-from maskdetect.core.crowd import COLOURS, CrowdAnalyzer
+from maskdetect.core.crowd import COLOURS, PICTURE_COLOUR, CrowdAnalyzer
 from maskdetect.core.faces import Face
 from maskdetect.core.inference import Prediction
 from maskdetect.core.tracking import (
@@ -224,6 +224,17 @@ def test_the_annotated_frame_boxes_each_label_in_its_own_colour():
     image = np.asarray(annotate_frame(FRAME, results[-1]))
     for box, label in zip(boxes, LABELS):
         assert tuple(image[box[3] - 1, (box[0] + box[2]) // 2]) == COLOURS[label]  # the box's bottom edge
+
+
+def test_the_annotated_frame_boxes_a_picture_in_grey_whatever_its_label():
+    boxes = [(500 - 6 * i, 100, 540 - 6 * i, 140) for i in range(60)]  # a poster as the camera pans
+    images = [paint(frame, box) for frame, box in zip(panned(60), boxes)]
+    ps = [[(0.05, 0.05, 0.9)]] * 60
+    tracker = FaceTracker(CrowdAnalyzer(ScriptedDetector([[(box, 0.9)] for box in boxes]), ScriptedPredictor(ps)), 10.0)
+    last = [tracker.update(index, image) for index, image in enumerate(images)][-1]
+    assert last.faces[0].picture and last.as_dict()["faces"][0]["picture"] is True
+    drawn = np.asarray(annotate_frame(images[-1], last))
+    assert tuple(drawn[boxes[-1][3] - 1, (boxes[-1][0] + boxes[-1][2]) // 2]) == PICTURE_COLOUR
 
 
 # Frames weighed by how well they show the face.

@@ -35,6 +35,7 @@ from .images import ImageSource, decode_image
 from .inference import Predictor
 
 COLOURS = {"with_mask": (30, 170, 80), "incorrect": (235, 140, 0), "without_mask": (220, 40, 40)}  # green / amber / red boxes
+PICTURE_COLOUR = (140, 145, 150)  # grey: a face fixed to the scene in a video (a poster), not a person
 
 
 def is_unmasked(label: str) -> bool:
@@ -185,13 +186,13 @@ def annotate(source: ImageSource, analysis: CrowdAnalysis) -> Image.Image:
     return draw_faces(image, faces, lines)
 
 
-def draw_faces(image: Image.Image, faces: list[tuple[tuple, str, str]], lines: list[tuple[tuple, tuple]]) -> Image.Image:
-    """``image`` with each (box, label, text) boxed in its label's colour, and a red line between each pair of boxes."""
+def draw_faces(image: Image.Image, faces: list[tuple[tuple, str | tuple, str]], lines: list[tuple[tuple, tuple]]) -> Image.Image:
+    """``image`` with each (box, label or RGB colour, text) boxed in its label's colour, and a red line between each pair of boxes."""
     draw = ImageDraw.Draw(image)
     line = max(1, round(max(image.size) / 400))
     font = ImageFont.load_default(size=max(10, round(max(image.size) / 40)))
     for box, label, text in faces:
-        colour = COLOURS[label]
+        colour = COLOURS[label] if isinstance(label, str) else label
         draw.rectangle(box, outline=colour, width=line)
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         x, y = box[0], max(0, box[1] - (bottom - top) - 2 * line)

@@ -33,7 +33,7 @@ from PIL import Image
 
 from . import constants
 from .constants import LABELS
-from .crowd import CrowdAnalyzer, draw_faces, is_unmasked
+from .crowd import PICTURE_COLOUR, CrowdAnalyzer, draw_faces, is_unmasked
 from .motion import CameraMotion, apply
 from .video import VideoSource, video_writer
 
@@ -603,7 +603,7 @@ def analyze_video(
 
 
 def annotate_frame(frame: Image.Image, result: FrameResult) -> Image.Image:
-    """The frame with each tracked face boxed in its track label's colour, with its id and pooled p(with_mask)."""
+    """The frame with each tracked face boxed in its track label's colour (grey: a picture), with its id and pooled p(with_mask)."""
     boxes = {face.id: face.box for face in result.faces}
-    faces = [(face.box, face.track_label, f"#{face.id} {face.track_with_mask:.2f}") for face in result.faces]
+    faces = [(face.box, PICTURE_COLOUR if face.picture else face.track_label, f"#{face.id} {face.track_with_mask:.2f}") for face in result.faces]
     return draw_faces(frame.copy(), faces, [(boxes[a], boxes[b]) for a, b, _ in result.close_pairs])

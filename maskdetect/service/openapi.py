@@ -52,6 +52,18 @@ ZONE_LIST = {
     "minItems": 3,
     "description": "one zone's corners, in order around it, in pixels of the frame",
 }
+TRACK = {
+    "type": "object",
+    "required": ["id", "label", *constants.LABELS, "frames", "first_s", "last_s"],
+    "properties": {
+        "id": {"type": "integer", "minimum": 0, "description": "the track's id, as in tracked_frames"},
+        "label": LABEL,
+        **{label: _probability(f"{PROBABILITIES[label]['description']}, pooled over the track's frames") for label in constants.LABELS},
+        "frames": {"type": "integer", "minimum": 1, "description": "processed frames the face was found in"},
+        "first_s": {"type": "number", "minimum": 0},
+        "last_s": {"type": "number", "minimum": 0},
+    },
+}  # a clip's person, or picture
 BOX = {
     "type": "array",
     "items": {"type": "integer", "minimum": 0},
@@ -408,7 +420,7 @@ def openapi_document(app: Flask) -> dict:
                     f"those {NOT_MASKED} are the unmasked.",
                     "required": [
                         "frames", "seconds", "fps", "stride", "unique_people", "unique_unmasked_people", "unmasked_share",
-                        "people_by_label", "people", "close_encounters", "share_over_time", "model", "zones",
+                        "people_by_label", "people", "pictures", "close_encounters", "share_over_time", "model", "zones",
                     ],
                     "properties": {
                         "frames": {"type": "integer", "minimum": 0, "description": "frames processed"},
@@ -425,22 +437,9 @@ def openapi_document(app: Flask) -> dict:
                             "properties": {label: {"type": "integer", "minimum": 0} for label in constants.LABELS},
                             "description": "people per label: their sum is unique_people",
                         },
-                        "people": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["id", "label", *constants.LABELS, "frames", "first_s", "last_s"],
-                                "properties": {
-                                    "id": {"type": "integer", "minimum": 0, "description": "the track's id, as in tracked_frames"},
-                                    "label": LABEL,
-                                    **{label: _probability(f"{PROBABILITIES[label]['description']}, pooled over the person's frames")
-                                       for label in constants.LABELS},
-                                    "frames": {"type": "integer", "minimum": 1, "description": "processed frames the person was found in"},
-                                    "first_s": {"type": "number", "minimum": 0},
-                                    "last_s": {"type": "number", "minimum": 0},
-                                },
-                            },
-                        },
+                        "people": {"type": "array", "items": TRACK},
+                        "pictures": {"type": "array", "items": TRACK,
+                                     "description": "faces fixed to the scene (posters, screens): not counted as people, in the share or in encounters"},
                         "close_encounters": {
                             "type": "array",
                             "items": {
@@ -495,7 +494,7 @@ def openapi_document(app: Flask) -> dict:
                                             "type": "object",
                                             "required": [
                                                 "id", "box", "score", "label", *constants.LABELS,
-                                                "track_label", *(f"track_{label}" for label in constants.LABELS),
+                                                "track_label", *(f"track_{label}" for label in constants.LABELS), "picture",
                                             ],
                                             "properties": {
                                                 "id": {"type": "integer", "minimum": 0},
@@ -507,6 +506,8 @@ def openapi_document(app: Flask) -> dict:
                                                 **{f"track_{label}": _probability(f"{PROBABILITIES[label]['description']}, pooled over the frames so far")
                                                    for label in constants.LABELS},
                                                 "person": {"type": "boolean", "description": "whether the track counts as a person"},
+                                                "picture": {"type": "boolean", "description": "whether the track is so far a picture fixed to the scene "
+                                                            "(a poster, a screen), not a person"},
                                             },
                                         },
                                     },

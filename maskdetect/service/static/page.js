@@ -10,7 +10,7 @@
 
 const endpoints = { predict: document.body.dataset.predictUrl, detect: document.body.dataset.detectUrl };
 const labels = ["with_mask", "incorrect", "without_mask"];  // the API's order
-const colours = { with_mask: "#1eaa50", incorrect: "#eb8c00", without_mask: "#dc2828" };  // as in the annotated PNG
+const colours = { with_mask: "#1eaa50", incorrect: "#eb8c00", without_mask: "#dc2828", picture: "#8c9196" };  // as in the annotated PNG and video
 const words = { with_mask: "With mask", incorrect: "Mask worn incorrectly", without_mask: "Without mask" };
 const probabilities = document.getElementById("probabilities");
 const figure = document.getElementById("figure");
@@ -245,6 +245,8 @@ function showClip(answer) {
     `Unique unmasked people: ${unmasked} (a mask worn incorrectly, or none)`,
     `Unmasked share: ${percent(answer.unmasked_share)}`,
     `Unmasked people closer than ${document.body.dataset.closeM} m: ` + (encounters.length ? encounters.join("; ") : "never"),
+    `Pictures of faces, fixed to the scene (posters, screens; grey, not counted): ` +
+      (answer.pictures.length ? answer.pictures.map((p) => `#${p.id}, ${p.first_s.toFixed(1)}–${p.last_s.toFixed(1)} s`).join("; ") : "none"),
     `${answer.seconds.toFixed(1)} s clip, ${answer.frames} frames analysed`,
     "Counted: " + (inZones ? [
       ...zones.include.map((zone) => `in the zone ${cornersText(zone)}`),
@@ -294,13 +296,14 @@ function drawClip(t) {
   const left = (video.clientWidth - scale * video.videoWidth) / 2;
   const top = (video.clientHeight - scale * video.videoHeight) / 2;
   const people = new Set(clip.people.map((person) => person.id));  // the others: dashed, the tracker doubts they are faces
+  const pictures = new Set(clip.pictures.map((picture) => picture.id));  // fixed to the scene: grey
   const boxes = new Map(frame.faces.map((face) => [face.id, face.box.map((v, i) => v * scale + (i % 2 ? top : left))]));
   context.lineWidth = 2;
   context.font = "12px system-ui, sans-serif";
   for (const face of frame.faces) {
     const [xmin, ymin, xmax, ymax] = boxes.get(face.id);
-    context.strokeStyle = context.fillStyle = colours[face.track_label];
-    context.setLineDash(people.has(face.id) ? [] : [4, 3]);
+    context.strokeStyle = context.fillStyle = pictures.has(face.id) ? colours.picture : colours[face.track_label];
+    context.setLineDash(people.has(face.id) || pictures.has(face.id) ? [] : [4, 3]);
     context.strokeRect(xmin, ymin, xmax - xmin, ymax - ymin);
     context.fillText(`#${face.id}: ${face.track_with_mask.toFixed(2)}`, xmin, Math.max(10, ymin - 3));
   }
