@@ -60,6 +60,29 @@ class SquareDetector:
                 if min(w, h) >= self.min_side]
 
 
+def squares_frame(size: tuple[int, int], boxes) -> Image.Image:
+    """A dark frame with a white square per box (xmin, ymin, xmax, ymax): the faces SquareDetector finds."""
+    frame = np.full((size[1], size[0], 3), 30, np.uint8)
+    for xmin, ymin, xmax, ymax in boxes:
+        frame[ymin:ymax, xmin:xmax] = 255
+    return Image.fromarray(frame)
+
+
+def squares_clip(path: Path, fps: float, boxes_per_frame, size: tuple[int, int] = (160, 120)) -> Path:
+    """An MPEG-4 clip (or, for a folder path, PNG frames 0.png, 1.png...) of ``squares_frame`` per list of boxes."""
+    from maskdetect.core.video import video_writer
+
+    if path.suffix:
+        with video_writer(path, fps, size) as write:
+            for boxes in boxes_per_frame:
+                write(squares_frame(size, boxes))
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    for index, boxes in enumerate(boxes_per_frame):
+        squares_frame(size, boxes).save(path / f"{index}.png")
+    return path
+
+
 class FixedPredictor:
     """A classifier that answers every crop alike: ``probabilities`` (with_mask, incorrect, without_mask)."""
 

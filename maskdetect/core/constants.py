@@ -24,8 +24,15 @@ MAX_IMAGE_PIXELS = 40_000_000  # 2.5x the largest training photo, 120 MB once de
 URL_CONNECT_TIMEOUT = 3.0  # seconds to open the connection
 URL_TOTAL_TIMEOUT = 10.0  # seconds for the whole fetch: DNS, redirects and body
 URL_MAX_REDIRECTS = 3
-MAX_VIDEO_SECONDS = 20.0  # a clip sent to POST /detect; with the body cap, about a minute of work at most
+# A clip sent to POST /detect: the worst one these accept is answered well inside gunicorn's 30 s
+# (benchmarks/clip_limits.py; documentation/service.md#clips-what-a-request-may-cost).
+MAX_VIDEO_SECONDS = 20.0  # the longest clip
 VIDEO_PROCESS_FPS = 10.0  # about the frames a second the service tracks in a clip (every 2nd of 25 fps, every 3rd of 30)
+MAX_VIDEO_PROCESSED_FRAMES = 100  # 90-150 ms of CPU each (YuNet, twice): a clip with more (over 10 s at 10/s) gets a larger stride
+MAX_VIDEO_FRAME_PIXELS = 1280 * 720  # HD: YuNet looks at a frame shrunk to 640 and 800 px, so larger ones find no more faces
+MAX_VIDEO_DECODED_PIXELS = 20 * 30 * 1280 * 720  # 20 s of HD at 30 fps: FFmpeg decodes every frame, the skipped ones too
+MAX_VIDEO_ANNOTATED_PIXELS = 10 * 25 * 640 * 360  # ?format=mp4|webm draws and encodes every frame; VP8 does ~20 megapixels/s
+MAX_VIDEO_FACES = 1000  # found in the frames tracked, ~4 ms of CPU each: 10 a frame (a crowd of 70 costs 4x a street of 3)
 
 # nginx in front of gunicorn (`maskdetect serve`): client deadlines and the load-shedding budget.
 CLIENT_TIMEOUT_S = 10.0

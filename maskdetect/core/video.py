@@ -2,9 +2,11 @@
 
 :func:`open_video` gives a :class:`VideoSource` whatever the source; iterating it yields
 ``(index, frame)`` with the frame as an RGB PIL image, and ``frames(stride)`` every stride-th frame
-only: the ones between are passed over without being converted (``grab()``) or, in a folder, read. A file that is damaged or in a format this
-FFmpeg cannot decode is a :class:`VideoError` that says so, never a hang: streams have open and
-read timeouts, and a clip over its :class:`VideoLimits` stops at the first frame past them.
+only: the ones between are passed over without being converted (``grab()``) or, in a folder, read.
+A file that is damaged or in a format this FFmpeg cannot decode is a :class:`VideoError` that says
+so, never a hang: streams have open and read timeouts. A clip over its :class:`VideoLimits` (length,
+pixels per frame, pixels decoded in all) is refused before its first frame is decoded when its
+container tells, else at the first frame past them.
 Stream URLs (``rtsp://``, ``http(s)://``) follow the image URLs' address rules: public
 addresses only unless ``allow_private``.
 """
@@ -41,10 +43,48 @@ class VideoTooLong(VideoError):
     """The clip is longer than its limit."""
 
 
+class VideoTooLarge(VideoError):
+    """The clip's frames are over the pixel limit, or all its frames together are over the decoded-pixel limit."""
+
+
 @dataclass(frozen=True)
 class VideoLimits:
+    """What a source may hold; the messages of its errors say what to send instead."""
+
     max_seconds: float | None = MAX_VIDEO_SECONDS  # None: no limit (a camera)
     max_pixels: int = MAX_IMAGE_PIXELS  # per frame
+    max_decoded_pixels: int | None = None  # every frame's pixels summed, skipped ones too: FFmpeg decodes them all
+    hint: str = ""  # what else the caller may do, after a message about max_decoded_pixels
+
+    def largest_frame(self) -> str:
+        """The largest 16:9 frame within ``max_pixels``, as WxH."""
+        width = math.isqrt(self.max_pixels * 16 // 9)
+        return f"{width}x{width * 9 // 16}"
+
+    def check_frame(self, name: str, size: tuple[int, int]) -> None:
+        """VideoTooLarge for a frame over ``max_pixels``."""
+        if size[0] * size[1] <= self.max_pixels:
+            return
+        advice = f"up to {self.largest_frame()}"
+        if self.max_seconds is not None:
+            advice = f"at most {self.max_seconds:g} s at {advice}"
+            if self.max_decoded_pixels is not None:
+                advice += f" and {math.floor(self.max_decoded_pixels / (self.max_pixels * self.max_seconds))} frames a second"
+        raise VideoTooLarge(f"{name}'s frames are {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.2g} megapixels), over the "
+                            f"{self.max_pixels / 1e6:.2g}-megapixel limit per frame; send {advice}")
+
+    def check_decoded(self, name: str, fps: float, size: tuple[int, int], frames: int, *, so_far: str = "") -> None:
+        """VideoTooLarge when ``frames`` frames of ``size`` are over ``max_decoded_pixels``; ``so_far``: counted while reading."""
+        pixels = frames * size[0] * size[1]
+        if self.max_decoded_pixels is None or pixels <= self.max_decoded_pixels:
+            return
+        within = self.max_decoded_pixels / (size[0] * size[1])  # frames
+        what = f"{name} {'reaches' if so_far else 'is'} {frames} frames of {size[0]}x{size[1]}{so_far}"
+        advice = f"send at most {math.floor(within / fps * 10) / 10:g} s of it"
+        if self.max_seconds is not None:
+            advice += f", or {self.max_seconds:g} s at up to {math.floor(within / self.max_seconds)} frames a second at this size"
+        raise VideoTooLarge(f"{what}, {pixels / 1e6:.0f} megapixels to decode, over the {self.max_decoded_pixels / 1e6:.0f}-"
+                            f"megapixel limit; {advice}{self.hint}")
 
 
 class Frames:
@@ -130,14 +170,17 @@ class VideoSource:
             raise VideoError(f"{name} has no frame this build can decode: it is damaged, empty, or in a format OpenCV's "
                              "FFmpeg lacks; send an MP4 (H.264 or MPEG-4) or WebM clip")
         self.size = (first.shape[1], first.shape[0])
-        if self.size[0] * self.size[1] > limits.max_pixels:
-            raise VideoError(f"{name}'s frames are {self.size[0]}x{self.size[1]}, over {limits.max_pixels / 1e6:g} megapixels; send a smaller video")
+        limits.check_frame(name, self.size)
         self._first = first
         if frame_count is not None and limits.max_seconds is not None and frame_count / fps > limits.max_seconds + 1 / fps:
             raise VideoTooLong(self._too_long())
+        if frame_count is not None:
+            limits.check_decoded(name, fps, self.size, frame_count)
+        self.decoded_pixels = 0  # of the frames passed so far, read or skipped, each at the size of the last one read
+        self._frame_size = self.size
 
     def _too_long(self) -> str:
-        return f"{self.name} is longer than the {self.limits.max_seconds:g} s limit; send a shorter clip"
+        return f"{self.name} is longer than the {self.limits.max_seconds:g} s limit; send a clip of at most {self.limits.max_seconds:g} s"
 
     def __iter__(self) -> Iterator[tuple[int, Image.Image]]:
         return self.frames()
@@ -147,6 +190,7 @@ class VideoSource:
         if stride < 1:
             raise ValueError("stride must be 1 or more")
         index, frame = 0, self._first
+        self._count(index, frame)
         try:
             while frame is not None:
                 yield index, Image.fromarray(frame)
@@ -163,9 +207,21 @@ class VideoSource:
         if self.max_frames is not None and index >= self.max_frames:
             return None
         frame = self._frames.read() if keep else (self._frames.skip() or None)
-        if frame is not None and self.limits.max_seconds is not None and index / self.fps > self.limits.max_seconds:
-            raise VideoTooLong(self._too_long())
+        if frame is not None:
+            if self.limits.max_seconds is not None and index / self.fps > self.limits.max_seconds:
+                raise VideoTooLong(self._too_long())
+            self._count(index, frame)
         return frame
+
+    def _count(self, index: int, frame: np.ndarray | bool) -> None:
+        """Frame ``index`` (an array, or True when skipped) against the limits on pixels: a frame's, and all frames' so far."""
+        if isinstance(frame, np.ndarray):
+            self._frame_size = (frame.shape[1], frame.shape[0])
+            self.limits.check_frame(self.name, self._frame_size)  # a stream may change size on the way
+        self.decoded_pixels += self._frame_size[0] * self._frame_size[1]
+        if self.limits.max_decoded_pixels is not None and self.decoded_pixels > self.limits.max_decoded_pixels:
+            said = f", more than the {self.frame_count} its container says" if self.frame_count is not None else ""
+            self.limits.check_decoded(self.name, self.fps, self._frame_size, index + 1, so_far=said or " by now")
 
 
 def _rate(capture: cv2.VideoCapture, fps: float | None) -> float:
@@ -216,8 +272,17 @@ def open_video(
         raise VideoError(f"{name} is not a video this build can read (damaged, or a format OpenCV's FFmpeg lacks); "
                          "send an MP4 (H.264 or MPEG-4) or WebM clip")
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    return VideoSource(name, _CapturedFrames(capture), _rate(capture, fps), count if count > 0 else None, limits,
-                       max_frames=max_frames)
+    count, rate = count if count > 0 else None, _rate(capture, fps)
+    reported = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    try:
+        if min(reported) > 0:  # what the container says, checked before a frame is decoded
+            limits.check_frame(name, reported)
+            if count is not None:
+                limits.check_decoded(name, rate, reported, count if max_frames is None else min(count, max_frames))
+        return VideoSource(name, _CapturedFrames(capture), rate, count, limits, max_frames=max_frames)
+    except VideoError:
+        capture.release()
+        raise
 
 
 @contextmanager

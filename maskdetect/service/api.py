@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import tempfile
 from pathlib import Path
 
@@ -13,9 +14,17 @@ from ..core.crowd import CrowdAnalyzer, annotate
 from ..core.fetch import fetch_bytes
 from ..core.images import decode_image
 from ..core.inference import Predictor
-from ..core.constants import VIDEO_PROCESS_FPS
+from ..core.constants import (
+    MAX_VIDEO_ANNOTATED_PIXELS,
+    MAX_VIDEO_DECODED_PIXELS,
+    MAX_VIDEO_FACES,
+    MAX_VIDEO_FRAME_PIXELS,
+    MAX_VIDEO_PROCESSED_FRAMES,
+    MAX_VIDEO_SECONDS,
+    VIDEO_PROCESS_FPS,
+)
 from ..core.requests import image_from_body, is_video, video_suffix
-from ..core.video import VideoLimits, open_video
+from ..core.video import VideoLimits, VideoTooLarge, open_video
 from ..core.zones import Zones, parse_zones
 from .errors import ApiError
 from .openapi import openapi_document
@@ -101,6 +110,45 @@ def _zones_from_request() -> Zones:
     return parse_zones(request.args.getlist("zone"), request.args.getlist("ignore_zone"), names=ZONE_NAMES)
 
 
+CLIP_LIMITS = VideoLimits(MAX_VIDEO_SECONDS, MAX_VIDEO_FRAME_PIXELS, MAX_VIDEO_DECODED_PIXELS)
+ANNOTATED_CLIP_LIMITS = VideoLimits(  # ?format=mp4 or webm: every frame is drawn and encoded too
+    MAX_VIDEO_SECONDS, MAX_VIDEO_FRAME_PIXELS, MAX_VIDEO_ANNOTATED_PIXELS,
+    hint=f"; or leave format out: a JSON answer may decode {MAX_VIDEO_DECODED_PIXELS / 1e6:.0f} megapixels",
+)
+
+
+def clip_stride(fps: float, frame_count: int | None) -> int:
+    """Track every stride-th frame: about VIDEO_PROCESS_FPS a second, and at most MAX_VIDEO_PROCESSED_FRAMES in all.
+
+    A clip whose container does not say its length counts as MAX_VIDEO_SECONDS long.
+    """
+    frames = frame_count if frame_count is not None else math.floor(fps * MAX_VIDEO_SECONDS)
+    return max(1, round(fps / VIDEO_PROCESS_FPS), math.ceil(frames / MAX_VIDEO_PROCESSED_FRAMES))
+
+
+class _FaceCount:
+    """A clip's analyzer: the crowd analyzer, refusing the clip once its tracked frames showed over MAX_VIDEO_FACES faces."""
+
+    def __init__(self, analyzer: CrowdAnalyzer, fps: float, stride: int):
+        self.analyzer, self.fps, self.stride, self.frames, self.faces = analyzer, fps, stride, 0, 0
+
+    def __getattr__(self, name: str):  # the camera, the predictor: the analyzer's
+        return getattr(self.analyzer, name)
+
+    def analyze(self, image):
+        analysis = self.analyzer.analyze(image)
+        self.frames, self.faces = self.frames + 1, self.faces + len(analysis.faces)
+        if self.faces > MAX_VIDEO_FACES:
+            # A shorter clip is tracked at the least stride: what length of it stays within the limit, at these faces a frame?
+            tracked_per_s = self.fps / clip_stride(self.fps, 1)
+            within = math.floor(MAX_VIDEO_FACES * self.frames / self.faces / tracked_per_s * 10) / 10
+            raise VideoTooLarge(f"the video shows {self.faces} faces in the {self.frames} frames tracked in its first "
+                                f"{self.frames * self.stride / self.fps:.1f} s, over the {MAX_VIDEO_FACES} a clip may show (each is "
+                                f"classified in every frame tracked); send {f'at most {within:g} s of it, or ' if within else ''}"
+                                "a clip with fewer people in view")
+        return analysis
+
+
 def detect_video(answer_format: str):
     """A clip's summary: unique people, unique unmasked people, close encounters, the share over time.
 
@@ -119,11 +167,18 @@ def detect_video(answer_format: str):
     with tempfile.TemporaryDirectory(prefix="maskdetect-clip-") as work:
         clip = Path(work) / f"clip{video_suffix(request.content_type or '')}"
         clip.write_bytes(data)
-        video = open_video(clip, limits=VideoLimits(), name="the video")
-        zones.check_frame(video.size, ZONE_NAMES)
         out = Path(work) / f"detected.{answer_format}" if answer_format != "json" else None
-        frames = []
-        tracker = analyze_video(video, analyzer(), max(1, round(video.fps / VIDEO_PROCESS_FPS)), out=out, on_frame=frames.append,
+        video = open_video(clip, limits=CLIP_LIMITS if out is None else ANNOTATED_CLIP_LIMITS, name="the video")
+        zones.check_frame(video.size, ZONE_NAMES)
+        stride, frames = clip_stride(video.fps, video.frame_count), []
+
+        def on_frame(result) -> None:
+            frames.append(result)
+            if len(frames) > MAX_VIDEO_PROCESSED_FRAMES + 1:  # +1: a frame at exactly MAX_VIDEO_SECONDS
+                raise VideoTooLarge("the video holds more frames than its container says; re-encode it "
+                                    f"(e.g. ffmpeg -i clip.mp4 fixed.mp4) and send at most {MAX_VIDEO_SECONDS:g} s")
+
+        tracker = analyze_video(video, _FaceCount(analyzer(), video.fps, stride), stride, out=out, on_frame=on_frame,
                                  zone=None if zones.everywhere else zones)
         if out is not None:
             return send_file(io.BytesIO(out.read_bytes()), mimetype=f"video/{answer_format}", download_name=out.name)

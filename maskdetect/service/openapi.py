@@ -15,6 +15,7 @@ from importlib import metadata
 from flask import Flask
 
 from ..core import constants, zones
+from ..core.video import VideoLimits
 
 
 URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s]+([/?#]\S*)?$"
@@ -71,6 +72,21 @@ BOX = {
     "maxItems": 4,
     "description": "xmin, ymin, xmax, ymax in displayed pixels (max exclusive)",
 }
+
+
+LARGEST_FRAME = VideoLimits(max_pixels=constants.MAX_VIDEO_FRAME_PIXELS).largest_frame()
+CLIP_LIMITS = (  # what a clip may cost: maskdetect.core.constants, documentation/service.md
+    f"A clip may be {constants.MAX_VIDEO_SECONDS:g} s long, its frames up to {LARGEST_FRAME} "
+    f"({constants.MAX_VIDEO_FRAME_PIXELS / 1e6:.2g} megapixels), all its frames together "
+    f"{constants.MAX_VIDEO_DECODED_PIXELS / 1e6:.0f} megapixels to decode ({constants.MAX_VIDEO_SECONDS:g} s of {LARGEST_FRAME} at "
+    f"{constants.MAX_VIDEO_DECODED_PIXELS / constants.MAX_VIDEO_FRAME_PIXELS / constants.MAX_VIDEO_SECONDS:g} fps), or "
+    f"{constants.MAX_VIDEO_ANNOTATED_PIXELS / 1e6:.1f} megapixels with `format=mp4` or `webm`, which draws and encodes every frame. "
+    f"About {constants.VIDEO_PROCESS_FPS:g} frames a second are tracked, at most {constants.MAX_VIDEO_PROCESSED_FRAMES} "
+    "in all (a longer clip is tracked at a larger `stride`; one whose container does not state its length counts as "
+    f"{constants.MAX_VIDEO_SECONDS:g} s long), and those frames may show {constants.MAX_VIDEO_FACES} faces in all. A clip "
+    "over a limit its container states is refused before it is decoded; one that holds more than it states is stopped "
+    "at the limit: a 422 that says what to send instead. 413 is for a body over the size limit only."
+)
 
 
 def _error(description: str) -> dict:
@@ -186,13 +202,13 @@ def openapi_document(app: Flask) -> dict:
                         f"{constants.CAMERA_FOV_DEG:g} degree horizontal field of view: rough estimates. "
                         "With `format=png` the answer is the image with the boxes drawn (green with_mask, amber "
                         "incorrect, red without_mask, labelled with the face's index and p(with_mask)). "
-                        "A video clip (the body, with its `video/*` Content-Type, at most "
-                        f"{constants.MAX_VIDEO_SECONDS:g} s) is tracked instead: each person keeps an id across frames, "
+                        "A video clip (the body, with its `video/*` Content-Type) is tracked instead: each person keeps an id across frames, "
                         "is labelled from all their frames and counted once (`people`, `people_by_label`); "
                         f"`unique_unmasked_people` counts the people {NOT_MASKED}; `close_encounters` are pairs of them "
                         f"that stood closer than {constants.CLOSE_DISTANCE_M:g} m; `frames=1` adds each processed frame's "
                         "tracked faces, and `format=mp4` (or `webm`, which browsers play) answers the clip with every face "
                         "boxed. `png` goes with a photo only, `mp4` and `webm` with a clip only: the other pairings are a 400. "
+                        + CLIP_LIMITS + " "
                         "For a fixed camera, `zone` says where a clip's people are counted: a person counts once their face's "
                         "centre was seen inside a `zone` (anywhere, without one) and outside every `ignore_zone`; the answer's "
                         "`zones` lists those used. Zones go with a clip only."
@@ -271,7 +287,9 @@ def openapi_document(app: Flask) -> dict:
                         "422": _error(
                             "the bytes (uploaded or fetched) are not a readable image, the image is over the pixel limit, or "
                             "the image at the URL is over the size limit; a clip that cannot be decoded, is over "
-                            f"{constants.MAX_VIDEO_SECONDS:g} s, or has frames over the pixel limit"
+                            f"{constants.MAX_VIDEO_SECONDS:g} s, has frames over {constants.MAX_VIDEO_FRAME_PIXELS / 1e6:.2g} "
+                            "megapixels or more pixels to decode than the limit, or shows more faces than the limit in the "
+                            "frames tracked (the message says what to send instead)"
                         ),
                     },
                 }
