@@ -3,9 +3,10 @@
     python benchmarks/video.py --model deployment/maskdetect.tflite [--clips 3] [--seconds 6]
 
 The clips are made from scenes-dev photos (maskdetect.training.clips: a virtual camera panning and
-zooming over a labelled crowd photo), so they hold real faces. Prints one JSON object: frames,
-wall seconds, frames per second, CPU ms per frame (all threads), faces per frame. One process, as
-`maskdetect watch` runs: decoding, detection (1x and 2x passes), classification, tracking.
+zooming over a labelled crowd photo whose people move against its background), so they hold real
+faces. Prints one JSON object: frames, wall seconds, frames per second, CPU ms per frame (all
+threads), faces per frame. One process, as `maskdetect watch` runs: decoding, detection (1x and 2x
+passes), classification, tracking.
 """
 
 from __future__ import annotations

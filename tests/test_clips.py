@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -104,7 +105,7 @@ def test_a_clip_of_a_real_scene_has_the_promised_frames_and_its_truth_boxes_foll
 
 def test_a_face_is_in_a_frames_truth_exactly_when_at_least_half_of_it_is_in_view(tmp_path, grid_photo):
     image, faces = grid_photo
-    truth = make_clip(image, faces, tmp_path / "pan.mp4", size=(320, 180), seconds=2.0, fps=10.0, motion="pan", seed=1)
+    truth = make_clip(image, faces, tmp_path / "pan.mp4", size=(320, 180), seconds=2.0, fps=10.0, motion="pan", seed=1, people_motion=0)
     windows = camera_path((400, 225), (320, 180), 20, "pan", seed=1, faces=[f.box for f in faces])
 
     seen_counts = []
@@ -155,13 +156,16 @@ def test_an_unknown_motion_is_refused():
         camera_path((400, 225), (640, 360), 10, "tilt")
 
 
-def test_truth_round_trips_through_csv_empty_frames_included(tmp_path):
+def test_truth_round_trips_through_csv_empty_frames_and_pictures_included(tmp_path):
     frames = [
-        TruthFrame(0, 0.0, [TruthFace(0, (1, 2, 30, 40), "with_mask"), TruthFace(3, (100, 5, 140, 61), "incorrect")]),
+        TruthFrame(0, 0.0, [TruthFace(0, (1, 2, 30, 40), "with_mask"), TruthFace(3, (100, 5, 140, 61), "incorrect", picture=True)]),
         TruthFrame(1, 0.04, []),
         TruthFrame(2, 0.08, [TruthFace(3, (101, 6, 141, 62), "without_mask")]),
     ]
     assert read_truth(write_truth(frames, tmp_path / "truth.csv")) == frames
+    old = tmp_path / "old.csv"  # written before faces could be pictures: no such column
+    old.write_text("frame,t,person,xmin,ymin,xmax,ymax,label\n0,0.0,2,1,2,30,40,with_mask\n1,0.04,,,,,,\n")
+    assert read_truth(old) == [TruthFrame(0, 0.0, [TruthFace(2, (1, 2, 30, 40), "with_mask")]), TruthFrame(1, 0.04, [])]
 
 
 def test_make_clips_picks_scenes_with_enough_large_faces_varies_the_motion_and_repeats_with_the_seed(tmp_path):
@@ -177,6 +181,211 @@ def test_make_clips_picks_scenes_with_enough_large_faces_varies_the_motion_and_r
         assert len({f.person for frame in truth for f in frame.faces if longer_side(f.box) >= 24}) >= 3
     again = make_clips(images, SCENES / "labels.csv", tmp_path / "b", **options)
     assert [clip.name for clip, _ in again] == [clip.name for clip, _ in made]
+
+
+# People who move against the background.
+
+
+class Recorder:
+    """Stands in for cv2.VideoWriter: keeps the frames make_clip writes, before any codec touches them."""
+
+    frames: list[np.ndarray] = []
+
+    def __init__(self, *args):
+        Recorder.frames = []
+
+    def isOpened(self):
+        return True
+
+    def write(self, frame):
+        Recorder.frames.append(frame.copy())
+
+    def release(self):
+        pass
+
+
+def film(monkeypatch, image, faces, path, **options) -> tuple[list[TruthFrame], list[np.ndarray]]:
+    """make_clip's truth and its frames exactly as written."""
+    monkeypatch.setattr(clips.cv2, "VideoWriter", Recorder)
+    truth = make_clip(image, faces, path, **options)
+    return truth, Recorder.frames
+
+
+def rigid_frame(photo: np.ndarray, window, size, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
+    """The photo through the camera window, shifted by (dx, dy) photo px first: as make_clip films a still photo."""
+    x0, y0, width = window
+    scale = size[0] / width
+    shift = [[scale, 0, scale * (0.5 + dx - x0) - 0.5], [0, scale, scale * (0.5 + dy - y0) - 0.5]]
+    return cv2.warpAffine(photo, np.float32(shift), size, flags=cv2.INTER_LINEAR)
+
+
+@pytest.fixture
+def three_people(tmp_path):
+    """A 640x360 photo of smooth random texture, three 48 px labelled 'faces' far apart, the middle one larger."""
+    rng = np.random.default_rng(11)
+    coarse = rng.uniform(0, 255, (36, 64, 3)).astype(np.float32)
+    image = np.clip(cv2.resize(coarse, (640, 360), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+    path = tmp_path / "three.png"
+    cv2.imwrite(str(path), image)
+    faces = [Labelled((96, 150, 144, 198), "with_mask"), Labelled((290, 140, 350, 200), "without_mask"),
+             Labelled((496, 160, 544, 208), "incorrect")]
+    return path, faces, image
+
+
+MOVING = dict(size=(320, 180), seconds=2.0, fps=10.0, motion="pan", seed=3)
+
+
+def overlapped(moved, person: int, frame: int) -> bool:
+    """Whether a nearer person's cut-out (pasted after this person's: over it) reaches the person's face box."""
+    xmin, ymin, xmax, ymax = moved.box(person, frame)
+    nearer = moved.order[moved.order.index(person) + 1:] if person in moved.order else moved.order
+    regions = [np.array(moved.regions[p]) + np.tile(moved.offsets[p, frame], 2) for p in nearer]
+    return any(r[0] < xmax and xmin < r[2] and r[1] < ymax and ymin < r[3] for r in regions)
+
+
+def test_the_truth_boxes_follow_the_moved_faces_pixel_for_pixel(tmp_path, monkeypatch, three_people):
+    image, faces, photo = three_people
+    truth, frames = film(monkeypatch, image, faces, tmp_path / "clip.mp4", **MOVING)
+    windows = camera_path((640, 360), (320, 180), 20, "pan", seed=3, faces=[f.box for f in faces])
+    moved = clips.move_people([f.box for f in faces], (640, 360), 20, 10.0, clips.PEOPLE_MOTION, seed=3)
+    checked = covered = 0
+    for frame, expected, window in zip(frames, truth, windows):
+        for face in expected.faces:
+            assert face.label == faces[face.person].label and not face.picture
+            dx, dy = moved.offsets[face.person, expected.index]
+            if overlapped(moved, face.person, expected.index):
+                covered += 1
+                continue  # partly behind a nearer person: their pixels, not this face's
+            xmin, ymin, xmax, ymax = face.box
+            inner = (slice(ymin + 1, ymax - 1), slice(xmin + 1, xmax - 1))  # clear of the box's rounding
+            there = rigid_frame(photo, window, (320, 180), dx, dy)  # the photo moved as the person moved
+            assert np.abs(frame[inner].astype(float) - there[inner]).max() <= 1
+            checked += 1
+    assert checked >= 30 and covered < checked
+
+
+def test_people_move_against_the_background_and_leave_no_copy_where_they_stood(tmp_path, monkeypatch, three_people):
+    image, faces, photo = three_people
+    options = {**MOVING, "motion": "pan-zoom"}  # all three in view most of the time
+    truth, frames = film(monkeypatch, image, faces, tmp_path / "clip.mp4", **options)
+    rigid = make_clip(image, faces, tmp_path / "rigid.mp4", **options, people_motion=0)
+    windows = camera_path((640, 360), (320, 180), 20, "pan-zoom", seed=3, faces=[f.box for f in faces])
+    apart = {}  # person -> per frame, (x, y) of the moved box's centre less the rigid one's, frame px
+    for moving, still in zip(truth, rigid):
+        where = {face.person: face.box for face in still.faces}
+        for face in moving.faces:
+            if face.person in where:
+                r = where[face.person]
+                apart.setdefault(face.person, []).append(((face.box[0] + face.box[2] - r[0] - r[2]) / 2, (face.box[1] + face.box[3] - r[1] - r[3]) / 2))
+    assert len(apart) == 3
+    for shifts in apart.values():
+        assert len(shifts) >= 10 and np.ptp(np.array(shifts)[:, 0]) >= 20  # each moves 20+ frame px (half a face) against the background
+    assert len({tuple(np.round(np.array(shifts)[-1])) for shifts in apart.values()}) == 3  # each their own way
+
+    vacated = 0
+    for moving, still, frame, window in zip(truth, rigid, frames, windows):
+        boxes = {face.person: face.box for face in moving.faces}
+        for face in still.faces:
+            xmin, ymin, xmax, ymax = face.box
+            if face.person not in boxes or abs(boxes[face.person][0] - xmin) < xmax - xmin:
+                continue  # not yet far from where it stood
+            if any(b[0] < xmax and xmin < b[2] and b[1] < ymax and ymin < b[3] for b in boxes.values()):
+                continue  # someone stands there now
+            original = rigid_frame(photo, window, (320, 180))[ymin:ymax, xmin:xmax].astype(float)
+            assert np.abs(frame[ymin:ymax, xmin:xmax] - original).mean() > 15  # the face is gone from where it was
+            vacated += 1
+    assert vacated >= 5
+
+
+def test_no_people_motion_films_the_still_photo_exactly_as_before(tmp_path, monkeypatch, three_people):
+    image, faces, photo = three_people
+    options = dict(size=(320, 180), seconds=1.0, fps=10.0, motion="pan-zoom", seed=2)
+    truth, frames = film(monkeypatch, image, faces, tmp_path / "clip.mp4", people_motion=0, pictures={1}, **options)
+    windows = camera_path((640, 360), (320, 180), 10, "pan-zoom", seed=2, faces=[f.box for f in faces])
+    assert len(frames) == 10
+    for frame, window in zip(frames, windows):
+        assert (frame == rigid_frame(photo, window, (320, 180))).all()
+    plain = clips.clip_truth(faces, windows, (320, 180), 10.0)
+    assert [[(f.person, f.box) for f in t.faces] for t in truth] == [[(f.person, f.box) for f in t.faces] for t in plain]
+
+
+def test_a_picture_stays_fixed_to_the_background_while_the_others_move(tmp_path, monkeypatch, three_people):
+    image, faces, photo = three_people
+    truth, frames = film(monkeypatch, image, faces, tmp_path / "clip.mp4", pictures={1}, **MOVING)
+    rigid = make_clip(image, faces, tmp_path / "rigid.mp4", **MOVING, people_motion=0)
+    windows = camera_path((640, 360), (320, 180), 20, "pan", seed=3, faces=[f.box for f in faces])
+    boxes = [f.box for f in faces]
+    with_picture = clips.move_people(boxes, (640, 360), 20, 10.0, seed=3, pictures={1})
+    everyone = clips.move_people(boxes, (640, 360), 20, 10.0, seed=3)
+    assert not with_picture.offsets[1].any() and np.array_equal(with_picture.offsets[[0, 2]], everyone.offsets[[0, 2]])
+    assert with_picture.order == (0, 2) and everyone.order == (0, 2, 1)  # the picture is background: never pasted
+    seen = 0
+    for moving, still, frame, window in zip(truth, rigid, frames, windows):
+        for face in moving.faces:
+            assert face.picture == (face.person == 1)
+            if face.picture:
+                assert face.box == next(f.box for f in still.faces if f.person == 1)  # where the rigid camera puts it
+                if overlapped(with_picture, 1, moving.index):
+                    continue  # someone walks in front of it
+                xmin, ymin, xmax, ymax = face.box
+                inner = (slice(ymin + 1, ymax - 1), slice(xmin + 1, xmax - 1))
+                assert np.abs(frame[inner].astype(float) - rigid_frame(photo, window, (320, 180))[inner]).max() <= 1
+                seen += 1
+    assert seen >= 10
+
+
+def test_people_moving_repeat_with_the_seed_and_differ_with_another(tmp_path, monkeypatch, three_people):
+    image, faces, _ = three_people
+    first, frames = film(monkeypatch, image, faces, tmp_path / "a.mp4", **MOVING)
+    again, frames_again = film(monkeypatch, image, faces, tmp_path / "b.mp4", **MOVING)
+    assert again == first and all((a == b).all() for a, b in zip(frames, frames_again))
+    boxes = [f.box for f in faces]
+    assert not np.array_equal(clips.move_people(boxes, (640, 360), 20, 10.0, seed=3).offsets,
+                              clips.move_people(boxes, (640, 360), 20, 10.0, seed=4).offsets)
+
+
+def test_each_person_drifts_a_few_face_widths_smoothly_and_stays_in_the_photo():
+    boxes = [(x, y, x + 40, y + 40) for x in range(100, 1900, 120) for y in (100, 500, 900)]
+    moved = clips.move_people(boxes, (2000, 1000), 150, 25.0, people_motion=3.0, seed=1)
+    across = np.ptp(moved.offsets[:, :, 0], axis=1) / 40  # face widths
+    assert across.min() >= 1.0 and across.max() <= 2 * 3.0
+    assert np.abs(np.diff(moved.offsets, axis=1)).max() < 0.3 * 40  # no jumps: under 0.3 face widths a frame (7.5 a second)
+    for person, (xmin, ymin, xmax, ymax) in enumerate(boxes):
+        dx, dy = moved.offsets[person, :, 0], moved.offsets[person, :, 1]
+        assert (xmin + dx >= 0).all() and (xmax + dx <= 2000).all() and (ymin + dy >= 0).all() and (ymax + dy <= 1000).all()
+    assert moved.order == tuple(range(len(boxes)))  # all alike in size: pasted in their order
+    still = clips.move_people(boxes, (2000, 1000), 150, 25.0, people_motion=0.0, seed=1)
+    assert not still.offsets.any() and still.order == ()
+    with pytest.raises(ValueError, match="pictures"):
+        clips.move_people(boxes, (2000, 1000), 10, 25.0, pictures={len(boxes)})
+
+
+def test_a_face_behind_a_nearer_person_is_left_out_of_the_truth(three_people):
+    _, faces, _ = three_people
+    moved = clips.move_people([f.box for f in faces], (640, 360), 2, 10.0, seed=0)
+    assert moved.order[-1] == 1  # the largest face is nearest: pasted last
+    moved.offsets[:] = 0
+    moved.offsets[0, 1] = (200, -5)  # person 0 walks behind person 1 in the second frame
+    assert moved.hidden(0, 0) == 0 and moved.hidden(0, 1) > 0.9 and moved.hidden(1, 1) == 0
+    truth = clips.clip_truth(faces, np.array([[0.0, 0.0, 640.0]] * 2), (640, 360), 10.0, moved)
+    assert [f.person for f in truth[0].faces] == [0, 1, 2] and [f.person for f in truth[1].faces] == [1, 2]
+
+
+def test_make_clips_keeps_its_scenes_and_camera_and_can_make_one_face_per_clip_a_picture(tmp_path):
+    images = require(SCENES / "images")
+    options = dict(count=3, min_faces=3, min_side=24, seed=7, size=(320, 180), seconds=0.4, fps=10.0)
+    rigid = make_clips(images, SCENES / "labels.csv", tmp_path / "rigid", people_motion=0, **options)
+    moving = make_clips(images, SCENES / "labels.csv", tmp_path / "moving", **options)
+    assert [clip.name for clip, _ in moving] == [clip.name for clip, _ in rigid]  # the same scenes, filmed the same way
+    assert all(read_truth(truth)[0] == read_truth(rigid_truth)[0] for (_, truth), (_, rigid_truth) in zip(moving, rigid))  # all start where the photo has them
+    rigid = make_clips(images, SCENES / "labels.csv", tmp_path / "rigid-pictures", people_motion=0, pictures_per_clip=1, **options)
+    moving = make_clips(images, SCENES / "labels.csv", tmp_path / "pictures", pictures_per_clip=1, **options)
+    for (_, rigid_truth), (_, truth_path) in zip(rigid, moving):
+        truth = read_truth(truth_path)
+        pictures = {f.person for frame in truth for f in frame.faces if f.picture}
+        assert len(pictures) == 1
+        still = {(frame.index, f.person): f.box for frame in read_truth(rigid_truth) for f in frame.faces}
+        assert all(still[frame.index, f.person] == f.box for frame in truth for f in frame.faces if f.picture)
 
 
 # The measures, on hand-made tracker output: two people walking right over ten frames.
@@ -197,7 +406,7 @@ P = {"with_mask": (0.9, 0.05, 0.05), "incorrect": (0.1, 0.8, 0.1), "without_mask
 
 def tracked(id: int, box, label: str, track_label: str | None = None, quality=None) -> TrackedFace:
     track_label = track_label or label
-    return TrackedFace(id, box, 0.9, label, *P[label], track_label, *P[track_label], quality)
+    return TrackedFace(id, box, 0.9, label, *P[label], track_label, *P[track_label], quality=quality)
 
 
 def perfect(truth: list[TruthFrame]) -> list[FrameResult]:
@@ -278,6 +487,39 @@ def test_faces_under_min_side_are_neither_required_nor_penalised():
     assert report["per_frame_label_accuracy"] == report["per_track_label_accuracy"] == 1.0
     assert report["unique_people_estimated"] == 2 and report["ignored_tracks"] == 2 and report["false_tracks"] == 0
     assert evaluate_tracking(truth, perfect(people_truth()))["recall_per_track"] == 1.0  # missing it costs nothing
+
+
+def test_a_picture_is_no_person_and_a_track_on_it_is_a_picture_counted_as_one():
+    truth = people_truth()
+    for frame in truth:
+        frame.faces.append(TruthFace(2, (300, 30, 340, 70), "without_mask", picture=True))
+    report = evaluate_tracking(truth, perfect(truth))  # tracks the picture as a person
+    assert report["people"] == 2 and report["pictures"] == 1 and report["picture_tracks"] == 1
+    assert report["recall_per_track"] == report["per_track_label_accuracy"] == 1.0 and report["labelled_tracks"] == 2
+    assert report["unique_people_estimated"] == 3 and report["unique_people_error"] == 0.5 and report["false_tracks"] == 0
+    assert report["unmasked_people"] == 1 and report["unmasked_people_estimated"] == 2
+    report = evaluate_tracking(truth, perfect(people_truth()))  # no track on the picture: right
+    assert report["picture_tracks"] == 0 and report["unique_people_error"] == 0.0 and report["recall_per_track"] == 1.0
+
+
+@dataclass(frozen=True)
+class Judged(TrackedFace):
+    picture: bool = False  # the tracker's verdict, as the picture rule gives it
+
+
+def test_a_track_the_tracker_calls_a_picture_is_not_counted_and_a_person_it_calls_one_is_reported():
+    truth = people_truth()
+    for frame in truth:
+        frame.faces.append(TruthFace(2, (300, 30, 340, 70), "without_mask", picture=True))
+    results = [FrameResult(r.index, r.t, [Judged(**{**vars(f), "picture": f.id == 2}) for f in r.faces]) for r in perfect(truth)]
+    report = evaluate_tracking(truth, results)
+    assert report["picture_tracks"] == 0 and report["called_pictures"] == 1 and report["people_called_pictures"] == 0
+    assert report["unique_people_estimated"] == 2 and report["unique_people_error"] == 0.0 and report["tracks_on_people"] == 2
+    results = [FrameResult(r.index, r.t, [Judged(**{**vars(f), "picture": f.id == 1 and r.index >= 8}) for f in r.faces])
+               for r in perfect(truth)]  # calls person 1 a picture in the end, and the picture a person
+    report = evaluate_tracking(truth, results)
+    assert report["people_called_pictures"] == 1 and report["picture_tracks"] == 1 and report["tracks_on_people"] == 1
+    assert report["labelled_people_error"] == 0.5 and report["recall_per_track"] == 1.0
 
 
 def test_a_tracker_run_on_every_other_frame_is_measured_on_those_frames():
