@@ -12,6 +12,8 @@ from maskdetect.core.constants import LABELS
 from maskdetect.core.crowd import COLOURS, PICTURE_COLOUR, CrowdAnalyzer
 from maskdetect.core.faces import Face
 from maskdetect.core.inference import Prediction
+from norfair import Detection
+
 from maskdetect.core.tracking import (
     MIN_WEIGHT,
     POOLING_RULES,
@@ -22,6 +24,7 @@ from maskdetect.core.tracking import (
     Pooling,
     Track,
     annotate_frame,
+    appearance,
     face_quality,
 )
 
@@ -432,3 +435,19 @@ def test_a_long_watch_keeps_only_the_tracks_it_reports():
     tracker, _ = track(frames, [[0.9] * len(faces) for faces in frames])
     assert tracker.summary()["unique_people"] == 1
     assert len(tracker.tracks) <= 5  # the faint ones are forgotten once norfair drops them, not kept for ever
+
+
+def test_a_face_midway_between_two_tracks_goes_to_the_one_it_looks_like():
+    frame = Image.new("RGB", (640, 360), (90, 90, 90))
+    red, blue = (200, 30, 30), (30, 60, 200)
+    a, b = (200, 100, 240, 140), (280, 100, 320, 140)
+    frames = [[(a, 0.9), (b, 0.9)]] * 5
+    images = [paint(paint(frame, a, face=red, clothes=red), b, face=blue, clothes=blue)] * 5
+    tracker = track_images(images, frames)
+    tracks = sorted(tracker._tracker.get_active_objects(), key=lambda obj: obj.estimate[0, 0])  # the red one, the blue one
+    middle = (240, 100, 280, 140)
+    hsv = cv2.cvtColor(np.asarray(paint(frame, middle, face=blue, clothes=blue)), cv2.COLOR_RGB2HSV)
+    found = Detection(np.array([[240, 100], [280, 140]], float), embedding=appearance(hsv, middle))
+    by_place_and_looks = tracker._tracker.distance_function.get_distances(tracks, [found])[0]
+    assert by_place_and_looks[1] < by_place_and_looks[0]  # as far from both, nearer the blue track
+    assert abs(by_place_and_looks[1] - 1.0) < 0.2  # a face size away, and looking alike
