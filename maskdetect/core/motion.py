@@ -30,7 +30,6 @@ class CameraMotion:
         self._previous_faces: list = []
         self.to_frame = np.eye(3)  # scene -> the latest frame
         self.step = np.eye(3)  # the frame before -> the latest frame
-        self.trusted = True  # whether the latest step was measured (False: taken as no motion)
 
     def update(self, grey: np.ndarray, faces: Sequence[Sequence[float]] = ()) -> np.ndarray:
         """The frame (uint8 grey, full size) and the boxes of its faces, kept out of the background."""
@@ -38,16 +37,11 @@ class CameraMotion:
         small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else grey
         if self._previous is not None and self._previous.shape == small.shape:
             step = self._step(self._previous, small, self._mask(small.shape, [*self._previous_faces, *faces], scale))
-            self.trusted = step is not None
             to_full = np.diag([1 / scale, 1 / scale, 1.0])
             self.step = np.eye(3) if step is None else to_full @ step @ np.linalg.inv(to_full)
             self.to_frame = self.step @ self.to_frame
         self._previous, self._previous_faces = small, list(faces)
         return self.to_frame
-
-    def to_scene(self, points: np.ndarray) -> np.ndarray:
-        """Points (rows of x, y) of the latest frame in scene coordinates."""
-        return apply(np.linalg.inv(self.to_frame), points)
 
     def _mask(self, shape, faces, scale) -> np.ndarray:
         mask = np.full(shape, 255, np.uint8)

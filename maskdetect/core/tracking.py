@@ -358,7 +358,8 @@ class _PlaceAndLooks(Distance):
         if self.weight > 0:
             looks = [self.tracker.remembered_looks(obj) for obj in objects]
             distances = distances + self.weight * np.array([
-                [1.0 if a is None or b is None else appearance_distance(candidate.embedding, b) for b, a in zip(looks, [candidate.embedding] * len(looks))]
+                [1.0 if candidate.embedding is None or remembered is None else appearance_distance(candidate.embedding, remembered)
+                 for remembered in looks]
                 for candidate in candidates])
         return distances
 
