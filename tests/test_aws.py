@@ -125,6 +125,54 @@ def test_http_events_answer_exactly_what_the_service_answers(name, client, lambd
         assert list(json.loads(text)) == ["error"] and "Traceback" not in text
 
 
+# Every kind of host a caller could probe with: the answers must not tell them apart.
+PROBED_HOSTS = {
+    "http://localhost/x.jpg": "127.0.0.1",  # resolved through the table below, like the names
+    "http://127.0.0.1:8080/x.jpg": "loopback",
+    "http://10.1.2.3/x.jpg": "private",
+    "http://192.168.0.1/x.jpg": "private",
+    "http://[fe80::1]/x.jpg": "link-local",
+    "http://169.254.169.254/latest/meta-data/": "link-local",
+    "http://[::1]/x.jpg": "loopback",
+    "http://[::ffff:10.0.0.1]/x.jpg": "IPv6-wrapped private",
+    "http://[::ffff:169.254.169.254]/x.jpg": "IPv6-wrapped link-local",
+    "http://db.default.svc.cluster.local:5432/x.jpg": "10.96.0.12",
+    "http://redis.cache.svc.cluster.local/x.jpg": "fd00:10:96::a",
+    "http://no-such-service.default.svc.cluster.local/x.jpg": "does not resolve",
+}
+RESOLVED = {"localhost": ["127.0.0.1", "::1"], "db.default.svc.cluster.local": ["10.96.0.12"],
+            "redis.cache.svc.cluster.local": ["fd00:10:96::a"]}
+
+
+def test_no_answer_names_a_resolved_address(client, lambda_app, monkeypatch, caplog):
+    """Flask and the Lambda (HTTP and direct) answer every refused or unknown host alike, naming no address; the log has the detail."""
+    import socket
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host not in RESOLVED:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, port))
+                for a in RESOLVED[host]]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    answers = set()
+    for url, detail in PROBED_HOSTS.items():
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="maskdetect.core.fetch"):
+            flask = client.post("/predict", json={"url": url})
+            status, text, _ = call(lambda_app, headers={"Content-Type": "application/json"}, body=json.dumps({"url": url}).encode())
+            direct = lambda_app({"url": url}, None)
+        assert flask.status_code == status == direct["status"] == 400, url
+        assert text == flask.get_data(as_text=True) and direct["error"] == flask.get_json()["error"], url
+        answers.add(text)
+        assert len([r for r in caplog.records if detail in r.getMessage()]) == 3, (url, caplog.text)
+    assert len(answers) == 1
+    message = json.loads(answers.pop())["error"]
+    assert "not a public address" in message and "upload" in message
+    for address in ("127.", "::1", "10.", "192.168", "fe80", "169.254", "ffff", "fd00", "resolve to", "loopback", "private"):
+        assert address not in message
+
+
 def test_a_base64_image_in_json_answers_as_the_upload(client, lambda_app):
     upload = client.post("/predict", data=PHOTO, content_type="image/jpeg").get_data(as_text=True)
     wrapped = "\n".join(b64(PHOTO)[i : i + 76] for i in range(0, len(b64(PHOTO)), 76))  # MIME line breaks

@@ -48,7 +48,7 @@ import socket  # noqa: E402
 import time  # noqa: E402
 
 from maskdetect.core import fetch  # noqa: E402
-from maskdetect.core.fetch import BodyTooLarge, FetchTimeout, Limits, URLRefused, fetch_bytes  # noqa: E402
+from maskdetect.core.fetch import BodyTooLarge, FetchTimeout, HostRefused, Limits, URLRefused, fetch_bytes  # noqa: E402
 
 
 @pytest.fixture
@@ -139,8 +139,9 @@ def test_urls_of_the_wrong_form_are_refused_before_any_lookup(url, no_network):
 )
 def test_address_literals_in_every_notation_are_refused_without_resolving(url, problem, no_network):
     _, calls = no_network
-    with pytest.raises(URLRefused, match=problem):
+    with pytest.raises(HostRefused) as refused:
         fetch_bytes(url)
+    assert problem in refused.value.detail and str(refused.value) == HostRefused.MESSAGE
     assert calls == []
 
 
@@ -160,8 +161,10 @@ def test_address_literals_in_every_notation_are_refused_without_resolving(url, p
 def test_host_names_resolving_to_a_non_public_address_are_refused(addresses, no_network):
     table, calls = no_network
     table["images.example"] = addresses
-    with pytest.raises(URLRefused, match="only public addresses"):
+    with pytest.raises(HostRefused) as refused:
         fetch_bytes("https://images.example/face.jpg")
+    assert str(refused.value) == HostRefused.MESSAGE and not any(a in str(refused.value) for a in addresses)
+    assert "images.example resolves to" in refused.value.detail
     assert calls == ["images.example"]
 
 
@@ -182,9 +185,31 @@ def test_a_public_host_is_connected_to_at_the_checked_address(no_network, monkey
     assert calls == ["images.example"]
 
 
-def test_unknown_host_is_a_fetch_error_not_a_refusal(no_network):
-    with pytest.raises(fetch.FetchError, match="does not resolve") as error:
+def test_an_unknown_host_is_refused_with_the_message_of_a_private_one(no_network):
+    table, _ = no_network
+    table["internal.example"] = ["10.0.0.7"]
+    with pytest.raises(HostRefused) as unknown:
         fetch_bytes("http://no-such-host.example/")
+    with pytest.raises(HostRefused) as private:
+        fetch_bytes("http://internal.example/")
+    assert str(unknown.value) == str(private.value) == HostRefused.MESSAGE
+    assert "no-such-host.example does not resolve" in unknown.value.detail
+    assert "internal.example resolves to 10.0.0.7" in private.value.detail
+
+
+def test_the_refused_host_s_detail_goes_to_the_log_only(no_network, caplog):
+    table, _ = no_network
+    table["db.default.svc.cluster.local"] = ["10.96.0.12"]
+    with caplog.at_level("WARNING", logger="maskdetect.core.fetch"), pytest.raises(HostRefused) as refused:
+        fetch_bytes("http://db.default.svc.cluster.local:5432/")
+    assert "10.96.0.12" not in str(refused.value)
+    assert any("db.default.svc.cluster.local resolves to 10.96.0.12, which is a private address" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_with_private_urls_allowed_an_unknown_host_is_a_fetch_error_that_names_it(no_network):
+    with pytest.raises(fetch.FetchError, match="no-such-host.example does not resolve") as error:
+        fetch_bytes("http://no-such-host.example/", allow_private=True)
     assert not isinstance(error.value, URLRefused)
 
 
@@ -230,8 +255,9 @@ def test_address_rule(address, problem):
 
 def test_the_loopback_server_is_refused_unless_allowed(http_server):
     http_server["/a.jpg"] = (200, b"jpeg bytes")
-    with pytest.raises(URLRefused, match="loopback"):
+    with pytest.raises(HostRefused) as refused:
         fetch_bytes(f"{http_server.base_url}/a.jpg")
+    assert "loopback" in refused.value.detail
     assert http_server.requests == []
     assert fetch_bytes(f"{http_server.base_url}/a.jpg", allow_private=True) == b"jpeg bytes"
 

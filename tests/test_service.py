@@ -247,9 +247,9 @@ BAD_REQUESTS = {
     "json url empty": (dict(json={"url": "  "}), 400, ['"url"']),
     "ftp url": (dict(json={"url": "ftp://example.com/a.jpg"}), 400, ["refused URL", "http"]),
     "file url": (dict(json={"url": "file:///etc/passwd"}), 400, ["refused URL"]),
-    "loopback url": (dict(json={"url": "http://127.0.0.1:9696/health"}), 400, ["refused URL", "loopback"]),
-    "decimal loopback url": (dict(json={"url": "http://2130706433/"}), 400, ["loopback"]),
-    "metadata url": (dict(json={"url": "http://169.254.169.254/latest/meta-data/"}), 400, ["link-local"]),
+    "loopback url": (dict(json={"url": "http://127.0.0.1:9696/health"}), 400, ["refused URL", "not a public address", "upload"]),
+    "decimal loopback url": (dict(json={"url": "http://2130706433/"}), 400, ["not a public address"]),
+    "metadata url": (dict(json={"url": "http://169.254.169.254/latest/meta-data/"}), 400, ["not a public address"]),
     "multipart without image": (dict(data={"file": (io.BytesIO(WHITE), "a.jpg")}), 400, ['"image"']),
     "multipart image as text field": (dict(data={"image": "not a file"}, content_type="multipart/form-data"), 400, ['"image"']),
     "multipart empty image": (dict(data={"image": (io.BytesIO(b""), "a.jpg")}), 400, ["empty"]),
@@ -323,15 +323,21 @@ def test_url_failures(url_client, http_server):
     assert time.monotonic() - started < 2.5
 
 
-def test_a_redirect_to_a_private_address_is_refused(app, client, http_server, monkeypatch):
-    """127.0.0.1 stands in for a public host; its redirect to the metadata address is a 400."""
+def test_a_redirect_to_a_private_address_is_refused(app, client, http_server, monkeypatch, caplog):
+    """127.0.0.1 stands in for a public host; its redirect to the metadata address is a 400 that names no address."""
     from maskdetect.core import fetch
 
     real = fetch.address_problem
     monkeypatch.setattr(fetch, "address_problem", lambda a: None if str(a) == "127.0.0.1" else real(a))
     http_server["/to-metadata"] = (302, b"", 0, {"Location": "http://169.254.169.254/latest/meta-data/"})
-    assert_error(client.post("/predict", json={"url": f"{http_server.base_url}/to-metadata"}), 400, "link-local")
-    assert [path for path, _ in http_server.requests] == ["/to-metadata"]
+    http_server["/to-internal"] = (302, b"", 0, {"Location": "http://db.internal.example/"})
+    with caplog.at_level("WARNING", logger="maskdetect.core.fetch"):
+        to_metadata = client.post("/predict", json={"url": f"{http_server.base_url}/to-metadata"})
+        to_unknown = client.post("/predict", json={"url": f"{http_server.base_url}/to-internal"})
+    body = assert_error(to_metadata, 400, "not a public address")
+    assert to_unknown.get_json() == body and "169.254" not in body["error"]
+    assert [path for path, _ in http_server.requests] == ["/to-metadata", "/to-internal"]
+    assert "169.254.169.254 is a link-local address" in caplog.text and "db.internal.example does not resolve" in caplog.text
 
 
 def test_a_fault_of_the_service_is_a_500_without_a_trace(app, client, monkeypatch):

@@ -11,7 +11,7 @@ Free of Flask on purpose: the Lambda image does not install it.
 
 from __future__ import annotations
 
-from .fetch import BodyTooLarge, FetchError, FetchTimeout, URLRefused
+from .fetch import BodyTooLarge, FetchError, FetchTimeout, HostRefused, URLRefused
 from .images import ImageDecodeError, ImageTooLarge
 from .video import VideoError
 from .zones import ZoneError
@@ -49,6 +49,8 @@ def status_and_message(error: Exception) -> tuple[int, str]:
     """The status and message for a known failure (see KNOWN_ERRORS); TypeError for any other."""
     if isinstance(error, ApiError):
         return error.status, error.message
+    if isinstance(error, HostRefused):  # one answer for a non-public host and an unknown one: 400 like every URL refusal
+        return 400, f"refused URL: {error}, or send the image itself as an upload"
     if isinstance(error, URLRefused):
         return 400, f"refused URL: {error}"
     if isinstance(error, BodyTooLarge):

@@ -22,9 +22,16 @@ network. So every fetch
 - has a connect timeout, a timeout per read and a deadline for the whole fetch (DNS
   included), and a byte cap enforced while the body streams in.
 
+A host refused for its address and a host that does not resolve get one answer,
+:class:`HostRefused`, which names no address: otherwise a caller inside a cluster could list
+``*.svc.cluster.local`` names and their addresses through the error messages. The detail
+(host, addresses, reason) goes to the log (logger ``maskdetect.core.fetch``) and to
+``HostRefused.detail``.
+
 ``allow_private=True`` (``MASKDETECT_ALLOW_PRIVATE_URLS=1`` for the service) lifts the
-address rule only. The dataset download sets it: its URL comes from the project's own
-settings, not from a caller, and tests serve it from 127.0.0.1.
+address rule only (a name that does not resolve is then a plain FetchError that names it).
+The dataset download sets it: its URL comes from the project's own settings, not from a
+caller, and tests serve it from 127.0.0.1.
 
 Why not a library: ``safehttpx`` (0.2.0) is async-only, lets a
 host through when *one* of its addresses is public, asks dns.google over the network when the
@@ -39,6 +46,7 @@ import concurrent.futures
 import contextlib
 import http.client
 import ipaddress
+import logging
 import re
 import socket
 import ssl
@@ -58,6 +66,8 @@ CHUNK = 1 << 16
 USER_AGENT = "maskdetect (+https://github.com/prajnasb/observations)"
 REDIRECTS = (301, 302, 303, 307, 308)
 
+log = logging.getLogger(__name__)
+
 
 class FetchError(RuntimeError):
     """A fetch failed on the remote side; the message says what to do about it."""
@@ -65,6 +75,21 @@ class FetchError(RuntimeError):
 
 class URLRefused(FetchError):
     """The URL itself is not allowed (scheme, form or address); nothing was sent."""
+
+
+class HostRefused(URLRefused):
+    """The URL's host is not public or does not resolve: one message for both, the detail kept for the log."""
+
+    MESSAGE = "the URL's host is not a public address this service fetches from (or it does not resolve); check the host name"
+
+    def __init__(self, detail: str):
+        super().__init__(self.MESSAGE)
+        self.detail = detail
+
+
+def _refuse_host(detail: str) -> HostRefused:
+    log.warning("refused URL host: %s", detail)
+    return HostRefused(detail)
 
 
 class FetchTimeout(FetchError):
@@ -142,9 +167,13 @@ def resolve(host: str, port: int, *, allow_private: bool, timeout: float | None)
         except concurrent.futures.TimeoutError as error:
             raise FetchTimeout(f"looking up {host} took more than {timeout:.0f} s; try again later") from error
         except (socket.gaierror, UnicodeError) as error:
+            if not allow_private:  # told apart from a refused address in the log only
+                raise _refuse_host(f"{host} does not resolve ({error})") from error
             raise FetchError(f"{host} does not resolve ({error}); check the host name") from error
     usable = [info for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
     if not usable:
+        if not allow_private:
+            raise _refuse_host(f"{host} has no IPv4 or IPv6 address")
         raise FetchError(f"{host} has no IPv4 or IPv6 address")
     if not allow_private:
         for info in usable:
@@ -155,10 +184,7 @@ def resolve(host: str, port: int, *, allow_private: bool, timeout: float | None)
                 if str(address) not in shown:
                     shown += f" resolves to {address}, which"
                 article = "an" if problem[0] in "aeiou" else "a"
-                raise URLRefused(
-                    f"{shown} is {article} {problem} address; only public addresses are fetched. "
-                    "Send the image itself instead, as an upload"
-                )
+                raise _refuse_host(f"{shown} is {article} {problem} address")
     return usable
 
 

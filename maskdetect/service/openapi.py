@@ -555,7 +555,7 @@ def openapi_document(app: Flask) -> dict:
                     "type": "object",
                     "required": ["error"],
                     "properties": {"error": {"type": "string", "description": "what was wrong and what to do"}},
-                    "example": {"error": "refused URL: 127.0.0.1 is a loopback address ..."},
+                    "example": {"error": "refused URL: the URL's host is not a public address this service fetches from ..."},
                 },
             },
         },
