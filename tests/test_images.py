@@ -96,6 +96,34 @@ def test_not_an_image_is_a_decode_error():
         preprocess(b"this is not an image")
 
 
+ALLOWED = {"JPEG": {}, "PNG": {}, "GIF": {}, "WEBP": {}, "BMP": {}, "TIFF": {}, "MPO": {}}  # MPO: a camera's JPEG
+# Formats Pillow can write (so can read) that the service does not promise; EPS would run Ghostscript.
+REFUSED = ["ICO", "PCX", "TGA", "EPS", "SGI", "PPM", "QOI", "DDS", "IM", "JPEG2000", "ICNS", "SPIDER", "AVIF"]
+
+
+@pytest.mark.parametrize("fmt", ALLOWED)
+def test_the_promised_formats_decode(fmt):
+    image = decode_image(_bytes(photo(4, size=(40, 30)), fmt))
+    assert image.size == (40, 30) and image.format == ("JPEG" if fmt == "MPO" else fmt)
+
+
+@pytest.mark.parametrize("fmt", REFUSED)
+def test_formats_beyond_the_promised_ones_are_not_parsed(fmt):
+    data = _bytes(photo(4, size=(40, 30)), fmt)
+    assert Image.open(io.BytesIO(data)).format == fmt  # Pillow alone would parse it
+    with pytest.raises(ImageDecodeError, match="not a readable image"):
+        decode_image(data)
+
+
+def test_the_decode_error_promises_exactly_the_allowed_formats():
+    from maskdetect.core.errors import status_and_message
+    from maskdetect.core.images import IMAGE_FORMATS
+
+    status, message = status_and_message(ImageDecodeError("x"))
+    promised = message[message.index("(") + 1 : message.index(")")].replace(" or ", ", ").upper().split(", ")
+    assert status == 422 and sorted(promised) == sorted(IMAGE_FORMATS)
+
+
 def test_training_and_serving_inputs_are_identical(observations, tmp_path):
     """The loader used for training and a service given the file's bytes see the same array."""
     folder = tmp_path / "split"

@@ -263,6 +263,10 @@ BAD_REQUESTS = {
     "jpeg header only": (dict(data=b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", content_type="image/jpeg"), 422, ["not an image"]),
     "gif header only": (dict(data=b"GIF89a\x10\x00\x10\x00\x80\x00\x00", content_type="image/gif"), 422, ["not an image"]),
     "svg": (dict(data=b'<svg xmlns="http://www.w3.org/2000/svg"/>', content_type="image/svg+xml"), 422, ["not an image"]),
+    "icon": (dict(data=encode(Image.new("RGB", (32, 32), "white"), "ICO"), content_type="image/x-icon"), 422,
+             ["not an image", "JPEG, PNG, GIF, WebP, BMP or TIFF"]),
+    "targa in a form": (dict(data={"image": (io.BytesIO(encode(Image.new("RGB", (32, 32)), "TGA")), "a.tga")}), 422,
+                        ["not an image"]),
     "50 MP png": (dict(data=_png_declaring(10_000, 5_000), content_type="image/png"), 422, ["10000x5000", "megapixel"]),
     "400 MP png": (dict(data=_png_declaring(20_000, 20_000), content_type="image/png"), 422, ["pixels"]),
 }
@@ -375,9 +379,10 @@ def test_openapi_document_is_valid_and_describes_every_route(app, client):
     assert error["required"] == ["error"]
     detect = document["paths"]["/detect"]["post"]
     assert set(detect["requestBody"]["content"]) == {"application/json", "multipart/form-data", "image/*", "video/*"}
-    assert set(detect["responses"]["200"]["content"]) == {"application/json", "image/png", "video/mp4", "video/webm"}
+    assert set(detect["responses"]["200"]["content"]) == {
+        "application/json", "image/png", "image/jpeg", "image/webp", "video/mp4", "video/webm"}
     assert {p["name"]: p["schema"].get("enum") for p in detect["parameters"]} == {
-        "format": ["json", "png", "mp4", "webm"], "frames": None, "zone": None, "ignore_zone": None}
+        "format": ["json", "png", "jpeg", "webp", "mp4", "webm"], "frames": None, "zone": None, "ignore_zone": None}
 
 
 def test_the_document_gives_every_answer_three_labels_and_says_what_the_old_fields_mean(client):

@@ -66,7 +66,7 @@ def status_and_message(error: Exception) -> tuple[int, str]:
     if isinstance(error, ImageTooLarge):
         return 422, str(error)
     if isinstance(error, ImageDecodeError):
-        return 422, "the content is not an image this service can read (JPEG, PNG, GIF, WebP, BMP, TIFF...); send a photo"
+        return 422, "the content is not an image this service can read (JPEG, PNG, GIF, WebP, BMP or TIFF); send a photo"
     raise TypeError(error)
 
 

@@ -17,6 +17,9 @@ from PIL import ExifTags, Image, ImageOps
 from .constants import MAX_IMAGE_PIXELS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")  # what a folder of images is read for
+# The only formats Pillow may parse (the error message promises these): its other ~30 decoders
+# (EPS runs Ghostscript; ICO, PSD, TGA, PCX...) never see untrusted bytes.
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 
 ImageSource = bytes | str | Path | Image.Image
 
@@ -43,7 +46,8 @@ def decode_image(
     about ``size`` (a (width, height), or an int for the longer side) would throw away anyway
     (much faster on large photos). An image whose
     header declares more than ``max_pixels`` is refused before decoding: a few kilobytes
-    of PNG can otherwise expand to gigabytes (a decompression bomb).
+    of PNG can otherwise expand to gigabytes (a decompression bomb). Only IMAGE_FORMATS are
+    parsed; any other is an ImageDecodeError.
     """
     if isinstance(source, Image.Image):
         turned = source.getexif().get(ExifTags.Base.Orientation, 1) in range(2, 9)
@@ -53,7 +57,7 @@ def decode_image(
         with warnings.catch_warnings():
             # Our own cap below is lower than PIL's warning threshold; PIL's hard limit stays.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=IMAGE_FORMATS)
         if max_pixels is not None and image.width * image.height > max_pixels:
             raise ImageTooLarge(
                 f"{name} is {image.width}x{image.height} pixels, over the {max_pixels / 1e6:.0f}-megapixel "
