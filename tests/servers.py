@@ -83,7 +83,7 @@ def gunicorn_master(serve_pid: int):
 
 @contextlib.contextmanager
 def _running(command: list[str], log: Path, settings: dict):
-    port = free_port()
+    port = int(settings.pop("PORT", 0)) or free_port()  # PORT=9696: the docs' requests, as written
     env = service_env(PORT=port, HOST="127.0.0.1", **settings)
     with open(log, "wb") as out:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)

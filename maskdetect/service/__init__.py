@@ -34,7 +34,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     settings = settings or Settings.from_env()
     app = Flask(__name__, static_folder=None)  # the page blueprint serves its own static files
     app.config.from_mapping(
-        MODEL_PATH=str(settings.model_path),
+        MODEL_PATH=str(settings.served_model),  # MODEL_PATH, else the committed .tflite (bare `maskdetect serve`)
         MAX_CONTENT_LENGTH=MAX_IMAGE_BYTES,
         ALLOW_PRIVATE_URLS=settings.allow_private_urls,
         URL_LIMITS=Limits(),
