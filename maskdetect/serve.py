@@ -13,7 +13,9 @@ If either process exits on its own, the other is stopped and serve exits with st
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -38,6 +40,43 @@ class ServeError(RuntimeError):
     """The stack cannot start; the message says why and what to do."""
 
 
+NGINX_WORKER_USER = "nobody"  # serve run as root: nginx's workers, which parse every request, run as this user
+
+
+def nginx_worker_user(euid: int | None = None) -> tuple[str, str, int] | None:
+    """(user, group, group id) nginx's workers run as when serve runs as root (``euid`` 0); None otherwise.
+
+    Not root, nginx cannot switch users and its workers stay this user. ServeError when root and no such user exists.
+    """
+    if (os.geteuid() if euid is None else euid) != 0:
+        return None
+    try:
+        user = pwd.getpwnam(NGINX_WORKER_USER)
+    except KeyError:
+        raise ServeError(
+            f"maskdetect serve runs as root, and nginx's workers must not: they would run as user {NGINX_WORKER_USER}, "
+            f"which this system lacks. Create it (useradd --system --no-create-home {NGINX_WORKER_USER}) or run serve as an "
+            "ordinary user"
+        ) from None
+    try:
+        group = grp.getgrgid(user.pw_gid).gr_name
+    except KeyError:
+        group = str(user.pw_gid)
+    return user.pw_name, group, user.pw_gid
+
+
+def share_run_folder(run: Path, euid: int | None = None) -> None:
+    """As root, let nginx's workers (and nobody else) through the run folder to their temp paths and the sockets.
+
+    mkdtemp made it 0700 root's; it becomes root:<the workers' group> 0710: they may enter, not list or write
+    (nginx's master, root, creates the temp paths and gives them to the workers' user).
+    """
+    worker = nginx_worker_user(euid)
+    if worker is not None:
+        os.chown(run, 0, worker[2])
+        os.chmod(run, 0o710)
+
+
 def find_nginx() -> str:
     found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
     if found is None:
@@ -48,11 +87,15 @@ def find_nginx() -> str:
     return found
 
 
-def render_nginx_config(run: Path, socket: Path, host: str, port: int, client_timeout_s: float) -> str:
-    """deployment/nginx.conf with its placeholders (capitals between at signs) filled in."""
+def render_nginx_config(run: Path, socket: Path, host: str, port: int, client_timeout_s: float, euid: int | None = None) -> str:
+    """deployment/nginx.conf with its placeholders (capitals between at signs) filled in.
+
+    ``euid``: the user serve runs as (default this process's), root making the workers NGINX_WORKER_USER.
+    """
+    worker = nginx_worker_user(euid)
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     values = {
-        "USER": "user root;" if os.geteuid() == 0 else "",  # as root, nginx would run its worker as nobody
+        "USER": f"user {worker[0]} {worker[1]};" if worker else "",  # never root: the workers parse every request
         "RUN": str(run),
         "SOCKET": str(socket),
         "LISTEN": listen,
@@ -97,6 +140,7 @@ def serve(*, host: str | None = None, port: int | None = None, proxy: bool = Tru
     client_timeout_s = settings.client_timeout_s
     run = Path(tempfile.mkdtemp(prefix="maskdetect-serve-"))  # 0700: this user's only
     try:
+        share_run_folder(run)
         return _run_stack(run, nginx_binary, gunicorn_command, host, port, client_timeout_s)
     finally:
         shutil.rmtree(run, ignore_errors=True)
