@@ -14,7 +14,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import serve as serve_module
-from .core.constants import CLASSES, DETECTOR, METRICS_FILE, MODEL_FILE, SERVED_FILE
+from .core.constants import ANNOTATED_MAX_SIDE, CLASSES, DETECTOR, METRICS_FILE, MODEL_FILE, SERVED_FILE
 from .core.crowd import CrowdAnalyzer, annotate
 from .core.faces import YuNetDetector
 from .core.fetch import FetchError
@@ -212,7 +212,7 @@ def command_detect(args: argparse.Namespace) -> int:
     analysis = CrowdAnalyzer(detector, _crowd_predictor(args)).analyze(image)
     print(json.dumps(analysis.as_dict(), indent=2))
     if args.out:
-        annotate(image, analysis).save(args.out)
+        annotate(image, analysis, max_side=args.out_max_side).save(args.out)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -403,6 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     detect_parser.add_argument("image", type=Path, help="an image file")
     detect_parser.add_argument("--out", type=Path, help="also write the annotated image here (PNG, JPEG... by suffix)")
+    detect_parser.add_argument(
+        "--out-max-side", type=int, metavar="PX",
+        help=f"shrink the --out image to at most PX a side, boxes and labels drawn to fit (POST /detect?format= answers "
+        f"{ANNOTATED_MAX_SIDE}); default: the photo's own size",
+    )
     detect_parser.add_argument("--model", type=Path, help=model_help)
     _detector_options(detect_parser)
     detect_parser.set_defaults(run=command_detect)

@@ -239,6 +239,9 @@ def test_detect_command_prints_the_answer_and_writes_the_annotated_image(scene, 
     answer = json.loads(capsys.readouterr().out)
     assert answer["total"] >= 2 and len(answer["faces"]) == answer["total"]
     assert Image.open(out).size == Image.open(path).size
+    small = tmp_path / "small.jpg"
+    assert main(["detect", str(path), "--model", str(model_file), "--out", str(small), "--out-max-side", "256"]) == 0
+    assert Image.open(small).size == (256, 183) and Image.open(small).format == "JPEG"
     assert main(["detect", str(tmp_path / "missing.jpg"), "--model", str(model_file)]) == 1
     assert "no such file" in capsys.readouterr().err
 

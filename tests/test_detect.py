@@ -1,18 +1,19 @@
 """POST /detect: real YuNet on a real street scene, three labels and their counts, the three input forms,
-the PNG answer in three colours, errors."""
+the annotated answers (PNG, JPEG, WebP) in three colours and capped, errors."""
 
 from __future__ import annotations
 
 import io
 from collections import Counter
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from tests.samples import SHARED, require
 from tests.samples import encode
 from maskdetect.core import constants
-from maskdetect.core.crowd import COLOURS
+from maskdetect.core.crowd import COLOURS, capped_size
 from test_service import assert_error
 
 # scene000.jpg (512x366): its three labelled faces, which the crowd detector finds.
@@ -113,13 +114,64 @@ def test_png_answer_draws_the_boxes_in_label_colours(client, scene, detected):
     assert "incorrect" in {face["label"] for face in detected["faces"]} and COLOURS["incorrect"] == (235, 140, 0)  # amber drawn
 
 
+def test_jpeg_and_webp_answers_draw_the_same_photo_smaller(client, scene):
+    png = Image.open(io.BytesIO(client.post("/detect?format=png", data=scene, content_type="image/jpeg").data)).convert("RGB")
+    for answer_format, pillow_format in (("jpeg", "JPEG"), ("webp", "WEBP")):
+        response = client.post(f"/detect?format={answer_format}", data=scene, content_type="image/jpeg")
+        assert response.status_code == 200 and response.mimetype == f"image/{answer_format}"
+        assert f"detected.{answer_format}" in response.headers["Content-Disposition"]
+        drawn = Image.open(io.BytesIO(response.data))
+        assert drawn.format == pillow_format and drawn.size == png.size
+        difference = np.abs(np.asarray(drawn.convert("RGB"), dtype=np.int16) - np.asarray(png, dtype=np.int16))
+        assert difference.mean() < 4, (answer_format, difference.mean())  # lossy, but the same boxes on the same photo
+
+
+def test_a_large_photo_is_answered_shrunk_with_its_boxes_where_the_faces_are(client, scene):
+    large = Image.open(io.BytesIO(scene)).resize((2048, 1464), Image.Resampling.LANCZOS)  # 4x scene000
+    body = encode(large, "PNG")
+    detected = client.post("/detect", data=body, content_type="image/png").get_json()
+    assert detected["faces"] and max(face["box"][2] for face in detected["faces"]) > 1000  # boxes in the original's pixels
+    response = client.post("/detect?format=png", data=body, content_type="image/png")
+    drawn = Image.open(io.BytesIO(response.data)).convert("RGB")
+    assert drawn.size == (constants.ANNOTATED_MAX_SIDE, 1372)  # 2048x1464 * 1920/2048, the aspect kept
+    scale = constants.ANNOTATED_MAX_SIDE / 2048
+    for face in detected["faces"]:
+        xmin, ymin, xmax, ymax = (round(v * scale) for v in face["box"])
+        edge = Counter(drawn.getpixel((xmin + 1, y)) for y in range(ymin, ymax))  # inside the line, sized for 1920 px
+        assert edge.most_common(1)[0][0] == COLOURS[face["label"]], (face, edge)
+
+
+@pytest.mark.parametrize("answer_format", ["png", "jpeg", "webp"])
+def test_a_noisy_square_photo_is_answered_within_the_cap_and_under_10_mb(client, answer_format):
+    noise = Image.fromarray(np.random.default_rng(25).integers(0, 256, (2400, 2400, 3), dtype=np.uint8))
+    body = encode(noise, "JPEG", quality=90)  # noise in a JPEG under the 10 MB body limit: the worst PNG answer's kind
+    assert len(body) <= constants.MAX_IMAGE_BYTES
+    response = client.post(f"/detect?format={answer_format}", data=body, content_type="image/jpeg")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    drawn = Image.open(io.BytesIO(response.data))
+    assert max(drawn.size) <= constants.ANNOTATED_MAX_SIDE and len(response.data) <= 10_000_000
+    if answer_format == "png":  # lossless: also the pixel cap, 1788x1788 for a square
+        assert drawn.size == (1788, 1788) and drawn.width * drawn.height <= constants.ANNOTATED_PNG_MAX_PIXELS
+    else:
+        assert drawn.size == (1920, 1920)
+
+
+def test_capped_size_keeps_the_aspect_and_meets_both_caps():
+    assert capped_size((512, 366), 1920, 3_200_000) == (512, 366)
+    assert capped_size((7000, 1000), 1920) == (1920, 274)
+    assert capped_size((1000, 7000), 1920) == (274, 1920)
+    assert capped_size((1920, 1080), 1920, 3_200_000) == (1920, 1080)
+    assert capped_size((6324, 6324), 1920, 3_200_000) == (1788, 1788)
+    assert capped_size((10000, 1), 1920) == (1920, 1)
+
+
 def test_no_face_gives_a_null_ratio(client):
     body = client.post("/detect", data=encode(Image.new("RGB", (200, 150), (128, 128, 128))), content_type="image/jpeg").get_json()
     assert body["faces"] == [] and body["total"] == 0 and body["unmasked_ratio"] is None and body["close_pairs"] == []
 
 
 def test_detect_refuses_what_predict_refuses(client, scene):
-    assert_error(client.post("/detect?format=gif", data=scene, content_type="image/jpeg"), 400, "format=png")
+    assert_error(client.post("/detect?format=gif", data=scene, content_type="image/jpeg"), 400, "format=jpeg, webp or png")
     assert_error(client.post("/detect", data=b"", content_type="image/jpeg"), 400, "empty")
     assert_error(client.post("/detect", data=b"not an image", content_type="image/jpeg"), 422, "not an image")
     assert_error(client.post("/detect", data=scene, content_type="text/plain"), 415, "image/*")

@@ -72,9 +72,11 @@ def check_answer(response, path: str, *, fetched: bool = False) -> int:
     if currently_in_test_context():  # pytest --hypothesis-show-statistics shows the mix of answers
         event(f"{path.split('?')[0]} answered {status}")
     if 200 <= status < 300:
-        if "format=png" in path:
-            assert response.mimetype == "image/png"
-            Image.open(io.BytesIO(response.get_data())).verify()
+        if "format=" in path:
+            drawn = Image.open(io.BytesIO(response.get_data()))
+            assert response.mimetype == Image.MIME[drawn.format] == f"image/{path.split('format=')[1]}"
+            assert max(drawn.size) <= constants.ANNOTATED_MAX_SIDE
+            drawn.verify()
             return status
         body = response.get_json()
         if path.startswith("/predict"):
@@ -96,7 +98,7 @@ def check_answer(response, path: str, *, fetched: bool = False) -> int:
     return status
 
 
-ENDPOINTS = st.sampled_from(["/predict", "/detect", "/detect?format=png"])
+ENDPOINTS = st.sampled_from(["/predict", "/detect", "/detect?format=png", "/detect?format=jpeg", "/detect?format=webp"])
 IMAGE_TYPES = st.sampled_from(["image/jpeg", "image/png", "image/gif", "image/webp", "image/tiff", "image/x-anything", "image/*"])
 
 

@@ -94,10 +94,11 @@ def with_zones(case) -> bool:
 
 
 def mismatched_format(case) -> bool:
-    """A /detect request whose format does not go with its body: png with a clip, mp4 or webm with a photo."""
+    """A /detect request whose format does not go with its body: jpeg, webp or png with a clip, mp4 or webm with a photo."""
     answer_format = (case.query or {}).get("format", "json")
     video = (case.media_type or "").startswith("video/")
-    return case.operation.path == "/detect" and ((video and answer_format == "png") or (not video and answer_format in ("mp4", "webm")))
+    return case.operation.path == "/detect" and (
+        (video and answer_format in ("png", "jpeg", "webp")) or (not video and answer_format in ("mp4", "webm")))
 
 
 # Bodies the document declares as images (image/*, the multipart field "image", whose encoding

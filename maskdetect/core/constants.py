@@ -34,10 +34,28 @@ MAX_VIDEO_DECODED_PIXELS = 20 * 30 * 1280 * 720  # 20 s of HD at 30 fps: FFmpeg 
 MAX_VIDEO_ANNOTATED_PIXELS = 10 * 25 * 640 * 360  # ?format=mp4|webm draws and encodes every frame; VP8 does ~20 megapixels/s
 MAX_VIDEO_FACES = 1000  # found in the frames tracked, ~4 ms of CPU each: 10 a frame (a crowd of 70 costs 4x a street of 3)
 
+# POST /detect?format=png|jpeg|webp answers the photo boxed, shrunk so the answer stays small
+# (documentation/service.md#annotated-photos-the-cap). PNG is lossless: noise costs its raw 3 bytes a
+# pixel (1920x1920: 11.07 MB), so PNG has a pixel cap too, 9.6 MB raw, which keeps it under 10 MB.
+ANNOTATED_MAX_SIDE = 1920
+ANNOTATED_PNG_MAX_PIXELS = 3_200_000  # a 1920x1080 frame stays whole; a 1920x1920 square becomes 1788x1788
+ANNOTATED_FORMATS = {  # ?format=: (Pillow format, media type, encoder options)
+    "png": ("PNG", "image/png", {}),
+    "jpeg": ("JPEG", "image/jpeg", {"quality": 85}),
+    "webp": ("WEBP", "image/webp", {"quality": 80}),
+}
+
 # nginx in front of gunicorn (`maskdetect serve`): client deadlines and the load-shedding budget.
 CLIENT_TIMEOUT_S = 10.0
 QUEUE_BUDGET_S = 1.0
 RETRY_AFTER_S = 1  # what a shed request is told to wait
+
+# The URL fetch stage (`maskdetect serve`): JSON bodies to /predict and /detect are fetched there, off
+# the compute workers; per client (nginx's limit_conn and limit_req on the JSON route) and per stage.
+URL_FETCHES = 8  # URLs fetched at once by the stage; past it a 503 with Retry-After at once
+URL_CLIENT_CONNECTIONS = 4  # JSON requests one client address may have open at once: half the fetches
+URL_CLIENT_RATE = 5  # JSON requests a second per client address, sustained...
+URL_CLIENT_BURST = 10  # ...after a burst of this many more (nginx's limit_req burst, nodelay)
 
 # LiteRT interpreter threads: each of the 2 sync workers has a core of its own.
 TFLITE_THREADS = 1

@@ -24,6 +24,7 @@ are rough estimates: a child's face, a cropped photo or a zoom lens changes them
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass, field
 
@@ -178,12 +179,44 @@ class CrowdAnalyzer:
         )
 
 
-def annotate(source: ImageSource, analysis: CrowdAnalysis) -> Image.Image:
-    """The image as displayed with each face boxed in its label's colour and its p(with_mask)."""
-    image = decode_image(source).convert("RGB")
-    faces = [(face.box, face.label, f"{index}: {face.with_mask:.2f}") for index, face in enumerate(analysis.faces)]
-    lines = [(analysis.faces[pair.a].box, analysis.faces[pair.b].box) for pair in analysis.close_pairs]
+def capped_size(size: tuple[int, int], max_side: int | None = None, max_pixels: int | None = None) -> tuple[int, int]:
+    """``size`` shrunk, aspect kept, until its longer side is at most ``max_side`` and its area at most ``max_pixels``."""
+    width, height = size
+    scale = min(1.0, max_side / max(size) if max_side else 1.0, math.sqrt(max_pixels / (width * height)) if max_pixels else 1.0)
+    if scale >= 1.0:
+        return size
+    return max(1, math.floor(width * scale + 1e-9)), max(1, math.floor(height * scale + 1e-9))  # 1e-9: 2048 * (1920 / 2048) is 1920
+
+
+def annotate(
+    source: ImageSource, analysis: CrowdAnalysis, *, max_side: int | None = None, max_pixels: int | None = None
+) -> Image.Image:
+    """The image as displayed with each face boxed in its label's colour and its p(with_mask).
+
+    With ``max_side`` or ``max_pixels`` the image is shrunk first (:func:`capped_size`) and the boxes
+    scaled to it, so lines and labels are sized for the picture answered, not lost in the shrinking.
+    """
+    image = decode_image(source)
+    image = image if image.mode == "RGB" else image.convert("RGB")
+    size = capped_size(image.size, max_side, max_pixels)
+    sx, sy = size[0] / image.width, size[1] / image.height
+    image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0) if size != image.size else image.copy()
+
+    def scaled(box):
+        return (round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy))
+
+    faces = [(scaled(face.box), face.label, f"{index}: {face.with_mask:.2f}") for index, face in enumerate(analysis.faces)]
+    lines = [(scaled(analysis.faces[pair.a].box), scaled(analysis.faces[pair.b].box)) for pair in analysis.close_pairs]
     return draw_faces(image, faces, lines)
+
+
+def annotated_photo(source: ImageSource, analysis: CrowdAnalysis, answer_format: str) -> tuple[bytes, str]:
+    """POST /detect's annotated answer: the bytes and media type of ``answer_format`` (a key of ANNOTATED_FORMATS), capped."""
+    pillow_format, media_type, options = constants.ANNOTATED_FORMATS[answer_format]
+    max_pixels = constants.ANNOTATED_PNG_MAX_PIXELS if pillow_format == "PNG" else None
+    buffer = io.BytesIO()
+    annotate(source, analysis, max_side=constants.ANNOTATED_MAX_SIDE, max_pixels=max_pixels).save(buffer, pillow_format, **options)
+    return buffer.getvalue(), media_type
 
 
 def draw_faces(image: Image.Image, faces: list[tuple[tuple, str | tuple, str]], lines: list[tuple[tuple, tuple]]) -> Image.Image:

@@ -10,11 +10,12 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..core.crowd import CrowdAnalyzer, annotate
+from ..core.crowd import CrowdAnalyzer, annotated_photo
 from ..core.fetch import fetch_bytes
 from ..core.images import decode_image
 from ..core.inference import Predictor
 from ..core.constants import (
+    ANNOTATED_FORMATS,
     MAX_VIDEO_ANNOTATED_PIXELS,
     MAX_VIDEO_DECODED_PIXELS,
     MAX_VIDEO_FACES,
@@ -84,22 +85,25 @@ def predict():
 
 @bp.post("/detect")
 def detect():
-    """Every face, its label, the counts and close unmasked pairs; ``?format=png`` draws them. A clip: see detect_video."""
+    """Every face, its label, the counts and close unmasked pairs; ``?format=jpeg`` (webp, png) draws them. A clip: see detect_video.
+
+    The drawn photo is capped (ANNOTATED_MAX_SIDE, and ANNOTATED_PNG_MAX_PIXELS for the lossless PNG),
+    so no answer is over 10 MB for nginx to buffer (documentation/service.md#annotated-photos-the-cap).
+    """
     answer_format = request.args.get("format", "json")
     if is_video(request.content_type or ""):
         return detect_video(answer_format)
-    if answer_format not in ("json", "png"):
-        raise ApiError(400, f"format={answer_format} is not offered; leave it out for JSON, or ask format=png")
+    if answer_format != "json" and answer_format not in ANNOTATED_FORMATS:
+        raise ApiError(400, f"format={answer_format} is not offered for a photo; leave it out for JSON, or ask format=jpeg, "
+                            "webp or png for the photo with its faces boxed")
     if "zone" in request.args or "ignore_zone" in request.args:
         raise ApiError(400, "zone= and ignore_zone= go with a video clip (a video/* body); a photo's faces are all counted: leave them out")
     image = decode_image(_image_bytes_from_request())
     analysis = analyzer().analyze(image)
     if answer_format == "json":
         return jsonify(analysis.as_dict())
-    buffer = io.BytesIO()
-    annotate(image, analysis).save(buffer, "PNG")
-    buffer.seek(0)
-    return send_file(buffer, mimetype="image/png", download_name="detected.png")
+    drawn, media_type = annotated_photo(image, analysis, answer_format)
+    return send_file(io.BytesIO(drawn), mimetype=media_type, download_name=f"detected.{answer_format}")
 
 
 ZONE_NAMES = ("zone", "ignore_zone")  # what the messages call each kind of zone

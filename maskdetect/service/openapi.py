@@ -200,14 +200,17 @@ def openapi_document(app: Flask) -> dict:
                         f"estimated closer than {constants.CLOSE_DISTANCE_M:g} m, from a pinhole camera model that "
                         f"assumes every face is {constants.FACE_WIDTH_M * 100:g} cm wide and a "
                         f"{constants.CAMERA_FOV_DEG:g} degree horizontal field of view: rough estimates. "
-                        "With `format=png` the answer is the image with the boxes drawn (green with_mask, amber "
-                        "incorrect, red without_mask, labelled with the face's index and p(with_mask)). "
+                        "With `format=jpeg`, `webp` or `png` the answer is the image with the boxes drawn (green with_mask, amber "
+                        "incorrect, red without_mask, labelled with the face's index and p(with_mask)), shrunk to at most "
+                        f"{constants.ANNOTATED_MAX_SIDE} px a side (a lossless `png` also to at most "
+                        f"{constants.ANNOTATED_PNG_MAX_PIXELS / 1e6:g} megapixels, so it stays under 10 MB): the boxes of the JSON answer "
+                        "are in the original's pixels. "
                         "A video clip (the body, with its `video/*` Content-Type) is tracked instead: each person keeps an id across frames, "
                         "is labelled from all their frames and counted once (`people`, `people_by_label`); "
                         f"`unique_unmasked_people` counts the people {NOT_MASKED}; `close_encounters` are pairs of them "
                         f"that stood closer than {constants.CLOSE_DISTANCE_M:g} m; `frames=1` adds each processed frame's "
                         "tracked faces, and `format=mp4` (or `webm`, which browsers play) answers the clip with every face "
-                        "boxed. `png` goes with a photo only, `mp4` and `webm` with a clip only: the other pairings are a 400. "
+                        "boxed. `jpeg`, `webp` and `png` go with a photo only, `mp4` and `webm` with a clip only: the other pairings are a 400. "
                         + CLIP_LIMITS + " "
                         "For a fixed camera, `zone` says where a clip's people are counted: a person counts once their face's "
                         "centre was seen inside a `zone` (anywhere, without one) and outside every `ignore_zone`; the answer's "
@@ -218,8 +221,8 @@ def openapi_document(app: Flask) -> dict:
                             "name": "format",
                             "in": "query",
                             "required": False,
-                            "description": "`json` (default); `png` (a photo annotated); `mp4` or `webm` (a clip annotated)",
-                            "schema": {"type": "string", "enum": ["json", "png", "mp4", "webm"], "default": "json"},
+                            "description": "`json` (default); `jpeg`, `webp` or `png` (a photo annotated, capped); `mp4` or `webm` (a clip annotated)",
+                            "schema": {"type": "string", "enum": ["json", *constants.ANNOTATED_FORMATS, "mp4", "webm"], "default": "json"},
                         },
                         {
                             "name": "frames",
@@ -262,7 +265,7 @@ def openapi_document(app: Flask) -> dict:
                     },
                     "responses": {
                         "200": {
-                            "description": "a photo's faces and counts, or a clip's people; the annotated PNG or video with format",
+                            "description": "a photo's faces and counts, or a clip's people; the annotated photo or video with format",
                             "content": {
                                 "application/json": {
                                     "schema": {
@@ -272,7 +275,8 @@ def openapi_document(app: Flask) -> dict:
                                         ]
                                     }
                                 },
-                                "image/png": {"schema": {**binary, "description": "the annotated photo"}},
+                                **{media_type: {"schema": {**binary, "description": "the annotated photo"}}
+                                   for _, media_type, _ in constants.ANNOTATED_FORMATS.values()},
                                 "video/mp4": {"schema": {**binary, "description": "the annotated clip"}},
                                 "video/webm": {"schema": {**binary, "description": "the annotated clip"}},
                             },
@@ -280,7 +284,7 @@ def openapi_document(app: Flask) -> dict:
                         **input_errors,
                         "415": _error("the Content-Type is none of application/json, multipart/form-data, image/*, video/*"),
                         "400": _error(
-                            "a format that does not go with the body (png with a clip, mp4 or webm with a photo, any other), "
+                            "a format that does not go with the body (jpeg, webp or png with a clip, mp4 or webm with a photo, any other), "
                             "invalid JSON, no url or image, an empty image or clip, a refused URL, a zone that is no polygon "
                             "or runs outside the clip's frame, or a zone with a photo"
                         ),
@@ -304,6 +308,19 @@ def openapi_document(app: Flask) -> dict:
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}},
                         }
                     },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics: requests answered, in flight and shed, their wait for a worker, URL fetches",
+                    "description": (
+                        "Prometheus' text format, summed over every worker behind `maskdetect serve`. Never shed. "
+                        "maskdetect_queue_wait_seconds (histogram): the wait between nginx and a worker; "
+                        "maskdetect_requests_in_flight: requests workers hold now; maskdetect_requests_total{endpoint, status}; "
+                        "maskdetect_requests_shed_total; maskdetect_url_fetches_in_flight."
+                    ),
+                    "responses": {"200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
                 }
             },
             "/openapi.json": {
