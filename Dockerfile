@@ -61,7 +61,7 @@ RUN requirements=/tmp/requirements.txt \
 COPY maskdetect/ maskdetect/
 # The served .tflite names the .h5 it was exported from in metrics.json; the .h5 (2.6 MB) is there
 # for an image built with KERAS=1.
-COPY deployment/gunicorn.conf.py deployment/nginx.conf deployment/maskdetect.tflite deployment/maskdetect.h5 deployment/metrics.json deployment/
+COPY deployment/gunicorn.conf.py deployment/gunicorn-fetch.conf.py deployment/nginx.conf deployment/maskdetect.tflite deployment/maskdetect.h5 deployment/metrics.json deployment/
 # The face detector's weights, obtained by `make weights` (not committed); found where weights_dir() looks.
 COPY deployment/weights/face_detection_yunet_2023mar.onnx deployment/weights/
 USER maskdetect

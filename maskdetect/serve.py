@@ -4,11 +4,15 @@ gunicorn (``deployment/gunicorn.conf.py``: sync workers, one request at a time e
 a unix socket in a temporary folder; nginx (``deployment/nginx.conf``) listens on HOST:PORT, reads
 every request whole within the client deadlines before it hands it on, and stamps it for load
 shedding (:mod:`maskdetect.service.shedding`). So a slow client costs an nginx connection, not a worker.
+Beside it, the URL fetch stage (``deployment/gunicorn-fetch.conf.py``, :mod:`maskdetect.service.fetcher`)
+on a second socket: nginx sends it the JSON POSTs, so waiting on a remote URL holds none of the
+compute workers that answer uploads and ``/health``.
 
-Signals: HUP reloads both (gunicorn starts new workers and lets the old ones finish their
+Signals: HUP reloads all three (each gunicorn starts new workers and lets the old ones finish their
 request; nginx re-reads its configuration). TERM, INT and QUIT stop nginx gracefully first (it
-stops accepting and finishes the requests it holds), then gunicorn (its workers finish theirs).
-If either process exits on its own, the other is stopped and serve exits with status 1.
+stops accepting and finishes the requests it holds), then the fetch stage, then the compute
+gunicorn (each finishes its requests). If any process exits on its own, the others are stopped and
+serve exits with status 1.
 """
 
 from __future__ import annotations
@@ -25,15 +29,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from .core.constants import DEFAULT_HOST, DEFAULT_PORT, MAX_IMAGE_BYTES, PROJECT_ROOT
+from .core.constants import DEFAULT_HOST, DEFAULT_PORT, MAX_IMAGE_BYTES, PROJECT_ROOT, URL_TOTAL_TIMEOUT
 from .settings import Settings
 
 DEPLOYMENT = PROJECT_ROOT / "deployment"
 GUNICORN_CONFIG = DEPLOYMENT / "gunicorn.conf.py"
+FETCH_CONFIG = DEPLOYMENT / "gunicorn-fetch.conf.py"
 NGINX_TEMPLATE = DEPLOYMENT / "nginx.conf"
 UPSTREAM_TIMEOUT_S = 35  # gunicorn's worker timeout (30 s) and then some: gunicorn answers first
+FETCH_TIMEOUT_S = URL_TOTAL_TIMEOUT + UPSTREAM_TIMEOUT_S + 5  # the fetch stage: a fetch, then the compute stage's answer
 SOCKET_WAIT_S = 60.0  # gunicorn binds its socket before it boots workers: seconds, even on a busy machine
-STOP_WAIT_S = 20.0  # per process, longer than gunicorn's graceful_timeout (10 s)
+STOP_WAIT_S = 20.0  # per process, longer than the gunicorns' graceful_timeout (10 s; the fetch stage 15 s)
 
 
 class ServeError(RuntimeError):
@@ -87,12 +93,15 @@ def find_nginx() -> str:
     return found
 
 
-def render_nginx_config(run: Path, socket: Path, host: str, port: int, client_timeout_s: float, euid: int | None = None) -> str:
+def render_nginx_config(run: Path, socket: Path, host: str, port: int, client_timeout_s: float,
+                        fetch_socket: Path | None = None, settings: Settings | None = None, euid: int | None = None) -> str:
     """deployment/nginx.conf with its placeholders (capitals between at signs) filled in.
 
+    ``fetch_socket``: the fetch stage's (default ``run``/fetch.sock); ``settings``: the per-client URL limits (default Settings());
     ``euid``: the user serve runs as (default this process's), root making the workers NGINX_WORKER_USER.
     """
     worker = nginx_worker_user(euid)
+    settings = settings or Settings()
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     values = {
         "USER": f"user {worker[0]} {worker[1]};" if worker else "",  # never root: the workers parse every request
@@ -101,6 +110,11 @@ def render_nginx_config(run: Path, socket: Path, host: str, port: int, client_ti
         "LISTEN": listen,
         "CLIENT_TIMEOUT": f"{client_timeout_s:g}",
         "UPSTREAM_TIMEOUT": str(UPSTREAM_TIMEOUT_S),
+        "FETCH_SOCKET": str(fetch_socket or run / "fetch.sock"),
+        "FETCH_TIMEOUT": f"{FETCH_TIMEOUT_S:g}",
+        "URL_CLIENT_CONNECTIONS": str(settings.url_client_connections),
+        "URL_CLIENT_RATE": str(settings.url_client_rate),
+        "URL_CLIENT_BURST": str(settings.url_client_burst),
         "MAX_BODY": str(MAX_IMAGE_BYTES),
         "MAX_BODY_MB": f"{MAX_IMAGE_BYTES / 1024 / 1024:g}",
     }
@@ -117,13 +131,13 @@ def _stop(process: subprocess.Popen, sig: int, wait_s: float = STOP_WAIT_S) -> N
             process.wait()
 
 
-def _wait_for_socket(socket: Path, gunicorn: subprocess.Popen) -> None:
+def _wait_for_socket(socket: Path, gunicorn: subprocess.Popen, name: str = "gunicorn") -> None:
     deadline = time.monotonic() + SOCKET_WAIT_S
     while not socket.exists():
         if gunicorn.poll() is not None:
-            raise ServeError(f"gunicorn stopped with status {gunicorn.returncode} before it listened (its log is above)")
+            raise ServeError(f"{name} stopped with status {gunicorn.returncode} before it listened (its log is above)")
         if time.monotonic() > deadline:
-            raise ServeError(f"gunicorn did not listen on {socket} within {SOCKET_WAIT_S:g} s")
+            raise ServeError(f"{name} did not listen on {socket} within {SOCKET_WAIT_S:g} s")
         time.sleep(0.05)
 
 
@@ -137,19 +151,18 @@ def serve(*, host: str | None = None, port: int | None = None, proxy: bool = Tru
         os.execve(sys.executable, gunicorn_command, {**os.environ, "HOST": host, "PORT": str(port)})
 
     nginx_binary = find_nginx()
-    client_timeout_s = settings.client_timeout_s
     run = Path(tempfile.mkdtemp(prefix="maskdetect-serve-"))  # 0700: this user's only
     try:
         share_run_folder(run)
-        return _run_stack(run, nginx_binary, gunicorn_command, host, port, client_timeout_s)
+        return _run_stack(run, nginx_binary, gunicorn_command, host, port, settings)
     finally:
         shutil.rmtree(run, ignore_errors=True)
 
 
-def _run_stack(run: Path, nginx_binary: str, gunicorn_command: list[str], host: str, port: int, client_timeout_s: float) -> int:
-    socket = run / "gunicorn.sock"
+def _run_stack(run: Path, nginx_binary: str, gunicorn_command: list[str], host: str, port: int, settings: Settings) -> int:
+    socket, fetch_socket = run / "gunicorn.sock", run / "fetch.sock"
     nginx_config = run / "nginx.conf"
-    nginx_config.write_text(render_nginx_config(run, socket, host, port, client_timeout_s))
+    nginx_config.write_text(render_nginx_config(run, socket, host, port, settings.client_timeout_s, fetch_socket, settings))
     nginx_command = [nginx_binary, "-c", str(nginx_config), "-p", str(run), "-e", "stderr"]
     check = subprocess.run([*nginx_command, "-t", "-q"], capture_output=True, text=True)
     if check.returncode != 0:
@@ -158,30 +171,39 @@ def _run_stack(run: Path, nginx_binary: str, gunicorn_command: list[str], host: 
     requests: list[int] = []
     handled = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
     previous = {sig: signal.signal(sig, lambda sig, _frame: requests.append(sig)) for sig in handled}
-    gunicorn = nginx = None
+    processes: dict[str, subprocess.Popen] = {}  # in starting order; stopped in reverse
+    metrics = run / "metrics"  # empty: each gunicorn process writes its metrics here, GET /metrics sums them
+    metrics.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}  # prometheus-client reads it at import
     try:
-        gunicorn = subprocess.Popen(gunicorn_command, env={**os.environ, "MASKDETECT_GUNICORN_BIND": f"unix:{socket}"})
-        _wait_for_socket(socket, gunicorn)
-        nginx = subprocess.Popen(nginx_command)
-        print(f"maskdetect serve: http://{host}:{port} (nginx, pid {nginx.pid}) -> gunicorn (pid {gunicorn.pid}) on {socket}", file=sys.stderr, flush=True)
+        processes["gunicorn"] = subprocess.Popen(gunicorn_command, env={**env, "MASKDETECT_GUNICORN_BIND": f"unix:{socket}"})
+        processes["the fetch stage"] = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(FETCH_CONFIG)],
+            env={**env, "MASKDETECT_GUNICORN_BIND": f"unix:{fetch_socket}", "MASKDETECT_COMPUTE_SOCKET": str(socket)},
+        )
+        _wait_for_socket(socket, processes["gunicorn"])
+        _wait_for_socket(fetch_socket, processes["the fetch stage"], "the fetch stage")
+        processes["nginx"] = nginx = subprocess.Popen(nginx_command)
+        print(f"maskdetect serve: http://{host}:{port} (nginx, pid {nginx.pid}) -> gunicorn (pid {processes['gunicorn'].pid}) on {socket}; "
+              f"JSON to the fetch stage (gunicorn, pid {processes['the fetch stage'].pid}) on {fetch_socket}", file=sys.stderr, flush=True)
         while True:
             while requests:
                 sig = requests.pop(0)
                 if sig == signal.SIGHUP:
-                    gunicorn.send_signal(signal.SIGHUP)
-                    nginx.send_signal(signal.SIGHUP)
+                    for process in processes.values():
+                        process.send_signal(signal.SIGHUP)
                 else:
                     return 0
-            for name, process in (("gunicorn", gunicorn), ("nginx", nginx)):
+            for name, process in processes.items():
                 if process.poll() is not None:
                     print(f"maskdetect serve: {name} stopped with status {process.returncode}; stopping", file=sys.stderr, flush=True)
                     return 1
             time.sleep(0.1)
     finally:
-        if nginx is not None:
-            _stop(nginx, signal.SIGQUIT)  # graceful: stops listening, finishes what it holds
-        if gunicorn is not None:
-            _stop(gunicorn, signal.SIGTERM)  # graceful: each worker finishes its request
+        # Graceful, front first: nginx stops listening and finishes what it holds, then the fetch
+        # stage its fetches (which need the compute stage), then each compute worker its request.
+        for name, process in reversed(processes.items()):
+            _stop(process, signal.SIGQUIT if name == "nginx" else signal.SIGTERM)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

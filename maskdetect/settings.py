@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core.constants import CLIENT_TIMEOUT_S, DEFAULT_HOST, DEFAULT_PORT, MODEL_FILE, PROJECT_ROOT, QUEUE_BUDGET_S, SERVED_FILE
+from .core.constants import (
+    CLIENT_TIMEOUT_S, DEFAULT_HOST, DEFAULT_PORT, MODEL_FILE, PROJECT_ROOT, QUEUE_BUDGET_S, SERVED_FILE,
+    URL_CLIENT_BURST, URL_CLIENT_CONNECTIONS, URL_CLIENT_RATE, URL_FETCHES,
+)
 from .core.weights import DETECTOR_FILE
 
 TRUE = ("1", "true", "yes", "on")
@@ -42,6 +45,12 @@ class Settings:
     port: int = DEFAULT_PORT  # PORT
     client_timeout_s: float = CLIENT_TIMEOUT_S  # MASKDETECT_CLIENT_TIMEOUT_S: nginx's per-read client deadline
     queue_budget_s: float = QUEUE_BUDGET_S  # MASKDETECT_QUEUE_BUDGET_S: longest wait for a worker before a 503
+    url_fetches: int = URL_FETCHES  # MASKDETECT_URL_FETCHES: URLs the fetch stage fetches at once
+    url_client_connections: int = URL_CLIENT_CONNECTIONS  # MASKDETECT_URL_CLIENT_CONNECTIONS: open JSON requests per client
+    url_client_rate: int = URL_CLIENT_RATE  # MASKDETECT_URL_CLIENT_RATE: JSON requests a second per client
+    url_client_burst: int = URL_CLIENT_BURST  # MASKDETECT_URL_CLIENT_BURST: JSON requests over the rate let through at once
+    compute_socket: Path | None = None  # MASKDETECT_COMPUTE_SOCKET, set by maskdetect serve: where the fetch stage forwards
+    metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR, set by maskdetect serve: the workers' metrics files
     lambda_task_root: Path | None = None  # LAMBDA_TASK_ROOT, set by the AWS Lambda runtime: the handler's folder
     in_aws_lambda: bool = False  # AWS_LAMBDA_FUNCTION_NAME is set: running inside AWS Lambda
 
@@ -80,6 +89,12 @@ class Settings:
             port=_port(value("PORT")),
             client_timeout_s=_seconds(env, "MASKDETECT_CLIENT_TIMEOUT_S", CLIENT_TIMEOUT_S),
             queue_budget_s=_seconds(env, "MASKDETECT_QUEUE_BUDGET_S", QUEUE_BUDGET_S),
+            url_fetches=_count(env, "MASKDETECT_URL_FETCHES", URL_FETCHES),
+            url_client_connections=_count(env, "MASKDETECT_URL_CLIENT_CONNECTIONS", URL_CLIENT_CONNECTIONS),
+            url_client_rate=_count(env, "MASKDETECT_URL_CLIENT_RATE", URL_CLIENT_RATE),
+            url_client_burst=_count(env, "MASKDETECT_URL_CLIENT_BURST", URL_CLIENT_BURST, least=0),
+            compute_socket=path("MASKDETECT_COMPUTE_SOCKET"),
+            metrics_dir=path("PROMETHEUS_MULTIPROC_DIR"),  # prometheus-client's own name, which it reads at import
             lambda_task_root=path("LAMBDA_TASK_ROOT"),
             in_aws_lambda=bool(value("AWS_LAMBDA_FUNCTION_NAME")),
         )
@@ -130,3 +145,12 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"{name}={value!r} is not a number of seconds over 0; unset it for the default {default:g}")
     return seconds
+
+
+def _count(env: Mapping[str, str], name: str, default: int, least: int = 1) -> int:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < least:
+        raise ValueError(f"{name}={value!r} is not a whole number of at least {least}; unset it for the default {default}")
+    return int(value)

@@ -76,8 +76,8 @@ def serve(log: Path, **settings):
 
 
 def gunicorn_master(serve_pid: int):
-    """The gunicorn master under a `maskdetect serve` process (its children are the workers)."""
-    (master,) = [child for child in psutil.Process(serve_pid).children() if "gunicorn" in " ".join(child.cmdline())]
+    """The compute gunicorn's master under a `maskdetect serve` process (its children are the workers), not the fetch stage's."""
+    (master,) = [child for child in psutil.Process(serve_pid).children() if "gunicorn.conf.py" in " ".join(child.cmdline())]
     return master
 
 

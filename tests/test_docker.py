@@ -61,6 +61,7 @@ def test_dockerfile_runs_nginx_in_front_of_gunicorn_as_a_non_root_user_on_9696()
     assert "apt-get install -y --no-install-recommends nginx" in runs and "rm -rf /var/lib/apt/lists/*" in runs
     copied = _copy_sources()
     assert "deployment/gunicorn.conf.py" in copied and "deployment/nginx.conf" in copied
+    assert "deployment/gunicorn-fetch.conf.py" in copied  # maskdetect serve starts the URL fetch stage with it
     env = " ".join(rest for keyword, rest in instructions if keyword == "ENV")
     assert "HOST=0.0.0.0" in env and "PORT=9696" in env
 

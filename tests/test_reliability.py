@@ -229,7 +229,7 @@ def test_the_nginx_configuration_is_complete_and_accepted_by_nginx(tmp_path):
     from maskdetect import serve as stack_module
 
     text = stack_module.render_nginx_config(tmp_path, tmp_path / "g.sock", "127.0.0.1", 9, 3.0)
-    assert "@" not in text.replace("@too_large", "").replace("@unavailable", "").replace("@timed_out", "")
+    assert "@" not in text.replace("@too_large", "").replace("@too_many", "").replace("@unavailable", "").replace("@timed_out", "")
     assert "client_header_timeout 3s;" in text and "client_body_timeout 3s;" in text
     assert f"client_max_body_size {constants.MAX_IMAGE_BYTES};" in text and f"server unix:{tmp_path / 'g.sock'};" in text
     (tmp_path / "nginx.conf").write_text(text)

@@ -16,7 +16,7 @@ check_build_inputs() {
         printf 'ERROR %s: maskdetect/service (the Flask app) is missing\n' "$(basename "$0")" >&2
         missing=1
     fi
-    for file in deployment/gunicorn.conf.py deployment/maskdetect.tflite deployment/maskdetect.h5 deployment/metrics.json \
+    for file in deployment/gunicorn.conf.py deployment/gunicorn-fetch.conf.py deployment/maskdetect.tflite deployment/maskdetect.h5 deployment/metrics.json \
                 deployment/docker/requirements.txt deployment/docker/requirements-keras.txt; do
         if [[ ! -e "$PROJECT_ROOT/$file" ]]; then
             printf 'ERROR %s: %s is missing\n' "$(basename "$0")" "$file" >&2
