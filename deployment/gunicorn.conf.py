@@ -7,6 +7,7 @@ Read from the environment:
   MODEL_PATH  the model file (default deployment/maskdetect.tflite; a Keras .h5 needs TensorFlow), read by the app
   MASKDETECT_ALLOW_PRIVATE_URLS=1  let URL inputs reach private addresses (tests only)
   MASKDETECT_GUNICORN_BIND  where to listen instead of HOST:PORT (`maskdetect serve` sets a unix socket)
+  PROMETHEUS_MULTIPROC_DIR  the workers' metrics files, summed by GET /metrics (`maskdetect serve` sets a fresh folder)
 gunicorn's own GUNICORN_CMD_ARGS still apply on top of these.
 """
 
@@ -16,6 +17,8 @@ import importlib.util
 import os
 import sys
 import time
+
+from prometheus_client import multiprocess
 
 # (gunicorn reads every top-level name that matches a setting: `config` is one, so no such name here)
 from maskdetect.settings import Settings
@@ -119,3 +122,9 @@ def post_request(worker, req, environ, resp):
     if _resident_mb() > loaded + HEAP_SLACK_MB:
         worker.malloc_trim(0)
         worker.trimmed_at = time.monotonic()
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges (requests in flight) leave GET /metrics; its counters stay in the totals."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # set by maskdetect serve; gunicorn alone keeps each worker's own
+        multiprocess.mark_process_dead(worker.pid)

@@ -4,14 +4,15 @@
 so each worker loads the model and the face detector once (after the fork: TensorFlow is not
 fork-safe). Serving a ``.tflite`` model, the app never imports TensorFlow or Keras.
 The routes live in blueprints: :mod:`.api` (``/predict``, ``/detect``, ``/health``, ``/openapi.json``)
-and :mod:`.page` (the web page at ``/``); :mod:`.errors` turns every failure into JSON.
+and :mod:`.page` (the web page at ``/``); :mod:`.errors` turns every failure into JSON;
+:mod:`.metrics` counts requests and answers ``GET /metrics`` (Prometheus).
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
-from . import api, errors, page, shedding
+from . import api, errors, metrics, page, shedding
 
 from ..core.constants import DETECTOR, MAX_IMAGE_BYTES
 from ..core.crowd import CrowdAnalyzer
@@ -29,7 +30,8 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     MAX_CONTENT_LENGTH (request body cap, bytes), ALLOW_PRIVATE_URLS, URL_LIMITS (a
     maskdetect.core.fetch.Limits), FACE_CENTRED (/predict classifies the photo's largest face),
     DETECTOR_WEIGHTS, QUEUE_BUDGET_S (a POST that waited longer for a worker is answered 503;
-    None never sheds; see :mod:`.shedding`).
+    None never sheds; see :mod:`.shedding`), METRICS_DIR (prometheus-client's multiprocess folder, or None: this
+    process's metrics; see :mod:`.metrics`).
     """
     settings = settings or Settings.from_env()
     app = Flask(__name__, static_folder=None)  # the page blueprint serves its own static files
@@ -41,6 +43,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
         FACE_CENTRED=settings.face_centred,
         DETECTOR_WEIGHTS=settings.detector_weights,
         QUEUE_BUDGET_S=settings.queue_budget_s,
+        METRICS_DIR=settings.metrics_dir,
     )
     app.json.sort_keys = False  # answers keep the documented order: label first
     if test_config is not None:
@@ -57,6 +60,7 @@ def create_app(test_config: dict | None = None, settings: Settings | None = None
     app.extensions["maskdetect.analyzer"] = CrowdAnalyzer(detector, predictor)
 
     errors.register(app)
+    metrics.register(app)  # first: it counts the requests shedding refuses
     shedding.register(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(page.bp)

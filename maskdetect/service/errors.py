@@ -13,7 +13,7 @@ from ..core.errors import INTERNAL_ERROR, KNOWN_ERRORS, ApiError, Overloaded, bo
 
 __all__ = ["ApiError", "ROUTES", "error_response", "register"]
 
-ROUTES = "POST /predict, POST /detect, GET /health, GET /openapi.json, and the web page at GET /"
+ROUTES = "POST /predict, POST /detect, GET /health, GET /openapi.json, GET /metrics, and the web page at GET /"
 
 
 def error_response(status: int, message: str):

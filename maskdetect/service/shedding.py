@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 
 from ..core import constants
 from ..core.errors import Overloaded
@@ -34,9 +34,11 @@ def waited_s(header: str | None, now: float) -> float | None:
 def register(app: Flask) -> None:
     @app.before_request
     def shed_late_requests():
+        waited = waited_s(request.headers.get("X-Request-Start"), time.time())
+        g.queue_wait_s = waited  # for maskdetect_queue_wait_seconds (.metrics), GETs and shed requests too
         if request.method != "POST":
             return
         budget = current_app.config["QUEUE_BUDGET_S"]
-        waited = waited_s(request.headers.get("X-Request-Start"), time.time())
         if budget is not None and waited is not None and waited > budget:
+            g.shed = True
             raise Overloaded(waited, budget, constants.RETRY_AFTER_S)
