@@ -10,8 +10,8 @@ requests to the end (a leak per request would show). The numbers (requests/s, la
 percentiles, RSS) are printed so a CI log shows them.
 
 A benchmark this is not (``make bench`` is): the client shares the machine's cores with the
-server. The whole run is bounded (``TIME_LIMIT_S``); past it the test fails and says how far it
-got. ``MASKDETECT_LOAD_MODEL`` serves another model file (e.g. ``deployment/maskdetect.h5``).
+server, so no speed is asserted. The run is guarded against a hang, not timed: if no answer comes
+for ``STALL_LIMIT_S`` the test fails and says how far it got. ``MASKDETECT_LOAD_MODEL`` serves another model file (e.g. ``deployment/maskdetect.h5``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ CONCURRENCY = 16
 WORKERS = 2
 CHECKPOINT = 1_000  # RSS is compared from here to the end: start-up and warm-up are over by then
 MAX_RSS_GROWTH = 0.10
-TIME_LIMIT_S = 300  # the whole drive; 86-127 s here (2 cores shared with other jobs, documentation/testing.md)
+STALL_LIMIT_S = 120  # a hang guard: no answer for this long stops the drive (a busy machine only slows it)
 
 
 def jpeg(width: int, height: int, seed: int) -> bytes:
@@ -91,11 +91,11 @@ def test_5000_uploads_at_concurrency_16(deployed_service, bodies, capsys):
     failures: list[str] = []  # connection errors, timeouts, answers that are not predictions
     answers: dict[int, set] = {}  # body index -> the answers it got
     checkpoint: dict[int, int] = {}
-    stop_at = time.monotonic() + TIME_LIMIT_S
+    last_answer = [time.monotonic()]  # when an answer last came: the hang guard
 
     def client():
         with requests.Session() as session:
-            while (number := next(counter)) < REQUESTS and time.monotonic() < stop_at:
+            while (number := next(counter)) < REQUESTS and time.monotonic() - last_answer[0] < STALL_LIMIT_S:
                 which = number % len(bodies)
                 started = time.perf_counter()
                 try:
@@ -109,6 +109,7 @@ def test_5000_uploads_at_concurrency_16(deployed_service, bodies, capsys):
                     continue
                 elapsed = time.perf_counter() - started
                 with lock:
+                    last_answer[0] = time.monotonic()
                     latencies.append(elapsed)
                     statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
                     if body is not None:
@@ -151,8 +152,7 @@ def test_5000_uploads_at_concurrency_16(deployed_service, bodies, capsys):
             print(f"load: worker {pid} RSS {shown}{end[pid] / 2**20:.0f} MB at the end ({100 * growth.get(pid, 0):+.1f}%)")
 
     assert done == REQUESTS, (
-        f"only {done} of {REQUESTS} requests within the {TIME_LIMIT_S} s limit ({done / seconds:.1f} requests/s): "
-        "the service is too slow, or the machine too busy to run this test"
+        f"only {done} of {REQUESTS} requests: no answer came for {STALL_LIMIT_S} s (the service hung); see {log}"
     )
     assert not failures, f"{len(failures)} requests failed, e.g. {failures[:3]}"
     assert statuses == {200: REQUESTS}, f"statuses {statuses}; see {log}"
