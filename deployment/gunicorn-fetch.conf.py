@@ -10,6 +10,8 @@ MASKDETECT_COMPUTE_SOCKET (the compute gunicorn's).
 
 import os
 
+from prometheus_client import multiprocess
+
 # (gunicorn reads every top-level name that matches a setting: `config` is one, so no such name here)
 from maskdetect.settings import Settings
 
@@ -33,3 +35,9 @@ errorlog = "-"
 control_socket_disable = True  # as gunicorn.conf.py: several stacks may run side by side
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 access_log_format = 'fetch-stage %({x-forwarded-for}i)s "%(r)s" %(s)s %(b)s %(M)sms'
+
+
+def child_exit(server, worker):
+    """A dead worker's URL fetches in flight leave GET /metrics (as in gunicorn.conf.py)."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        multiprocess.mark_process_dead(worker.pid)

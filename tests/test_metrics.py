@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -115,6 +116,22 @@ def test_metrics_answers_prometheus_text_with_every_metric_explained_and_is_neve
     assert not [name for name in families if name.endswith("_created")]
 
 
+def test_a_url_a_worker_fetches_itself_is_in_flight_while_it_is_fetched(client, monkeypatch):
+    from maskdetect.service import api
+
+    seen = []
+
+    def fetched(url, **_):
+        seen.append(sample("maskdetect_url_fetches_in_flight"))
+        return WHITE
+
+    monkeypatch.setattr(api, "fetch_bytes", fetched)
+    before = sample("maskdetect_url_fetches_in_flight")
+    for path in ("/predict", "/detect"):
+        assert client.post(path, json={"url": "https://example.com/white.jpg"}).status_code == 200
+    assert seen == [before + 1] * 2 and sample("maskdetect_url_fetches_in_flight") == before
+
+
 def test_a_url_fetch_is_in_flight_inside_the_block_and_not_after_even_when_it_fails():
     before = sample("maskdetect_url_fetches_in_flight")
     with metrics.url_fetch_in_flight():
@@ -138,12 +155,32 @@ def _worker_totals(folder: Path, key_part: str) -> dict[int, float]:
 
 
 @pytest.mark.slow
-def test_metrics_behind_serve_add_up_every_workers_requests_and_forget_a_dead_workers_in_flight(tmp_path, observations):
+def test_metrics_behind_serve_add_up_every_process_and_forget_a_dead_workers_in_flight(tmp_path, observations, http_server):
     jpeg = (observations / "with_mask" / "0-with-mask.jpg").read_bytes()
-    with serve(tmp_path / "serve.log", MODEL_PATH=TFLITE, WORKERS=2) as (base_url, process):
+    released = threading.Event()
+    http_server["/held.jpg"] = (200, lambda write: released.wait(60) and write(jpeg), len(jpeg), {"Content-Type": "image/jpeg"})
+    held_url = f"http://127.0.0.1:{http_server.port}/held.jpg"
+    with serve(tmp_path / "serve.log", MODEL_PATH=TFLITE, WORKERS=2, MASKDETECT_ALLOW_PRIVATE_URLS=1) as (base_url, process):
         master = gunicorn_master(process.pid)
         folder = Path(master.environ()["PROMETHEUS_MULTIPROC_DIR"])
         assert folder.is_dir() and folder.parent.name.startswith("maskdetect-serve-")
+
+        def fetches_in_flight() -> float:
+            return scraped(requests.get(f"{base_url}/metrics", timeout=60).text)[("maskdetect_url_fetches_in_flight", ())]
+
+        # A URL held by its host: the fetch stage's process counts it, a compute worker's /metrics shows it.
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(requests.post, f"{base_url}/predict", json={"url": held_url}, timeout=60)
+            deadline = time.monotonic() + 30
+            while fetches_in_flight() != 1:
+                assert time.monotonic() < deadline and not held.done(), "the held URL never showed in flight"
+                time.sleep(0.1)
+            released.set()
+            assert held.result().status_code == 200
+        assert fetches_in_flight() == 0
+        forwarded = scraped(requests.get(f"{base_url}/metrics", timeout=60).text)[
+            ("maskdetect_requests_total", (("endpoint", "/predict"), ("status", "200")))]
+        assert forwarded == 1  # the stage forwarded the held URL's bytes to a worker, which counted its answer
 
         def predict(_):
             return requests.post(f"{base_url}/predict", data=jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60).status_code
@@ -154,7 +191,7 @@ def test_metrics_behind_serve_add_up_every_workers_requests_and_forget_a_dead_wo
 
         text = requests.get(f"{base_url}/metrics", timeout=60).text
         values = scraped(text)
-        assert values[("maskdetect_requests_total", (("endpoint", "/predict"), ("status", "200")))] == 20
+        assert values[("maskdetect_requests_total", (("endpoint", "/predict"), ("status", "200")))] == 20 + forwarded
         per_worker = _worker_totals(folder, '{"endpoint": "/predict", "status": "200"}')
         workers = {worker.pid for worker in master.children()}
         answering = {pid for pid, total in per_worker.items() if total}
@@ -172,5 +209,5 @@ def test_metrics_behind_serve_add_up_every_workers_requests_and_forget_a_dead_wo
             time.sleep(0.1)
         assert psutil.pid_exists(master.pid)
         values = scraped(requests.get(f"{base_url}/metrics", timeout=60).text)
-        assert values[("maskdetect_requests_total", (("endpoint", "/predict"), ("status", "200")))] == 20
+        assert values[("maskdetect_requests_total", (("endpoint", "/predict"), ("status", "200")))] == 20 + forwarded
         assert values[("maskdetect_requests_in_flight", ())] == 0

@@ -27,6 +27,7 @@ from ..core.constants import (
 from ..core.requests import image_from_body, is_video, video_suffix
 from ..core.video import VideoLimits, VideoTooLarge, open_video
 from ..core.zones import Zones, parse_zones
+from . import metrics
 from .errors import ApiError
 from .openapi import openapi_document
 
@@ -63,24 +64,16 @@ def _image_bytes_from_request() -> bytes:
     """The image's bytes from any of the three forms; a URL is fetched under the service's rules."""
     image = _image_from_request()
     if isinstance(image, str):
-        return fetch_bytes(
-            image, allow_private=current_app.config["ALLOW_PRIVATE_URLS"], limits=current_app.config["URL_LIMITS"]
-        )
+        with metrics.url_fetch_in_flight():  # a worker fetching itself: gunicorn alone, Flask's test client
+            return fetch_bytes(
+                image, allow_private=current_app.config["ALLOW_PRIVATE_URLS"], limits=current_app.config["URL_LIMITS"]
+            )
     return image
 
 
 @bp.post("/predict")
 def predict():
-    image = _image_from_request()
-    if isinstance(image, str):
-        prediction = predictor().predict_url(
-            image,
-            allow_private=current_app.config["ALLOW_PRIVATE_URLS"],
-            limits=current_app.config["URL_LIMITS"],
-        )
-    else:
-        prediction = predictor().predict(image)
-    return jsonify(prediction.as_dict())
+    return jsonify(predictor().predict(_image_bytes_from_request()).as_dict())
 
 
 @bp.post("/detect")

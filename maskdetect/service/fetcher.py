@@ -22,7 +22,7 @@ from pathlib import Path
 
 from flask import Flask, Response, current_app, request
 
-from . import errors, shedding
+from . import errors, metrics, shedding
 from ..core import constants
 from ..core.fetch import Limits, fetch_bytes
 from ..core.requests import image_from_body
@@ -99,7 +99,8 @@ def _image_bytes() -> bytes:
         answer.headers["Retry-After"] = str(constants.RETRY_AFTER_S)
         raise _Answered(answer)
     try:
-        return fetch_bytes(image, allow_private=current_app.config["ALLOW_PRIVATE_URLS"], limits=current_app.config["URL_LIMITS"])
+        with metrics.url_fetch_in_flight():  # the autoscaler's signal for waiting on URLs (hpa.yaml)
+            return fetch_bytes(image, allow_private=current_app.config["ALLOW_PRIVATE_URLS"], limits=current_app.config["URL_LIMITS"])
     finally:
         fetches.release()
 
