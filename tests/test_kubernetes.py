@@ -344,9 +344,55 @@ def test_autoscaler_scales_the_deployment_on_cpu(resources, deployment, containe
     target = hpa["spec"]["scaleTargetRef"]
     assert (target["apiVersion"], target["kind"], target["name"]) == ("apps/v1", "Deployment", deployment["metadata"]["name"])
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
-    (metric,) = hpa["spec"]["metrics"]
-    assert metric["type"] == "Resource" and metric["resource"]["name"] == "cpu"
+    (metric,) = [metric for metric in hpa["spec"]["metrics"] if metric["type"] == "Resource"]
+    assert metric["resource"]["name"] == "cpu"
     assert metric["resource"]["target"]["type"] == "Utilization"
     assert 0 < metric["resource"]["target"]["averageUtilization"] <= 100
     # Utilization is a share of the CPU request: without one the autoscaler cannot compute it.
     assert quantity(container["resources"]["requests"]["cpu"]) > 0
+
+
+def _pods_metrics(resources) -> dict[str, float]:
+    """The autoscaler's Pods metrics: name -> target average per pod."""
+    metrics = [metric for metric in resources["HorizontalPodAutoscaler"]["spec"]["metrics"] if metric["type"] == "Pods"]
+    for metric in metrics:
+        assert metric["pods"]["target"]["type"] == "AverageValue"
+    return {metric["pods"]["metric"]["name"]: quantity(metric["pods"]["target"]["averageValue"]) for metric in metrics}
+
+
+def test_autoscaler_also_scales_on_waiting_below_each_capacity(resources, container):
+    """Busy workers and URL fetches, which use no CPU: each target is a share of what one pod holds at most."""
+    from maskdetect.core.constants import URL_FETCHES
+
+    targets = _pods_metrics(resources)
+    assert set(targets) == {"maskdetect_requests_in_flight", "maskdetect_url_fetches_in_flight"}
+    workers = int({item["name"]: item["value"] for item in container["env"]}["WORKERS"])
+    assert 0 < targets["maskdetect_requests_in_flight"] < workers  # at `workers` every request waits
+    assert 0 < targets["maskdetect_url_fetches_in_flight"] < URL_FETCHES  # at the cap the fetch stage answers 503
+
+
+def test_prometheus_adapter_serves_the_autoscalers_metrics_from_the_apps_gauges(resources, deployment):
+    """The adapter rule names series the app exports, and the pods are scraped where /metrics answers."""
+    from flask import Flask
+    from prometheus_client import Gauge
+
+    from maskdetect.service import metrics
+    from maskdetect.service.metrics import bp
+
+    values = yaml.safe_load((K8S / "prometheus-adapter" / "values.yaml").read_text())
+    (rule,) = values["rules"]["custom"]
+    series = re.fullmatch(r"\{__name__=~\"(.+?)\",namespace!=\"\",pod!=\"\"\}", rule["seriesQuery"]).group(1)
+    gauges = {value._name for value in vars(metrics).values() if isinstance(value, Gauge)}
+    for name in _pods_metrics(resources):
+        assert re.fullmatch(series, name) and re.fullmatch(rule["name"]["matches"], name), name
+        assert name in gauges, f"{name} is not a gauge of maskdetect/service/metrics.py"
+        assert re.sub(rule["name"]["matches"], rule["name"]["as"].replace("${1}", r"\1"), name) == name  # served as named
+    assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}  # per pod, as a Pods metric needs
+    assert "<<.Series>>{<<.LabelMatchers>>}" in rule["metricsQuery"] and "by (<<.GroupBy>>)" in rule["metricsQuery"]
+
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    app = Flask(__name__)
+    app.register_blueprint(bp)
+    assert annotations["prometheus.io/path"] in {rule.rule for rule in app.url_map.iter_rules()}
