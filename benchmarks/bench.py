@@ -199,11 +199,11 @@ def _command_line(process: psutil.Process) -> str:
 
 
 def workers(target: Target) -> list[psutil.Process]:
-    """The gunicorn workers: the children of gunicorn, or of the gunicorn under `maskdetect serve`."""
+    """The gunicorn workers: the children of gunicorn, or of the compute gunicorn under `maskdetect serve` (not the URL fetch stage's)."""
     children = _children(target)
     if "maskdetect.serve" in " ".join(target.process.args):  # maskdetect serve -> gunicorn -> workers
         try:
-            children = [worker for master in children if "gunicorn" in _command_line(master) for worker in master.children()]
+            children = [worker for master in children if "gunicorn.conf.py" in _command_line(master) for worker in master.children()]
         except psutil.NoSuchProcess:
             return []
     target.worker_pids.update(child.pid for child in children)

@@ -53,11 +53,13 @@ MB = 2**20
 def processes(pid: int) -> dict[str, list[psutil.Process]]:
     """The service's processes by role, under the container's first process."""
     root = psutil.Process(pid)
-    roles: dict[str, list[psutil.Process]] = {"maskdetect serve": [root], "nginx": [], "gunicorn master": [], "workers": []}
+    roles: dict[str, list[psutil.Process]] = {"maskdetect serve": [root], "nginx": [], "URL fetch stage": [], "gunicorn master": [], "workers": []}
     for child in root.children():
         command = " ".join(child.cmdline())
         if "nginx" in command:
             roles["nginx"] += [child, *child.children()]
+        elif "gunicorn-fetch.conf.py" in command:  # its master and its one gthread worker: no model
+            roles["URL fetch stage"] += [child, *child.children()]
         elif "gunicorn" in command:
             roles["gunicorn master"].append(child)
             roles["workers"] += child.children()

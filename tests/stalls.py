@@ -138,10 +138,12 @@ class StallRun:
         return [a for a in answers if a.sent >= self.all_open and a.answered <= self.first_stall_answered]
 
 
-def stall_scenario(base_url: str, jpeg: bytes, site: StallingSite, clients: int = 8, rounds: int = 2) -> StallRun:
+def stall_scenario(base_url: str, jpeg: bytes, site: StallingSite, clients: int = 8, rounds: int = 2,
+                   at_once: int | None = None) -> StallRun:
     """``clients`` clients (127.0.0.2...) POST /predict {"url": the stalling URL} back to back, each
     ``rounds`` times; meanwhile 127.0.0.10 uploads the photo to /predict and asks /health,
-    alternately, until every stalled client has had its answer."""
+    alternately, until every stalled client has had its answer. ``at_once``: the fetches the
+    service opens at once (default ``clients``; gunicorn alone fetches one per worker)."""
     run = StallRun()
     lock = threading.Lock()
     stop = threading.Event()
@@ -167,7 +169,7 @@ def stall_scenario(base_url: str, jpeg: bytes, site: StallingSite, clients: int 
     for thread in threads:
         thread.start()
     try:
-        run.all_open = site.wait_for_open(before + clients)
+        run.all_open = site.wait_for_open(before + (at_once or clients))
     finally:
         for thread in threads:
             thread.join()
