@@ -124,6 +124,17 @@ def test_every_documented_command_is_run_or_exempted():
     assert not unknown, f"doc commands neither run by this module nor in its EXEMPT list (add one or the other): {unknown}"
 
 
+def test_commands_are_only_in_blocks_marked_as_shell():
+    """A command in an unmarked or other-language block would escape this module: mark it bash."""
+    command_start = re.compile(r"^\s*(curl|make|maskdetect|\.venv/bin/|python|pytest|docker|kubectl|sam) ", re.M)
+    hidden = []
+    for path in DOCS:
+        for match in re.finditer(r"^```(\w*)\n(.*?)^```", path.read_text(), re.S | re.M):
+            if match.group(1) not in SHELL_LANGUAGES and command_start.search(match.group(2)):
+                hidden.append(f"{path.name}: {command_start.search(match.group(2)).group(0).strip()}...")
+    assert not hidden, f"commands in blocks not marked bash or sh: {hidden}"
+
+
 def test_the_docs_show_requests_and_commands_that_this_module_runs():
     kinds = [kind(command) for command in commands()]
     assert kinds.count("request") >= 10 and kinds.count("cli") >= 5, kinds
@@ -161,13 +172,17 @@ def test_every_maskdetect_command_in_the_docs_is_one_the_cli_accepts():
     assert named and not set(named) - set(subcommands), f"the docs name maskdetect commands that do not exist: {set(named) - set(subcommands)}"
 
 
-def test_the_files_exempted_commands_name_exist():
-    for command in commands():
-        if kind(command) != "exempt":
-            continue
-        for word in re.split(r"[\s=()]+", command.text.split(" #")[0]):
-            if re.fullmatch(r"(benchmarks|deployment)/[\w/.-]+\.\w+", word) and not word.startswith("deployment/weights"):
+def test_the_files_exempted_and_inline_commands_name_exist():
+    """Commands not run here still name real scripts: exempted ones, and those the prose shows inline."""
+    written = [str(command) for command in commands() if kind(command) == "exempt"]
+    written += [f"{doc} `{span}`" for doc, span in inline_spans() if re.match(r"(\.venv/bin/)?(python|pytest|maskdetect|docker) ", span)]
+    checked = 0
+    for command in written:
+        for word in re.split(r"[\s=()`]+", command.split(" #")[0]):
+            if re.fullmatch(r"(benchmarks|deployment|tests)/[\w/.-]+\.\w+", word) and not word.startswith("deployment/weights"):
+                checked += 1
                 assert (PROJECT_ROOT / word).exists(), f"{command} names {word}, which does not exist"
+    assert checked >= 10, checked
 
 
 # --- the commands that run -------------------------------------------------------------------------
