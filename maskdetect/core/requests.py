@@ -18,6 +18,7 @@ import binascii
 import email.message
 import email.parser
 import email.policy
+import email.utils
 import json
 
 from .errors import ApiError, no_file_in_form
@@ -107,33 +108,47 @@ def decode_base64_image(text: str) -> bytes:
     return data
 
 
-def file_from_form(content_type: str, body: bytes) -> bytes:
-    """The file in field ``image`` of a multipart/form-data body (RFC 7578).
+def _param(headers: email.message.Message, key: str) -> str | None:
+    """A Content-Disposition parameter, RFC 2231 encoding (``filename*=utf-8''...``) decoded."""
+    value = headers.get_param(key, header="content-disposition")
+    return None if value is None else email.utils.collapse_rfc2231_value(value)
 
-    The body is cut at its boundary lines with bytes operations, and only each part's few header
-    lines go through the email parser: a 1 MB upload costs microseconds, not the email parser's
-    line-by-line pass over the whole file.
+
+def file_from_form(content_type: str, body: bytes) -> bytes:
+    """The file in field ``image`` of a multipart/form-data body (RFC 7578); the first such file wins.
+
+    The body is cut at its boundary lines by searching it in place (``bytes.find`` with offsets):
+    only the image's bytes are copied, once, and only each part's few header lines go through the
+    email parser. A 10 MB upload costs one 10 MB copy (benchmarks/multipart_parsers.py).
     """
     header = email.message.Message()
     header["Content-Type"] = content_type
     boundary = header.get_param("boundary")
-    files, fields = {}, []
+    image, files, fields = None, [], []
     if isinstance(boundary, str) and boundary:
         delimiter = b"\r\n--" + boundary.encode("latin-1", "replace")
-        for part in (b"\r\n" + body).split(delimiter)[1:]:  # [0]: the preamble
-            if part.startswith(b"--"):  # the closing delimiter
-                break
-            # + CRLF: an empty part may end at its blank line, the CRLF shared with the delimiter (werkzeug writes it so)
-            head, separator, content = (part + b"\r\n").partition(b"\r\n\r\n")
-            if not separator:
-                continue
-            content = content[:-2]
-            headers = email.parser.BytesHeaderParser(policy=email.policy.HTTP).parsebytes(head.lstrip(b" \t").removeprefix(b"\r\n") + b"\r\n\r\n")
-            name = headers.get_param("name", header="content-disposition")
-            if name and headers.get_param("filename", header="content-disposition") is not None:
-                files.setdefault(name, content)
-            elif name:
-                fields.append(name)
-    if "image" not in files:
-        raise ApiError(400, no_file_in_form(list(files), fields))
-    return files["image"]
+        if body.startswith(delimiter[2:]):  # the first delimiter may open the body without its CRLF
+            start = len(delimiter) - 2
+        else:  # what comes before it is the preamble
+            start = body.find(delimiter)
+            start = -1 if start == -1 else start + len(delimiter)
+        while start != -1 and not body.startswith(b"--", start):  # "--" after a delimiter closes the form
+            end = body.find(delimiter, start)
+            end = len(body) if end == -1 else end
+            blank = body.find(b"\r\n\r\n", start, end)
+            if blank == -1 and end - start >= 2 and body.startswith(b"\r\n", end - 2):
+                blank = end - 2  # an empty part may end at its blank line, the CRLF shared with the delimiter (werkzeug writes it so)
+            if blank != -1:
+                head = body[start:blank].lstrip(b" \t").removeprefix(b"\r\n") + b"\r\n\r\n"
+                headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)  # 7x policy.HTTP's speed
+                name, filename = (_param(headers, key) for key in ("name", "filename"))
+                if name and filename is not None:
+                    files.append(name)
+                    if name == "image" and image is None:
+                        image = body[min(blank + 4, end):end]  # the one copy
+                elif name:
+                    fields.append(name)
+            start = -1 if end == len(body) else end + len(delimiter)
+    if image is None:
+        raise ApiError(400, no_file_in_form(list(dict.fromkeys(files)), fields))
+    return image
