@@ -17,7 +17,7 @@ from . import serve as serve_module
 from .core.constants import ANNOTATED_MAX_SIDE, CLASSES, DETECTOR, METRICS_FILE, MODEL_FILE, SERVED_FILE
 from .core.crowd import CrowdAnalyzer, annotate
 from .core.faces import YuNetDetector
-from .core.fetch import FetchError
+from .core.fetch import FetchError, HostRefused
 from .core.files import atomic_path, write_csv
 from .core.images import ImageDecodeError, decode_image
 from .core.inference import ModelError, Predictor
@@ -130,7 +130,7 @@ def command_predict(args: argparse.Namespace) -> int:
                 answer = predictor.predict(path)
         except (FetchError, ImageDecodeError, FileNotFoundError) as error:
             failed += 1
-            print(f"maskdetect: error: {item}: {error}", file=sys.stderr)
+            print(f"maskdetect: error: {item}: {_said(error)}", file=sys.stderr)
             continue
         print(json.dumps({"input": item, **answer.as_dict()}), flush=True)
     return 1 if failed else 0
@@ -518,13 +518,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _said(error: Exception) -> str:
+    """An error for the operator who ran the command: a refused URL host names why (a caller of the service is not told)."""
+    if isinstance(error, HostRefused):
+        return f"{error} ({error.detail}; MASKDETECT_ALLOW_PRIVATE_URLS=1 lifts the address rule)"
+    return str(error)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except (DataError, ExportError, FetchError, ModelError, ScenesError, ImageDecodeError, VideoError, WeightsError, ZoneError,
             FileNotFoundError) as error:
-        print(f"maskdetect: error: {error}", file=sys.stderr)
+        print(f"maskdetect: error: {_said(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("maskdetect: interrupted; nothing half-written was kept", file=sys.stderr)

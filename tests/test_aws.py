@@ -144,8 +144,8 @@ RESOLVED = {"localhost": ["127.0.0.1", "::1"], "db.default.svc.cluster.local": [
             "redis.cache.svc.cluster.local": ["fd00:10:96::a"]}
 
 
-def test_no_answer_names_a_resolved_address(client, lambda_app, monkeypatch, caplog):
-    """Flask and the Lambda (HTTP and direct) answer every refused or unknown host alike, naming no address; the log has the detail."""
+def test_no_answer_names_a_resolved_address(client, lambda_app, monkeypatch, caplog, capsys):
+    """Flask and the Lambda (HTTP and direct) answer every refused or unknown host alike, naming no address; their logs have the detail."""
     import socket
 
     def getaddrinfo(host, port, *args, **kwargs):
@@ -158,14 +158,18 @@ def test_no_answer_names_a_resolved_address(client, lambda_app, monkeypatch, cap
     answers = set()
     for url, detail in PROBED_HOSTS.items():
         caplog.clear()
-        with caplog.at_level("WARNING", logger="maskdetect.core.fetch"):
+        capsys.readouterr()
+        with caplog.at_level("WARNING"):
             flask = client.post("/predict", json={"url": url})
-            status, text, _ = call(lambda_app, headers={"Content-Type": "application/json"}, body=json.dumps({"url": url}).encode())
-            direct = lambda_app({"url": url}, None)
+        status, text, _ = call(lambda_app, headers={"Content-Type": "application/json"}, body=json.dumps({"url": url}).encode())
+        direct = lambda_app({"url": url}, None)
+        lambda_log = capsys.readouterr().out  # the handler logs to stdout (CloudWatch Logs), not through the root logger
         assert flask.status_code == status == direct["status"] == 400, url
         assert text == flask.get_data(as_text=True) and direct["error"] == flask.get_json()["error"], url
         answers.add(text)
-        assert len([r for r in caplog.records if detail in r.getMessage()]) == 3, (url, caplog.text)
+        flask_log = [r for r in caplog.records if r.name == "maskdetect.service" and "refused URL host" in r.getMessage()]
+        assert len(flask_log) == 1 and detail in flask_log[0].getMessage(), caplog.text
+        assert len([line for line in lambda_log.splitlines() if "refused URL host" in line and detail in line]) == 2, lambda_log
     assert len(answers) == 1
     message = json.loads(answers.pop())["error"]
     assert "not a public address" in message and "upload" in message

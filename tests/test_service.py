@@ -335,7 +335,15 @@ def test_a_redirect_to_a_private_address_is_refused(app, client, http_server, mo
     monkeypatch.setattr(fetch, "address_problem", lambda a: None if str(a) == "127.0.0.1" else real(a))
     http_server["/to-metadata"] = (302, b"", 0, {"Location": "http://169.254.169.254/latest/meta-data/"})
     http_server["/to-internal"] = (302, b"", 0, {"Location": "http://db.internal.example/"})
-    with caplog.at_level("WARNING", logger="maskdetect.core.fetch"):
+    real_lookup = fetch.socket.getaddrinfo
+
+    def unknown_internal_name(host, *args, **kwargs):  # no DNS query leaves the machine
+        if host == "db.internal.example":
+            raise fetch.socket.gaierror(fetch.socket.EAI_NONAME, "Name or service not known")
+        return real_lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(fetch.socket, "getaddrinfo", unknown_internal_name)
+    with caplog.at_level("WARNING"):
         to_metadata = client.post("/predict", json={"url": f"{http_server.base_url}/to-metadata"})
         to_unknown = client.post("/predict", json={"url": f"{http_server.base_url}/to-internal"})
     body = assert_error(to_metadata, 400, "not a public address")

@@ -179,7 +179,7 @@ def test_a_source_of_unknown_length_stops_at_the_first_frame_past_the_limit():
 
 def test_stream_urls_follow_the_address_rules_without_any_traffic():
     for url in ("rtsp://127.0.0.1/live", "http://10.0.0.7:8080/stream.mjpg", "rtsp://[::1]:8554/cam", "rtsps://169.254.169.254/x"):
-        with pytest.raises(URLRefused, match="only public addresses"):
+        with pytest.raises(URLRefused, match="not a public address"):
             open_video(url)
     with pytest.raises(URLRefused, match="rtsp://"):
         open_video("ftp://example.com/clip.mp4")
@@ -238,7 +238,7 @@ def test_watch_tracks_the_labelled_faces_of_a_clip_as_people(clip, capsys):
         (("clip.mp4", "--camera", "0"), "give one source"),
         (("clip.mp4", "--stride", "0"), "--stride must be 1 or more"),
         (("missing.mp4",), "no such file or folder"),
-        (("rtsp://192.168.1.20/live",), "only public addresses"),
+        (("rtsp://192.168.1.20/live",), "192.168.1.20 is a private address; MASKDETECT_ALLOW_PRIVATE_URLS=1 lifts"),
     ],
 )
 def test_watch_errors_say_what_to_do(tmp_path, monkeypatch, capsys, args, message):

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from ..core.constants import MAX_IMAGE_BYTES, SERVED_FILE
 from ..core.errors import INTERNAL_ERROR, KNOWN_ERRORS, ApiError, body_too_large_message, status_and_message
-from ..core.fetch import Limits
+from ..core.fetch import HostRefused, Limits
 from ..core.inference import ModelError, Predictor
 from ..core.requests import image_from_body, image_from_payload
 from ..settings import Settings
@@ -262,6 +262,8 @@ class LambdaApp:
                 image = image_from_payload(event, direct=True)
             status, answer = 200, self._predict(image)
         except KNOWN_ERRORS as error:
+            if isinstance(error, HostRefused):  # the answer names no address; the log does
+                log.warning("refused URL host: %s", error.detail)
             status, message = status_and_message(error)
             answer = {"error": message}
         except ModelError as error:

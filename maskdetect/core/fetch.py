@@ -25,8 +25,8 @@ network. So every fetch
 A host refused for its address and a host that does not resolve get one answer,
 :class:`HostRefused`, which names no address: otherwise a caller inside a cluster could list
 ``*.svc.cluster.local`` names and their addresses through the error messages. The detail
-(host, addresses, reason) goes to the log (logger ``maskdetect.core.fetch``) and to
-``HostRefused.detail``.
+(host, addresses, reason) is ``HostRefused.detail``, for the log: the service and the Lambda log
+it, the CLI shows it to the operator who ran it.
 
 ``allow_private=True`` (``MASKDETECT_ALLOW_PRIVATE_URLS=1`` for the service) lifts the
 address rule only (a name that does not resolve is then a plain FetchError that names it).
@@ -46,7 +46,6 @@ import concurrent.futures
 import contextlib
 import http.client
 import ipaddress
-import logging
 import re
 import socket
 import ssl
@@ -66,8 +65,6 @@ CHUNK = 1 << 16
 USER_AGENT = "maskdetect (+https://github.com/prajnasb/observations)"
 REDIRECTS = (301, 302, 303, 307, 308)
 
-log = logging.getLogger(__name__)
-
 
 class FetchError(RuntimeError):
     """A fetch failed on the remote side; the message says what to do about it."""
@@ -85,11 +82,6 @@ class HostRefused(URLRefused):
     def __init__(self, detail: str):
         super().__init__(self.MESSAGE)
         self.detail = detail
-
-
-def _refuse_host(detail: str) -> HostRefused:
-    log.warning("refused URL host: %s", detail)
-    return HostRefused(detail)
 
 
 class FetchTimeout(FetchError):
@@ -168,12 +160,12 @@ def resolve(host: str, port: int, *, allow_private: bool, timeout: float | None)
             raise FetchTimeout(f"looking up {host} took more than {timeout:.0f} s; try again later") from error
         except (socket.gaierror, UnicodeError) as error:
             if not allow_private:  # told apart from a refused address in the log only
-                raise _refuse_host(f"{host} does not resolve ({error})") from error
+                raise HostRefused(f"{host} does not resolve ({error})") from error
             raise FetchError(f"{host} does not resolve ({error}); check the host name") from error
     usable = [info for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
     if not usable:
         if not allow_private:
-            raise _refuse_host(f"{host} has no IPv4 or IPv6 address")
+            raise HostRefused(f"{host} has no IPv4 or IPv6 address")
         raise FetchError(f"{host} has no IPv4 or IPv6 address")
     if not allow_private:
         for info in usable:
@@ -184,7 +176,7 @@ def resolve(host: str, port: int, *, allow_private: bool, timeout: float | None)
                 if str(address) not in shown:
                     shown += f" resolves to {address}, which"
                 article = "an" if problem[0] in "aeiou" else "a"
-                raise _refuse_host(f"{shown} is {article} {problem} address")
+                raise HostRefused(f"{shown} is {article} {problem} address")
     return usable
 
 

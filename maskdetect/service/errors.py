@@ -10,6 +10,7 @@ from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..core.errors import INTERNAL_ERROR, KNOWN_ERRORS, ApiError, Overloaded, body_too_large_message, status_and_message
+from ..core.fetch import HostRefused
 
 __all__ = ["ApiError", "ROUTES", "error_response", "register"]
 
@@ -35,6 +36,8 @@ def _http_message(error: HTTPException) -> str:
 
 def register(app: Flask) -> None:
     def known(error: Exception):
+        if isinstance(error, HostRefused):  # the answer names no address; the log does
+            app.logger.warning("refused URL host: %s", error.detail)
         response = error_response(*status_and_message(error))
         if isinstance(error, Overloaded):
             response.headers["Retry-After"] = str(error.retry_after_s)
