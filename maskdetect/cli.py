@@ -424,7 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--zone \"0,120 640,120 640,360 0,360\" counts the lower two thirds of a 640x360 frame, --ignore-zone leaves out "
         "a poster or a window); the summary's \"zones\" lists those used.",
     )
-    watch_parser.add_argument("source", nargs="?", help="a video file, a folder of frames, or an rtsp:// or http(s):// stream URL")
+    watch_parser.add_argument("source", nargs="?", help="a video file, a folder of frames, or an rtsp:// or http(s):// stream URL "
+                              "(its host must be public; a best-effort check: FFmpeg then resolves it again and follows "
+                              "redirects and playlists unchecked, so give only streams you trust)")
     watch_parser.add_argument("--camera", type=int, metavar="N", help="read camera N (0: the first) instead of SOURCE")
     watch_parser.add_argument("--stride", type=int, default=1, metavar="N", help="process every Nth frame (default: every frame)")
     watch_parser.add_argument("--fps", type=float, help="the source's frame rate, when it does not say (a folder of frames: 25)")

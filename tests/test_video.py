@@ -185,6 +185,34 @@ def test_stream_urls_follow_the_address_rules_without_any_traffic():
         open_video("ftp://example.com/clip.mp4")
 
 
+def test_the_stream_check_is_best_effort_ffmpeg_follows_a_redirect_it_never_saw(tmp_path, http_server, monkeypatch):
+    """What crowd.md and `watch --help` say: the URL as given is checked, then FFmpeg connects and redirects on its own."""
+    with video_writer(tmp_path / "clip.webm", 10, (64, 48)) as write:
+        for shade in range(0, 200, 20):
+            write(Image.new("RGB", (64, 48), (shade, 0, 0)))
+    clip = (tmp_path / "clip.webm").read_bytes()
+    http_server["/start"] = (302, b"", 0, {"Location": f"http://localhost:{http_server.port}/clip.webm"})
+    http_server["/clip.webm"] = (200, clip, len(clip), {"Content-Type": "video/webm"})
+    checked = []
+    real = video_module.resolve
+
+    def check(host, port, **options):  # 127.0.0.1 stands in for a public camera host
+        checked.append(host)
+        return real(host, port, **{**options, "allow_private": True})
+
+    monkeypatch.setattr(video_module, "resolve", check)
+    video = open_video(f"http://127.0.0.1:{http_server.port}/start")
+    assert sum(1 for _ in video) == 10
+    assert checked == ["127.0.0.1"]  # "localhost", where FFmpeg went next, was never checked
+    assert [path for path, _ in http_server.requests] == ["/start", "/clip.webm"]
+
+
+def test_watch_help_says_the_stream_check_is_best_effort(capsys):
+    with pytest.raises(SystemExit):
+        main(["watch", "--help"])
+    assert "best-effort" in " ".join(capsys.readouterr().out.split())
+
+
 def test_a_missing_source_names_itself(tmp_path):
     with pytest.raises(VideoError, match="no such file or folder"):
         open_video(tmp_path / "missing.mp4")

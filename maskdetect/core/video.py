@@ -7,8 +7,11 @@ A file that is damaged or in a format this FFmpeg cannot decode is a :class:`Vid
 so, never a hang: streams have open and read timeouts. A clip over its :class:`VideoLimits` (length,
 pixels per frame, pixels decoded in all) is refused before its first frame is decoded when its
 container tells, else at the first frame past them.
-Stream URLs (``rtsp://``, ``http(s)://``) follow the image URLs' address rules: public
-addresses only unless ``allow_private``.
+Stream URLs (``rtsp://``, ``http(s)://``) follow the image URLs' address rules (public addresses
+only unless ``allow_private``), but only as a best-effort check of the URL as given: FFmpeg then
+resolves the host again and follows redirects, RTSP redirects and playlists (HLS) on its own, and
+OpenCV offers no option that pins the address or turns those off for every protocol. The operator
+runs ``maskdetect watch``; no caller of the service can name a stream (POST /detect takes a clip's bytes).
 """
 
 from __future__ import annotations
@@ -253,7 +256,7 @@ def open_video(
     text = str(source)
     if "://" in text:
         target = parse_url(text, STREAM_SCHEMES)
-        resolve(target.host, target.port, allow_private=allow_private, timeout=TIMEOUT_S)  # URLRefused for private addresses
+        resolve(target.host, target.port, allow_private=allow_private, timeout=TIMEOUT_S)  # best-effort: FFmpeg resolves again
         capture = cv2.VideoCapture(text, cv2.CAP_FFMPEG, timeouts)
         if not capture.isOpened():
             raise VideoError(f"{text} cannot be opened as a video stream: check the URL and that the stream is live")
