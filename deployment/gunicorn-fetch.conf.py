@@ -23,6 +23,10 @@ wsgi_app = "maskdetect.service.fetcher:create_fetch_app()"
 bind = os.environ["MASKDETECT_GUNICORN_BIND"]
 workers = 1
 worker_class = "gthread"
+# The app is loaded once, in the master (no model, nothing fork-unsafe): a worker forked on HUP or
+# after a crash accepts at once, where importing the app takes seconds on a busy machine and URL
+# requests would wait (and be shed) meanwhile. A code change needs a restart, not a HUP.
+preload_app = True
 threads = _settings.url_fetches + SPARE_THREADS
 # No more connections than threads: the rest wait in the socket's backlog (and are shed by the
 # queue budget once they get a thread), rather than queue inside the worker unseen.

@@ -8,8 +8,11 @@ benchmarks/url_stalls.py, not asserted here.
 from __future__ import annotations
 
 import re
+import signal
 import threading
+import time
 
+import psutil
 import pytest
 
 from maskdetect.core import constants
@@ -29,8 +32,8 @@ def jpeg(observations) -> bytes:
 def stack(tmp_path_factory):
     """The deployed defaults: 2 compute workers, the fetch stage, nginx's per-client limits."""
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with serve(log, MODEL_PATH=TFLITE, WORKERS=2, MASKDETECT_ALLOW_PRIVATE_URLS=1) as (base_url, _):
-        yield base_url, log
+    with serve(log, MODEL_PATH=TFLITE, WORKERS=2, MASKDETECT_ALLOW_PRIVATE_URLS=1) as (base_url, process):
+        yield base_url, log, process
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +64,66 @@ def test_nginx_sends_to_the_fetch_stage_exactly_the_posts_the_request_contract_r
             assert routed == (method == "POST" and mimetype_of(content_type) == "application/json"), (method, content_type)
 
 
+def test_the_fetch_stage_needs_the_compute_socket_and_answers_502_with_retry_after_when_it_is_gone(tmp_path, jpeg):
+    from maskdetect.service.fetcher import create_fetch_app
+    from maskdetect.settings import Settings
+
+    with pytest.raises(ValueError, match="MASKDETECT_COMPUTE_SOCKET is not set.*maskdetect serve"):
+        create_fetch_app(settings=Settings())
+    client = create_fetch_app(settings=Settings(compute_socket=tmp_path / "gone.sock")).test_client()
+    reply = client.post("/predict", json=base64_payload(jpeg))
+    assert reply.status_code == 502 and reply.headers["Retry-After"] == "1"
+    assert reply.get_json() == {"error": "the service could not answer this request (a worker stopped or is starting); retry after 1 s"}
+    refused = client.post("/detect", json={"url": "http://127.0.0.1:9/x.jpg"})  # the address rule, before any forwarding
+    assert refused.status_code == 400 and refused.get_json()["error"].startswith("refused URL")
+
+
+def _fetch_stage(process) -> psutil.Process:
+    (master,) = [child for child in psutil.Process(process.pid).children() if "gunicorn-fetch.conf.py" in " ".join(child.cmdline())]
+    return master
+
+
+@pytest.mark.slow
+def test_a_reload_replaces_the_fetch_stage_worker_and_urls_are_still_fetched(stack, jpeg, http_server):
+    base_url, _, process = stack
+    http_server["/face.jpg"] = (200, jpeg, len(jpeg), {"Content-Type": "image/jpeg"})
+    master = _fetch_stage(process)
+    (before,) = master.children()
+    process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and [child.pid for child in master.children()] in ([], [before.pid]):
+        time.sleep(0.05)
+    # Asked at once, while the compute workers may still be loading: the new fetch worker forwards it.
+    answer = post_json(base_url, "/predict", {"url": f"{http_server.base_url}/face.jpg"}, source="127.0.0.21")
+    assert before.pid not in [child.pid for child in master.children()]
+    assert answer.status == 200 or _retryable(answer), (answer.status, answer.body)
+    wait_for_compute = time.monotonic() + 30
+    while answer.status != 200 and time.monotonic() < wait_for_compute:
+        time.sleep(0.5)
+        answer = post_json(base_url, "/predict", {"url": f"{http_server.base_url}/face.jpg"}, source="127.0.0.21")
+    assert answer.status == 200 and answer.body["label"] == "with_mask"
+    # Any 503 was a compute worker's (shed while the new workers load), relayed, never the fetch stage's own.
+    lines = stack[1].read_text().splitlines()
+    shed = sum(line.startswith('127.0.0.21 "POST /predict HTTP/1.1" 503') for line in lines)
+    relayed = sum(line.startswith('fetch-stage 127.0.0.21 "POST /predict') and " 503 " in line for line in lines)
+    assert relayed == shed
+
+
+@pytest.mark.slow
+def test_serve_stops_everything_and_exits_1_when_the_fetch_stage_stops(tmp_path):
+    with serve(tmp_path / "serve.log", MODEL_PATH=TFLITE, WORKERS=1) as (_, process):
+        _fetch_stage(process).send_signal(signal.SIGKILL)
+        assert process.wait(timeout=60) == 1
+    assert "maskdetect serve: the fetch stage stopped with status" in (tmp_path / "serve.log").read_text()
+
+
 def _retryable(answer) -> bool:
     return answer.status in RETRYABLE and answer.headers.get("Retry-After") == "1" and "retry after 1 s" in answer.body["error"]
 
 
 @pytest.mark.slow
 def test_uploads_and_health_are_answered_while_eight_clients_wait_on_stalled_urls(stack, jpeg):
-    base_url, _ = stack
+    base_url, _, _ = stack
     with StallingSite(jpeg) as site:
         run = stall_scenario(base_url, jpeg, site, clients=8, rounds=2)
     during = run.during_stall(run.uploads)
@@ -88,7 +144,7 @@ def test_uploads_and_health_are_answered_while_eight_clients_wait_on_stalled_url
 
 @pytest.mark.slow
 def test_json_bodies_go_through_the_fetch_stage_and_answer_as_before(stack, jpeg, http_server):
-    base_url, log = stack
+    base_url, log, _ = stack
     http_server["/face.jpg"] = (200, jpeg, len(jpeg), {"Content-Type": "image/jpeg"})
     by_url = post_json(base_url, "/predict", {"url": f"{http_server.base_url}/face.jpg"}, source="127.0.0.20")
     by_base64 = post_json(base_url, "/predict", base64_payload(jpeg), source="127.0.0.20")
