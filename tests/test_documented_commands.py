@@ -41,7 +41,7 @@ EXEMPT = [
     (r"^(docker |podman |\$P |P=|MASKDETECT_IMAGE=|make weights && docker |deployment/docker/)",
      "needs Docker or podman; tests/test_docker.py and `make docker-check` run the image"),
     (r"^(sam |papermill |API=)|\$API\b", "needs an AWS account and a deployed stack; tests/test_aws.py runs the handler"),
-    (r"^(kubectl |IMAGE=|\(cd deployment/kubernetes)", "needs a cluster and a registry; tests/test_kubernetes.py checks the manifests"),
+    (r"^(kubectl |helm |IMAGE=|\(cd deployment/kubernetes)", "needs a cluster and a registry; tests/test_kubernetes.py checks the manifests"),
     (r"^apt-get ", "installs a system package"),
     (r"^open ", "opens a browser; tests/test_page_*.py drive the page"),
     (r"maskdetect watch --camera", "needs a camera"),
