@@ -50,7 +50,7 @@ EXEMPT = [
     (r"^(\.venv/bin/)?python benchmarks/", "a benchmark of minutes; `make bench` runs the service's"),
 ]
 RUN_PATTERNS = {"request": r"(^|\| )curl ", "cli": r"^(\.venv/bin/)?maskdetect ", "make": r"^make "}
-OUTPUT_FILE_OPTIONS = ("--out", "--jsonl", "--csv")
+OUTPUT_FILE_OPTIONS = ("--out", "--jsonl", "--csv", "-o", "--output")  # maskdetect's and curl's
 
 
 @dataclass(frozen=True)
