@@ -365,30 +365,33 @@ def test_autoscaler_also_scales_on_waiting_below_each_capacity(resources, contai
     from maskdetect.core.constants import URL_FETCHES
 
     targets = _pods_metrics(resources)
-    assert set(targets) == {"maskdetect_requests_in_flight", "maskdetect_url_fetches_in_flight"}
+    assert set(targets) == {"maskdetect_busy_workers", "maskdetect_url_fetches_in_flight"}
     workers = int({item["name"]: item["value"] for item in container["env"]}["WORKERS"])
-    assert 0 < targets["maskdetect_requests_in_flight"] < workers  # at `workers` every request waits
+    assert 0 < targets["maskdetect_busy_workers"] < workers  # with every worker busy, every request waits
     assert 0 < targets["maskdetect_url_fetches_in_flight"] < URL_FETCHES  # at the cap the fetch stage answers 503
 
 
-def test_prometheus_adapter_serves_the_autoscalers_metrics_from_the_apps_gauges(resources, deployment):
-    """The adapter rule names series the app exports, and the pods are scraped where /metrics answers."""
+def test_prometheus_adapter_serves_the_autoscalers_metrics_from_the_apps_series(resources, deployment):
+    """Each Pods metric is one adapter rule over a series the app exports: a counter's rate, a gauge's average."""
     from flask import Flask
-    from prometheus_client import Gauge
+    from prometheus_client import Counter, Gauge
 
     from maskdetect.service import metrics
     from maskdetect.service.metrics import bp
 
+    exported = {value._name: type(value) for value in vars(metrics).values() if isinstance(value, (Counter, Gauge))}
     values = yaml.safe_load((K8S / "prometheus-adapter" / "values.yaml").read_text())
-    (rule,) = values["rules"]["custom"]
-    series = re.fullmatch(r"\{__name__=~\"(.+?)\",namespace!=\"\",pod!=\"\"\}", rule["seriesQuery"]).group(1)
-    gauges = {value._name for value in vars(metrics).values() if isinstance(value, Gauge)}
-    for name in _pods_metrics(resources):
-        assert re.fullmatch(series, name) and re.fullmatch(rule["name"]["matches"], name), name
-        assert name in gauges, f"{name} is not a gauge of maskdetect/service/metrics.py"
-        assert re.sub(rule["name"]["matches"], rule["name"]["as"].replace("${1}", r"\1"), name) == name  # served as named
-    assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}  # per pod, as a Pods metric needs
-    assert "<<.Series>>{<<.LabelMatchers>>}" in rule["metricsQuery"] and "by (<<.GroupBy>>)" in rule["metricsQuery"]
+    rules = {rule["name"]["as"]: rule for rule in values["rules"]["custom"]}
+    assert set(rules) == set(_pods_metrics(resources)), "one adapter rule per Pods metric of hpa.yaml"
+    for name, rule in rules.items():
+        series = re.fullmatch(r'\{__name__="(\w+)",namespace!="",pod!=""\}', rule["seriesQuery"]).group(1)
+        assert re.fullmatch(rule["name"]["matches"], series), name
+        kind = exported.get(series.removesuffix("_total"))
+        assert kind is not None, f"{series} is not a series of maskdetect/service/metrics.py"
+        function = "rate" if kind is Counter else "avg_over_time"  # a counter only grows; a gauge is sampled
+        assert f"sum({function}(<<.Series>>{{<<.LabelMatchers>>}}[" in rule["metricsQuery"], name
+        assert rule["metricsQuery"].endswith("by (<<.GroupBy>>)"), name
+        assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}  # per pod, as a Pods metric needs
 
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"

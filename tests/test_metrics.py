@@ -24,8 +24,8 @@ from maskdetect.service import metrics
 
 WHITE = encode(Image.new("RGB", (64, 48), "white"))
 TFLITE = constants.PROJECT_ROOT / "deployment" / constants.SERVED_FILE
-NAMES = ("maskdetect_queue_wait_seconds", "maskdetect_requests_in_flight", "maskdetect_requests",
-         "maskdetect_requests_shed", "maskdetect_url_fetches_in_flight")
+NAMES = ("maskdetect_queue_wait_seconds", "maskdetect_requests_in_flight", "maskdetect_worker_busy_seconds",
+         "maskdetect_requests", "maskdetect_requests_shed", "maskdetect_url_fetches_in_flight")
 
 
 def sample(name: str, **labels) -> float:
@@ -103,6 +103,22 @@ def test_a_request_is_in_flight_while_it_runs_and_not_after_even_when_it_fails(a
     monkeypatch.setattr(predictor, "predict", broken)
     assert client.post("/predict", data=WHITE, content_type="image/jpeg").status_code == 500
     assert seen == [1, 1] and sample("maskdetect_requests_in_flight") == 0
+
+
+def test_a_requests_time_in_a_worker_adds_to_the_busy_seconds_and_a_scrape_adds_nothing(app, client, monkeypatch):
+    import time as clock
+
+    predictor = app.extensions["maskdetect.predictor"]
+    predict = predictor.predict
+    monkeypatch.setattr(predictor, "predict", lambda *args, **kwargs: clock.sleep(0.3) or predict(*args, **kwargs))
+    busy = sample("maskdetect_worker_busy_seconds_total")
+    begin = clock.perf_counter()
+    assert client.post("/predict", data=WHITE, content_type="image/jpeg").status_code == 200
+    took = clock.perf_counter() - begin
+    assert 0.3 <= sample("maskdetect_worker_busy_seconds_total") - busy <= took  # inside the client's time
+    busy = sample("maskdetect_worker_busy_seconds_total")
+    assert client.get("/metrics").status_code == 200
+    assert sample("maskdetect_worker_busy_seconds_total") == busy
 
 
 def test_metrics_answers_prometheus_text_with_every_metric_explained_and_is_never_shed(client):
@@ -198,6 +214,7 @@ def test_metrics_behind_serve_add_up_every_process_and_forget_a_dead_workers_in_
         assert answering == workers and len(workers) == 2, per_worker  # each answered some: the 20 are a sum
         assert values[("maskdetect_queue_wait_seconds_count", ())] >= 20  # every request came stamped by nginx
         assert values[("maskdetect_requests_in_flight", ())] == 0
+        assert values[("maskdetect_worker_busy_seconds_total", ())] > 0
 
         # A worker that dies takes its live gauge with it (gunicorn's child_exit); its counts stay in the sum.
         dead = min(workers)

@@ -8,13 +8,15 @@ its values to files there, ``/metrics`` adds them up over every worker, and guni
 ``child_exit`` hook (``deployment/gunicorn.conf.py``) drops a dead worker's live gauges. Without
 the variable (Flask's test client, gunicorn alone) the process's own default registry is answered.
 
-The autoscaler's signal (``deployment/kubernetes/hpa.yaml``) is ``maskdetect_requests_in_flight``:
-a worker that waits, on a URL or on a slow body, uses no CPU but counts here.
+The autoscaler's signals (``deployment/kubernetes/hpa.yaml``) are the rate of
+``maskdetect_worker_busy_seconds_total`` (the average number of busy workers, exact whenever
+Prometheus scrapes) and ``maskdetect_url_fetches_in_flight``: waiting uses no CPU but counts there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -47,6 +49,12 @@ IN_FLIGHT = Gauge(
     "Requests the compute workers hold now, computing or waiting (on a URL a worker fetches itself, on anything), "
     "summed over the live workers: at most WORKERS. GET /metrics itself is not counted.",
     multiprocess_mode="livesum",
+)
+BUSY = Counter(
+    "maskdetect_worker_busy_seconds",
+    "Seconds the compute workers spent handling requests (GET /metrics excluded), added as each request ends; "
+    "its rate is the average number of busy workers, at most WORKERS. Unlike maskdetect_requests_in_flight it "
+    "does not depend on when it is read: a scrape takes a worker, so that gauge never shows every worker busy.",
 )
 ANSWERED = Counter(
     "maskdetect_requests",
@@ -96,7 +104,7 @@ def register(app: Flask) -> None:
     def request_started():
         if request.endpoint != SELF:
             IN_FLIGHT.inc()
-            g.metrics_in_flight = True
+            g.metrics_started = time.perf_counter()
 
     @app.after_request
     def request_answered(response):
@@ -111,7 +119,9 @@ def register(app: Flask) -> None:
 
     @app.teardown_request
     def request_ended(_error):
-        if g.pop("metrics_in_flight", False):
+        started = g.pop("metrics_started", None)
+        if started is not None:
             IN_FLIGHT.dec()
+            BUSY.inc(time.perf_counter() - started)
 
     app.register_blueprint(bp)

@@ -317,7 +317,8 @@ def openapi_document(app: Flask) -> dict:
                     "description": (
                         "Prometheus' text format, summed over every worker behind `maskdetect serve`. Never shed. "
                         "maskdetect_queue_wait_seconds (histogram): the wait between nginx and a worker; "
-                        "maskdetect_requests_in_flight: requests workers hold now; maskdetect_requests_total{endpoint, status}; "
+                        "maskdetect_requests_in_flight: requests workers hold now; maskdetect_worker_busy_seconds_total: their time "
+                        "in requests (its rate: the busy workers); maskdetect_requests_total{endpoint, status}; "
                         "maskdetect_requests_shed_total; maskdetect_url_fetches_in_flight."
                     ),
                     "responses": {"200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
