@@ -135,8 +135,11 @@ def test_health_and_predict_are_answered_while_sixteen_slow_clients_hold_their_c
     base_url, _, _ = stack
     with smoke.SlowClients(base_url, 16) as slow:
         for _ in range(5):
-            health = requests.get(f"{base_url}/health", timeout=HANG_GUARD_S)
-            predict = requests.post(f"{base_url}/predict", data=jpeg, headers={"Content-Type": "image/jpeg"}, timeout=HANG_GUARD_S)
+            try:
+                health = requests.get(f"{base_url}/health", timeout=HANG_GUARD_S)
+                predict = requests.post(f"{base_url}/predict", data=jpeg, headers={"Content-Type": "image/jpeg"}, timeout=HANG_GUARD_S)
+            except requests.Timeout:
+                pytest.fail(f"no answer within {HANG_GUARD_S} s while 16 slow clients were connected: they hold the workers")
             assert health.status_code == 200 and predict.status_code == 200 and predict.json()["label"] == "with_mask"
         # the order that matters: every slow upload was still open, unanswered, after those answers
         open_now = [still_open(connection) for connection in slow.sockets]
