@@ -115,6 +115,7 @@ def render_nginx_config(run: Path, socket: Path, host: str, port: int, client_ti
         "URL_CLIENT_CONNECTIONS": str(settings.url_client_connections),
         "URL_CLIENT_RATE": str(settings.url_client_rate),
         "URL_CLIENT_BURST": str(settings.url_client_burst),
+        "LARGE_REQUESTS": str(settings.large_requests),
         "MAX_BODY": str(MAX_IMAGE_BYTES),
         "MAX_BODY_MB": f"{MAX_IMAGE_BYTES / 1024 / 1024:g}",
     }

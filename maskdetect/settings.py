@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .core.constants import (
     CLIENT_TIMEOUT_S, DEFAULT_HOST, DEFAULT_PORT, MODEL_FILE, PROJECT_ROOT, QUEUE_BUDGET_S, SERVED_FILE,
-    URL_CLIENT_BURST, URL_CLIENT_CONNECTIONS, URL_CLIENT_RATE, URL_FETCHES,
+    LARGE_REQUESTS, URL_CLIENT_BURST, URL_CLIENT_CONNECTIONS, URL_CLIENT_RATE, URL_FETCHES,
 )
 from .core.weights import DETECTOR_FILE
 
@@ -49,6 +49,7 @@ class Settings:
     url_client_connections: int = URL_CLIENT_CONNECTIONS  # MASKDETECT_URL_CLIENT_CONNECTIONS: open JSON requests per client
     url_client_rate: int = URL_CLIENT_RATE  # MASKDETECT_URL_CLIENT_RATE: JSON requests a second per client
     url_client_burst: int = URL_CLIENT_BURST  # MASKDETECT_URL_CLIENT_BURST: JSON requests over the rate let through at once
+    large_requests: int = LARGE_REQUESTS  # MASKDETECT_LARGE_REQUESTS: large requests (bodies of 1 MB+, annotated answers, clips) at once in the pod
     compute_socket: Path | None = None  # MASKDETECT_COMPUTE_SOCKET, set by maskdetect serve: where the fetch stage forwards
     metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR, set by maskdetect serve: the workers' metrics files
     lambda_task_root: Path | None = None  # LAMBDA_TASK_ROOT, set by the AWS Lambda runtime: the handler's folder
@@ -93,6 +94,7 @@ class Settings:
             url_client_connections=_count(env, "MASKDETECT_URL_CLIENT_CONNECTIONS", URL_CLIENT_CONNECTIONS),
             url_client_rate=_count(env, "MASKDETECT_URL_CLIENT_RATE", URL_CLIENT_RATE),
             url_client_burst=_count(env, "MASKDETECT_URL_CLIENT_BURST", URL_CLIENT_BURST, least=0),
+            large_requests=_count(env, "MASKDETECT_LARGE_REQUESTS", LARGE_REQUESTS),
             compute_socket=path("MASKDETECT_COMPUTE_SOCKET"),
             metrics_dir=path("PROMETHEUS_MULTIPROC_DIR"),  # prometheus-client's own name, which it reads at import
             lambda_task_root=path("LAMBDA_TASK_ROOT"),

@@ -7,9 +7,11 @@ run folder (its config, socket and temp paths) and anything a worker spools land
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -153,3 +155,43 @@ def test_a_clip_in_flight_is_what_tmp_holds_and_it_is_gone_once_answered(tmp_pat
     assert watch.peak >= len(body)  # the clip was on disk while the worker read it (the watch sees what it should)
     assert watch.peak < len(body) + len(response.content) + 1_000_000 < tmp_size_limit()  # the clip and its answer, no more
     assert after < 1_000_000 and watch.peak_nginx_temp == 0
+
+
+def _encoded(side: int, kind: str) -> bytes:
+    noise = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, kind)
+    return buffer.getvalue()
+
+
+@pytest.mark.slow  # the stack
+def test_past_the_large_requests_at_once_another_large_one_gets_a_json_429_and_small_uploads_still_pass(tmp_path):
+    small, large = _encoded(64, "JPEG"), _encoded(800, "PNG")
+    assert len(small) < 10**6 <= len(large)
+    with serve(tmp_path / "serve.log", MODEL_PATH=TFLITE, WORKERS=2, MASKDETECT_LARGE_REQUESTS=1) as (base_url, _):
+        host, port = base_url.removeprefix("http://").split(":")
+        held = socket.create_connection((host, int(port)))  # a large upload whose body never comes: it holds the one slot
+        held.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 2000000\r\n\r\n" + large[:1000])
+        try:
+            for _ in range(50):  # until nginx has read the held request's header (milliseconds)
+                refused = requests.post(f"{base_url}/predict", data=large, headers={"Content-Type": "image/png"}, timeout=60)
+                if refused.status_code == 429:
+                    break
+            annotated = requests.post(f"{base_url}/detect?format=jpeg", data=small, headers={"Content-Type": "image/jpeg"}, timeout=60)
+            chunked = requests.post(f"{base_url}/predict", data=iter([small]), headers={"Content-Type": "image/jpeg"}, timeout=60)
+            json_large = requests.post(f"{base_url}/detect?format=png", json={"image": base64.b64encode(small).decode()}, timeout=60)
+            uploads = [requests.post(f"{base_url}/predict", data=small, headers={"Content-Type": "image/jpeg"}, timeout=60) for _ in range(3)]
+            detected = requests.post(f"{base_url}/detect", data=small, headers={"Content-Type": "image/jpeg"}, timeout=60)
+            health = requests.get(f"{base_url}/health", timeout=60)
+        finally:
+            held.close()
+        for _ in range(50):  # until nginx has closed the held request and freed its slot
+            after = requests.post(f"{base_url}/predict", data=large, headers={"Content-Type": "image/png"}, timeout=60)
+            if after.status_code != 429:
+                break
+    for answer in (refused, annotated, chunked):
+        assert answer.status_code == 429 and answer.headers["Retry-After"] == "1", (answer.status_code, answer.text)
+        assert answer.json()["error"].startswith("too many large requests in the service: at most 1 at once")
+    assert json_large.status_code == 429 and "or too many large requests in the service" in json_large.json()["error"]
+    assert [answer.status_code for answer in (*uploads, detected, health)] == [200] * 5
+    assert after.status_code == 200 and after.json()["label"] in ("with_mask", "incorrect", "without_mask")

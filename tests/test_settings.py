@@ -64,6 +64,7 @@ def test_yes_or_no_settings_read_the_usual_words(value, expected):
         ("MASKDETECT_URL_FETCHES", "0", "is not a whole number of at least 1"),
         ("MASKDETECT_URL_CLIENT_RATE", "2.5", "is not a whole number of at least 1"),
         ("MASKDETECT_URL_CLIENT_BURST", "-1", "is not a whole number of at least 0"),
+        ("MASKDETECT_LARGE_REQUESTS", "0", "is not a whole number of at least 1"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_the_fix(name, value, message):
@@ -80,7 +81,8 @@ def test_the_settings_are_frozen():
 def test_the_url_limits_are_read_and_a_burst_may_be_zero():
     settings = Settings.from_env({"MASKDETECT_URL_FETCHES": "3", "MASKDETECT_URL_CLIENT_CONNECTIONS": "2",
                                   "MASKDETECT_URL_CLIENT_RATE": "7", "MASKDETECT_URL_CLIENT_BURST": "0",
-                                  "MASKDETECT_COMPUTE_SOCKET": "/run/x/gunicorn.sock"})
+                                  "MASKDETECT_LARGE_REQUESTS": "2", "MASKDETECT_COMPUTE_SOCKET": "/run/x/gunicorn.sock"})
     assert (settings.url_fetches, settings.url_client_connections, settings.url_client_rate, settings.url_client_burst) == (3, 2, 7, 0)
+    assert (settings.large_requests, Settings().large_requests) == (2, 6)
     assert settings.compute_socket == Path("/run/x/gunicorn.sock")
     assert (Settings().url_fetches, Settings().url_client_connections) == (8, 4) and Settings().compute_socket is None

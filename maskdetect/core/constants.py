@@ -56,6 +56,9 @@ URL_FETCHES = 8  # URLs fetched at once by the stage; past it a 503 with Retry-A
 URL_CLIENT_CONNECTIONS = 4  # JSON requests one client address may have open at once: half the fetches
 URL_CLIENT_RATE = 5  # JSON requests a second per client address, sustained...
 URL_CLIENT_BURST = 10  # ...after a burst of this many more (nginx's limit_req burst, nodelay)
+# Large requests (a body of 10^6 bytes or more, or chunked; ?format=; a clip) nginx holds at once in the
+# pod: each may hold a 10 MB body and a 16 MB answer in nginx's memory (documentation/deployment.md).
+LARGE_REQUESTS = 6
 
 # LiteRT interpreter threads: each of the 2 sync workers has a core of its own.
 TFLITE_THREADS = 1
