@@ -202,7 +202,7 @@ def test_both_images_ship_the_weights_where_the_package_looks():
 
 
 def test_the_image_build_asks_for_make_weights_when_the_file_is_missing(tmp_path):
-    for name in ("maskdetect/service/__init__.py", "deployment/gunicorn.conf.py", "deployment/maskdetect.h5",
+    for name in ("maskdetect/service/__init__.py", "deployment/gunicorn.conf.py", "deployment/gunicorn-fetch.conf.py", "deployment/maskdetect.h5",
                  "deployment/maskdetect.tflite", "deployment/metrics.json", "deployment/docker/requirements.txt",
                  "deployment/docker/requirements-keras.txt"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
