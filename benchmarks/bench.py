@@ -17,7 +17,8 @@ after each worker has answered one /detect and then, for the memory target, 20 a
 - POST /predict with uploaded JPEGs of 20 KB to 1 MB (benchmarks/payloads.py), one at a time
   and 4 at once;
 - POST /predict with {"url": ...} of the same JPEGs, served by an HTTP server on 127.0.0.1 in this
-  process (the service runs with MASKDETECT_ALLOW_PRIVATE_URLS=1 for that);
+  process (the service runs with MASKDETECT_ALLOW_PRIVATE_URLS=1 for that, and with nginx's per-client
+  JSON limits lifted: every scenario comes from one address);
 - POST /detect with ~400 px crowd scenes from scenes-dev (MASKDETECT_SHARED_DATA), last.
 
 The seed-style baseline (benchmarks/seed_app.py: the .h5, model.predict on the whole photo) is served
@@ -256,7 +257,10 @@ def start(target: Target, workers_count: int, work: Path, config: Path | None = 
     env = dict(os.environ)
     env.update(
         HOST="127.0.0.1", PORT=str(target.port), WORKERS=str(workers_count), MODEL_PATH=str(target.model),
-        MASKDETECT_ALLOW_PRIVATE_URLS="1", PYTHONPATH=str(target.root), **settings,
+        MASKDETECT_ALLOW_PRIVATE_URLS="1", PYTHONPATH=str(target.root),
+        # One client address drives every scenario: nginx's per-client JSON limits, meant for many callers, are lifted.
+        MASKDETECT_URL_CLIENT_CONNECTIONS="64", MASKDETECT_URL_CLIENT_RATE="100000", MASKDETECT_URL_CLIENT_BURST="100000",
+        **settings,
     )
     target.log = work / f"gunicorn-{target.label.replace(' ', '_')}.log"
     log = open(target.log, "wb")
